@@ -1,0 +1,53 @@
+"""The `bascule` command line: the only place that prints.
+
+Sub-command groups live in `cli_<group>.py` modules; this module wires them together and
+maps errors to the documented exit codes (see `bascule.errors.ExitCode`).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from bascule import __version__
+from bascule.migration import cli_keys, cli_sandbox, cli_stacks
+from bascule.migration.cli_common import set_debug
+
+app = typer.Typer(
+    name="bascule",
+    help=(
+        "Rehearse and carry out the switchover of a health-data platform from Azure Blob "
+        "to S3-compatible sovereign hosting: encrypted (age), chunked, resumable, verified.\n\n"
+        "Exit codes: 0 success; 1 verification mismatch or failed gate; 2 usage or config "
+        "error; 3 storage, credential or network error; 4 interrupted (run again to resume)."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(cli_sandbox.app, name="sandbox", help="Local Azurite + S3 servers on 127.0.0.1.")
+app.add_typer(cli_keys.app, name="keys", help="Generate and check age keys.")
+app.add_typer(cli_stacks.app, name="stacks", help="Pulumi landing zones: parity and policy.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bascule {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one line."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    set_debug(debug)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

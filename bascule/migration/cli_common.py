@@ -1,0 +1,65 @@
+"""What every CLI module shares: the console, and turning errors into one line + exit code.
+
+Only CLI modules print. An error is one line on stderr (what, where, what to do) and the
+documented exit code; a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from bascule.errors import BasculeError, ExitCode
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_state = {"debug": False}
+
+
+def set_debug(enabled: bool) -> None:
+    _state["debug"] = enabled
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    """Print one error line to stderr and return the Exit to raise."""
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(int(code))
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for commands: BasculeError -> one line + its exit code; Ctrl-C -> exit 4."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except BasculeError as exc:
+            if _state["debug"]:
+                raise
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            if _state["debug"]:
+                raise
+            raise fail(
+                "interrupted; run the same command again to resume", ExitCode.INTERRUPTED
+            ) from None
+        except OSError as exc:
+            if _state["debug"]:
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise fail(f"{exc.strerror or exc}{where}", ExitCode.STORAGE) from None
+
+    return wrapper
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
