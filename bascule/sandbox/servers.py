@@ -163,7 +163,10 @@ def start_rclone_s3(
     """`rclone serve s3` over a local folder: each top-level folder is a bucket."""
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [rclone_binary(), "serve", "s3", "--addr", f"{HOST}:{port}", str(data_dir)]
-    env = {"RCLONE_AUTH_KEY": f'"{access_key_id},{secret_access_key}"', "RCLONE_CONFIG": "/dev/null"}
+    env = {
+        "RCLONE_AUTH_KEY": f'"{access_key_id},{secret_access_key}"',
+        "RCLONE_CONFIG": "/dev/null",
+    }
     pid = _spawn("rclone-s3", cmd, log_path, env, port)
     server = ServerProcess("rclone-s3", pid, port, log_path)
     wait_ready(server)
