@@ -1,0 +1,282 @@
+"""age X25519 keys: bech32 encoding, recipients, identities and identity files.
+
+Recipients (public keys) are ``age1...``; identities (secret keys) are
+``AGE-SECRET-KEY-1...``. Both are bech32 (BIP 173 checksum, not bech32m) without BIP 173's
+90-character limit, as age specifies. An identity's secret string is only reachable through
+`X25519Identity.to_secret_string`: `repr`/`str` never show it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from bascule.connectors.age_errors import AgeHeaderError
+from bascule.errors import ConfigError
+
+RECIPIENT_HRP = "age"
+IDENTITY_HRP = "age-secret-key-"
+X25519_INFO = b"age-encryption.org/v1/X25519"
+FILE_KEY_SIZE = 16
+_ZERO_NONCE = bytes(12)
+
+_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_CHARSET_REV = {c: i for i, c in enumerate(_CHARSET)}
+_GENERATORS = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+
+
+class Bech32Error(ValueError):
+    """A string is not valid bech32 (the message says why, never echoes a secret)."""
+
+
+def _polymod(values: Sequence[int]) -> int:
+    chk = 1
+    for value in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ value
+        for i, gen in enumerate(_GENERATORS):
+            if (top >> i) & 1:
+                chk ^= gen
+    return chk
+
+
+def _hrp_expand(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def _convert_bits(data: Sequence[int], from_bits: int, to_bits: int, pad: bool) -> list[int]:
+    acc, bits, out = 0, 0, []
+    max_value = (1 << to_bits) - 1
+    for value in data:
+        acc = (acc << from_bits) | value
+        bits += from_bits
+        while bits >= to_bits:
+            bits -= to_bits
+            out.append((acc >> bits) & max_value)
+    if pad and bits:
+        out.append((acc << (to_bits - bits)) & max_value)
+    elif not pad and (bits >= from_bits or (acc << (to_bits - bits)) & max_value):
+        raise Bech32Error("invalid padding in the data part")
+    return out
+
+
+def bech32_encode(hrp: str, data: bytes) -> str:
+    """Lowercase bech32 of `data` under human-readable part `hrp`."""
+    hrp = hrp.lower()
+    values = _convert_bits(data, 8, 5, pad=True)
+    polymod = _polymod([*_hrp_expand(hrp), *values, 0, 0, 0, 0, 0, 0]) ^ 1
+    checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_CHARSET[v] for v in values + checksum)
+
+
+def bech32_decode(text: str) -> tuple[str, bytes]:
+    """(lowercase hrp, data) of a bech32 string; raises Bech32Error if it is not one."""
+    if text.lower() != text and text.upper() != text:
+        raise Bech32Error("mixed upper and lower case")
+    text = text.lower()
+    sep = text.rfind("1")
+    if sep < 1 or sep + 7 > len(text):
+        raise Bech32Error("separator '1' missing or data part too short")
+    hrp, data_part = text[:sep], text[sep + 1 :]
+    if any(not 33 <= ord(c) <= 126 for c in hrp):
+        raise Bech32Error("invalid character in the prefix")
+    try:
+        values = [_CHARSET_REV[c] for c in data_part]
+    except KeyError as exc:
+        raise Bech32Error(f"invalid character {exc.args[0]!r} in the data part") from None
+    if _polymod([*_hrp_expand(hrp), *values]) != 1:
+        raise Bech32Error("checksum mismatch (typo or truncated key)")
+    return hrp, bytes(_convert_bits(values[:-6], 5, 8, pad=False))
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+class X25519Recipient:
+    """An age X25519 public key; wraps file keys for its identity."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, public_bytes: bytes) -> None:
+        if len(public_bytes) != 32:
+            raise ValueError("an X25519 public key is 32 bytes")
+        self._key = public_bytes
+
+    @classmethod
+    def parse(cls, s: str) -> X25519Recipient:
+        """Parse ``age1...``; raises ValueError saying what is wrong with `s`."""
+        s = s.strip()
+        if s.startswith(("ssh-", "age1pq")):
+            raise ValueError("only age X25519 recipients (age1...) are supported")
+        try:
+            hrp, data = bech32_decode(s)
+        except Bech32Error as exc:
+            raise ValueError(f"not a valid age recipient: {exc}") from None
+        if hrp != RECIPIENT_HRP or s != s.lower():
+            raise ValueError("an age recipient is lowercase and starts with 'age1'")
+        if len(data) != 32:
+            raise ValueError(f"an age recipient holds 32 bytes, this one {len(data)}")
+        return cls(data)
+
+    @property
+    def public_bytes(self) -> bytes:
+        return self._key
+
+    def wrap(self, file_key: bytes) -> tuple[bytes, bytes]:
+        """(ephemeral share, stanza body) wrapping `file_key` for this recipient."""
+        ephemeral = X25519PrivateKey.generate()
+        share = ephemeral.public_key().public_bytes_raw()
+        shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(self._key))
+        wrap_key = _hkdf(shared, share + self._key, X25519_INFO)
+        body = ChaCha20Poly1305(wrap_key).encrypt(_ZERO_NONCE, file_key, None)
+        return share, body
+
+    def __str__(self) -> str:
+        return bech32_encode(RECIPIENT_HRP, self._key)
+
+    def __repr__(self) -> str:
+        return f"X25519Recipient({self})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, X25519Recipient) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+
+class X25519Identity:
+    """An age X25519 secret key. `str`/`repr` show only its recipient, never the secret."""
+
+    __slots__ = ("_private", "_public")
+
+    def __init__(self, private: X25519PrivateKey) -> None:
+        self._private = private
+        self._public = private.public_key().public_bytes_raw()
+
+    @classmethod
+    def parse(cls, s: str) -> X25519Identity:
+        """Parse ``AGE-SECRET-KEY-1...``; raises ValueError (the message never holds `s`)."""
+        s = s.strip()
+        if s.upper().startswith("AGE-SECRET-KEY-PQ-"):
+            raise ValueError("post-quantum (hybrid) identities are not supported, only X25519")
+        try:
+            hrp, data = bech32_decode(s)
+        except Bech32Error as exc:
+            raise ValueError(f"not a valid age identity: {exc}") from None
+        if hrp != IDENTITY_HRP or s != s.upper():
+            raise ValueError("an age identity is uppercase and starts with 'AGE-SECRET-KEY-1'")
+        if len(data) != 32:
+            raise ValueError(f"an age identity holds 32 bytes, this one {len(data)}")
+        return cls(X25519PrivateKey.from_private_bytes(data))
+
+    @classmethod
+    def generate(cls) -> X25519Identity:
+        return cls(X25519PrivateKey.generate())
+
+    def recipient(self) -> X25519Recipient:
+        return X25519Recipient(self._public)
+
+    def to_secret_string(self) -> str:
+        """The ``AGE-SECRET-KEY-1...`` string: write it only to a 0600 file."""
+        raw = self._private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return bech32_encode(IDENTITY_HRP, raw).upper()
+
+    def unwrap(self, share: bytes, body: bytes) -> bytes | None:
+        """The file key of an X25519 stanza, or None if the stanza is not for this identity.
+
+        Raises AgeHeaderError if the share is a low-order point (all-zero shared secret)."""
+        try:
+            shared = self._private.exchange(X25519PublicKey.from_public_bytes(share))
+        except ValueError:
+            shared = bytes(32)
+        if shared == bytes(32):
+            raise AgeHeaderError("an X25519 stanza has a low-order share (invalid header)")
+        wrap_key = _hkdf(shared, share + self._public, X25519_INFO)
+        try:
+            file_key = ChaCha20Poly1305(wrap_key).decrypt(_ZERO_NONCE, body, None)
+        except InvalidTag:
+            return None
+        return file_key
+
+    def __repr__(self) -> str:
+        return f"X25519Identity(recipient={self.recipient()})"
+
+    __str__ = __repr__
+
+
+def parse_recipients(values: Sequence[str]) -> list[X25519Recipient]:
+    """Parse age recipients; raises ConfigError naming the bad value and its 1-based index."""
+    recipients = []
+    for index, value in enumerate(values, start=1):
+        try:
+            recipients.append(X25519Recipient.parse(value))
+        except ValueError as exc:
+            raise ConfigError(
+                f"recipient {index} of {len(values)} ({value!r}) is invalid: {exc}; "
+                "give the public key printed by 'bascule keys generate' or 'age-keygen -y'"
+            ) from None
+    return recipients
+
+
+def _check_private_mode(path: Path) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"identity file {path} is readable by group or others (mode {mode:04o}); "
+            f"it holds a secret key: run 'chmod 600 {path}'"
+        )
+
+
+def load_identities(path: Path) -> list[X25519Identity]:
+    """Read an age identity file: one ``AGE-SECRET-KEY-1...`` per line, '#' comments, blanks.
+
+    Raises ConfigError if the file is missing, readable by group or others (mode & 0o077),
+    holds a line that is not an X25519 identity (named by line number, never echoed), or
+    holds no identity at all."""
+    if not path.is_file():
+        raise ConfigError(
+            f"identity file {path} not found; create one with "
+            f"'bascule keys generate --output {path}'"
+        )
+    _check_private_mode(path)
+    identities = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            identities.append(X25519Identity.parse(line))
+        except ValueError as exc:
+            raise ConfigError(f"identity file {path}, line {number}: {exc}") from None
+    if not identities:
+        raise ConfigError(f"identity file {path} holds no identity (AGE-SECRET-KEY-1... line)")
+    return identities
+
+
+def write_identity_file(path: Path, identity: X25519Identity, created: str) -> None:
+    """Create `path` with mode 0600 holding `identity`, in age-keygen's layout.
+
+    Raises FileExistsError if `path` exists (an identity is never overwritten)."""
+    content = (
+        f"# created: {created}\n"
+        f"# public key: {identity.recipient()}\n"
+        f"{identity.to_secret_string()}\n"
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    os.chmod(path, 0o600)  # exactly 0600 whatever the umask
