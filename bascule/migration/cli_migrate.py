@@ -1,0 +1,228 @@
+"""`bascule plan` and `bascule migrate`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from bascule.migration import service
+from bascule.migration.cli_common import console, handle_errors
+from bascule.migration.config import Config, load_config
+from bascule.migration.plan import MigrationPlan
+
+CONFIG_OPT = typer.Option(
+    Path("bascule.yaml"), "--config", "-c", help="The bascule.yaml to use.", show_default=True
+)
+DATASET_OPT = typer.Option(None, "--dataset", "-d", help="Only this dataset (default: all).")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def _plan_table(plan: MigrationPlan) -> Table:
+    table = Table(title="Migration plan")
+    for col in ("dataset", "to copy", "bytes", "parts", "unchanged", "extra on target", "blocked"):
+        table.add_column(col, justify="left" if col == "dataset" else "right")
+    for d in plan.datasets:
+        table.add_row(
+            d.dataset,
+            str(len(d.objects)),
+            human_bytes(d.bytes_to_copy),
+            str(d.parts),
+            str(len(d.unchanged)),
+            str(len(d.extra)),
+            str(len(d.blocked)),
+        )
+    return table
+
+
+def print_plan(cfg: Config, plan: MigrationPlan) -> None:
+    console.print(_plan_table(plan))
+    console.print(
+        f"total: {plan.objects} objects, {human_bytes(plan.bytes_to_copy)}, {plan.parts} parts"
+    )
+    eta = service.estimated_seconds(cfg, plan)
+    if plan.bytes_to_copy and eta is not None:
+        console.print(f"estimated duration at the last measured throughput: {human_duration(eta)}")
+    elif plan.bytes_to_copy:
+        console.print("estimated duration: unknown until a first migration has run")
+    for b in plan.blocked:
+        console.print(f"blocked: {b.dataset}:{b.source_key}: {b.reason}")
+    for d in plan.datasets:
+        for key in d.extra[:10]:
+            console.print(f"extra on target ({d.dataset}): {key}")
+
+
+def plan_command(
+    config: Path = CONFIG_OPT,
+    dataset: str | None = DATASET_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Show what `migrate` would copy: new and changed objects, parts, totals. Writes nothing."""
+    _plan(config, dataset, as_json)
+
+
+@handle_errors
+def _plan(config: Path, dataset: str | None, as_json: bool) -> None:
+    cfg = load_config(config)
+    plan = service.make_plan(cfg, dataset, service.open_journal(cfg, create=False))
+    if as_json:
+        data = plan.to_dict()
+        data["estimated_seconds"] = service.estimated_seconds(cfg, plan)
+        typer.echo(json.dumps(data, indent=2))
+        return
+    print_plan(cfg, plan)
+
+
+class RichProgress:
+    """The executor's ProgressSink drawn as a rich bar (bytes, objects, rate, ETA)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._bytes: TaskID = progress.add_task("copy", total=0)
+        self._objects: TaskID = progress.add_task("objects", total=0)
+
+    def add_total(self, objects: int, nbytes: int) -> None:
+        for task, extra in ((self._bytes, nbytes), (self._objects, objects)):
+            current = self._progress.tasks[task].total or 0
+            self._progress.update(task, total=current + extra)
+
+    def advance(self, nbytes: int) -> None:
+        self._progress.advance(self._bytes, nbytes)
+
+    def object_done(self, key: str) -> None:
+        self._progress.advance(self._objects, 1)
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+@contextmanager
+def graceful_stop() -> Iterator[threading.Event]:
+    """First Ctrl-C (or SIGTERM): finish the parts in flight, then stop (exit 4).
+    A second Ctrl-C stops at once; the journal still loses only the parts in flight."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        console.print("stopping after the parts in flight (Ctrl-C again to stop now)...")
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def migrate_command(
+    config: Path = CONFIG_OPT,
+    dataset: str | None = DATASET_OPT,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (threads), dask-local:N (N worker processes) or dask://HOST:PORT.",
+    ),
+) -> None:
+    """Copy the datasets, encrypted, part by part; re-run to resume (nothing done is resent).
+
+    Memory: about 100 MiB + 1.1 x transfer.max_bytes_in_flight (default 128 MiB)."""
+    _migrate(config, dataset, dry_run, executor)
+
+
+@handle_errors
+def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) -> None:
+    cfg = load_config(config)
+    _setup_logging(cfg)
+    if dry_run:
+        plan = service.make_plan(cfg, dataset, service.open_journal(cfg, create=False))
+        print_plan(cfg, plan)
+        console.print("dry run: nothing was written")
+        return
+    from bascule.migration.runners import make_runner
+
+    runner = make_runner(executor, cfg)
+    with graceful_stop() as stop, make_progress() as bar:
+        try:
+            outcome = service.migrate(
+                cfg, dataset, runner=runner, progress=RichProgress(bar), stop=stop
+            )
+        finally:
+            if runner is not None:
+                runner.shutdown()
+    _summary(outcome)
+
+
+def _summary(outcome: service.MigrateOutcome) -> None:
+    stats = outcome.stats
+    plan = outcome.plan
+    unchanged = sum(len(d.unchanged) for d in plan.datasets)
+    if not plan.objects:
+        console.print(f"nothing to copy: {unchanged} objects already copied and unchanged")
+        return
+    rate = stats.bytes_sent / outcome.seconds if outcome.seconds else 0.0
+    console.print(
+        f"copied {stats.objects_committed} objects, {human_bytes(stats.bytes_sent)} in "
+        f"{human_duration(outcome.seconds)} ({human_bytes(rate)}/s); {unchanged} unchanged"
+    )
+    for key in stats.restarted:
+        console.print(f"source changed during the copy, copied again with a new key: {key}")
+    if stats.orphans_aborted:
+        console.print(f"aborted {stats.orphans_aborted} orphaned upload(s)")
+
+
+def _setup_logging(cfg: Config) -> None:
+    from bascule.logging import configure_logging, register_secrets_from_config
+
+    configure_logging(cfg.journal.parent / "logs")
+    register_secrets_from_config(cfg)

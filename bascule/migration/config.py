@@ -1,0 +1,327 @@
+"""`bascule.yaml`: load, validate, and turn into connectors.
+
+The file holds no secret: only names of environment variables (or the SDKs' own credential
+chains). Every problem is one `ConfigError` line naming the file, the key path and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bascule.connectors.base import MiB
+from bascule.errors import ConfigError
+
+FORMATS = ("auto", "parquet", "csv", "jsonl", "sas7bdat", "binary")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+    "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+}  # fmt: skip
+
+
+def parse_size(value: int | str) -> int:
+    """``64MiB`` -> 67108864; an int passes through. ValueError on anything else."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise ValueError(f"not a size: {value!r} (use e.g. 64MiB, 500GB, 450TB)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AzureBlobEndpoint(_Strict):
+    kind: Literal["azure-blob"]
+    connection_string_env: str | None = None
+    account_url: str | None = None  # with DefaultAzureCredential-style chains
+
+
+class S3Endpoint(_Strict):
+    kind: Literal["s3"]
+    provider: Literal["ovhcloud", "aws", "other"] = "other"
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id_env: str | None = None
+    secret_access_key_env: str | None = None
+    # Plain HTTP is refused unless the host is loopback or this is set: health data in clear
+    # text on a network is never what an operator meant.
+    allow_insecure_http: bool = False
+
+
+class LocalEndpoint(_Strict):
+    kind: Literal["local"]
+    path: Path
+
+
+class RcloneEndpoint(_Strict):
+    kind: Literal["rclone"]
+    remote: str  # an rclone remote name, configured by rclone's own config or env
+
+
+Endpoint = Annotated[
+    AzureBlobEndpoint | S3Endpoint | LocalEndpoint | RcloneEndpoint, Field(discriminator="kind")
+]
+
+
+class Location(_Strict):
+    endpoint: str
+    container: str | None = None  # Azure name
+    bucket: str | None = None  # S3 name
+    prefix: str = ""
+
+    @property
+    def store(self) -> str:
+        """The container or bucket name ("" for local/rclone roots)."""
+        return self.container or self.bucket or ""
+
+
+class Dataset(_Strict):
+    name: str
+    source: Location
+    target: Location
+    format: Literal["auto", "parquet", "csv", "jsonl", "sas7bdat", "binary"] = "auto"
+    encrypt: bool = True
+
+
+class Encryption(_Strict):
+    recipients: list[str] = Field(default_factory=list)
+    identity_file_env: str | None = None
+
+
+class Transfer(_Strict):
+    """How the copy runs. Memory bound: about max_bytes_in_flight x 2.2 (plaintext + ciphertext
+    + hashing buffers) plus ~80 MiB of interpreter and SDKs."""
+
+    part_size: int = 64 * MiB
+    concurrency: int = 8
+    max_bytes_in_flight: int = 256 * MiB
+    max_attempts: int = 5  # per part, kept in the journal across restarts
+
+    @field_validator("part_size", "max_bytes_in_flight", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value)
+
+    @field_validator("part_size")
+    @classmethod
+    def _whole_chunks(cls, value: int) -> int:
+        if value <= 0 or value % (64 * 1024):
+            raise ValueError("must be a positive multiple of 64KiB (whole age chunks)")
+        return value
+
+
+class Config(_Strict):
+    project: str
+    deadline: date | None = None
+    journal: Path = Path(".bascule/journal.db")
+    endpoints: dict[str, Endpoint]
+    encryption: Encryption = Field(default_factory=Encryption)
+    transfer: Transfer = Field(default_factory=Transfer)
+    production_volume: int | None = None  # bytes, for readiness projections
+    datasets: list[Dataset]
+    source_path: Path = Path("bascule.yaml")
+
+    @field_validator("production_volume", mode="before")
+    @classmethod
+    def _volume(cls, value: Any) -> int | None:
+        return None if value is None else parse_size(value)
+
+    def dataset(self, name: str) -> Dataset:
+        for ds in self.datasets:
+            if ds.name == name:
+                return ds
+        names = ", ".join(d.name for d in self.datasets)
+        raise ConfigError(f"{self.source_path}: no dataset named {name!r}; known: {names}")
+
+    def select(self, name: str | None) -> list[Dataset]:
+        return self.datasets if name is None else [self.dataset(name)]
+
+
+def _loc(error: Mapping[str, Any]) -> str:
+    return ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling against the README"
+    if kind == "missing":
+        return "required key is missing; add it"
+    if kind == "union_tag_invalid":
+        return "unknown kind; use one of azure-blob, s3, local, rclone"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _validation_message(path: Path, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    more = len(exc.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{path}: {_loc(first)}: {_explain(first)}{tail}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: file not found; pass -c with the path of bascule.yaml"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror}); check its permissions") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({exc}); fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level (project, endpoints, ...)")
+    return data
+
+
+def load_config(path: Path, *, check_env: bool = True) -> Config:
+    """Read and validate `path`. ConfigError (exit 2) on any problem, naming key and fix.
+
+    With `check_env`, every environment variable the file names must be set."""
+    data = _read_yaml(path)
+    data.setdefault("source_path", str(path))
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, exc)) from None
+    if not cfg.journal.is_absolute():
+        cfg = cfg.model_copy(update={"journal": path.parent / cfg.journal})
+    _check_references(cfg)
+    _check_recipients(cfg)
+    _check_transport(cfg)
+    if check_env:
+        _check_env(cfg)
+    return cfg
+
+
+def _check_references(cfg: Config) -> None:
+    seen: set[str] = set()
+    for i, ds in enumerate(cfg.datasets):
+        if ds.name in seen:
+            raise ConfigError(f"{cfg.source_path}: datasets.{i}.name: duplicate {ds.name!r}")
+        seen.add(ds.name)
+        for side in ("source", "target"):
+            loc: Location = getattr(ds, side)
+            if loc.endpoint not in cfg.endpoints:
+                known = ", ".join(cfg.endpoints) or "none"
+                raise ConfigError(
+                    f"{cfg.source_path}: datasets.{i}.{side}.endpoint: unknown endpoint "
+                    f"{loc.endpoint!r}; declare it under endpoints (known: {known})"
+                )
+            kind = cfg.endpoints[loc.endpoint].kind
+            if kind in ("azure-blob", "s3") and not loc.store:
+                field = "container" if kind == "azure-blob" else "bucket"
+                raise ConfigError(
+                    f"{cfg.source_path}: datasets.{i}.{side}: missing {field} for {kind} "
+                    f"endpoint {loc.endpoint!r}; add `{field}: NAME`"
+                )
+        if ds.encrypt and not cfg.encryption.recipients:
+            raise ConfigError(
+                f"{cfg.source_path}: encryption.recipients: dataset {ds.name!r} has encrypt: true "
+                "but no recipient is set; add an age1... public key (bascule keys generate)"
+            )
+
+
+def _check_recipients(cfg: Config) -> None:
+    from bascule.connectors.age import X25519Recipient
+
+    for i, value in enumerate(cfg.encryption.recipients):
+        try:
+            X25519Recipient.parse(value)
+        except Exception:  # any parse failure is the same user error
+            shown = value if len(value) < 80 else value[:77] + "..."
+            raise ConfigError(
+                f"{cfg.source_path}: encryption.recipients.{i}: {shown!r} is not a valid age "
+                "X25519 recipient (age1...); paste the public key printed by `bascule keys "
+                "generate`, never the secret key"
+            ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_transport(cfg: Config) -> None:
+    for name, ep in cfg.endpoints.items():
+        if isinstance(ep, S3Endpoint) and ep.endpoint_url:
+            url = urlparse(ep.endpoint_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ConfigError(
+                    f"{cfg.source_path}: endpoints.{name}.endpoint_url: {ep.endpoint_url!r} is "
+                    "not an http(s) URL; use e.g. https://s3.gra.io.cloud.ovh.net"
+                )
+            insecure = url.scheme == "http" and not _is_loopback(url.hostname)
+            if insecure and not ep.allow_insecure_http:
+                raise ConfigError(
+                    f"{cfg.source_path}: endpoints.{name}.endpoint_url: plain HTTP to "
+                    f"{url.hostname} is refused; use https, or set allow_insecure_http: true "
+                    "if this network is trusted"
+                )
+
+
+def _env_names(ep: Endpoint) -> list[tuple[str, str]]:
+    if isinstance(ep, AzureBlobEndpoint):
+        if ep.connection_string_env:
+            return [("connection_string_env", ep.connection_string_env)]
+        return []
+    if isinstance(ep, S3Endpoint):
+        pairs = [("access_key_id_env", ep.access_key_id_env)]
+        pairs.append(("secret_access_key_env", ep.secret_access_key_env))
+        return [(k, v) for k, v in pairs if v]
+    return []
+
+
+def _check_env(cfg: Config) -> None:
+    used = {d.source.endpoint for d in cfg.datasets} | {d.target.endpoint for d in cfg.datasets}
+    for name in sorted(used):
+        for key, var in _env_names(cfg.endpoints[name]):
+            if not os.environ.get(var):
+                raise ConfigError(
+                    f"{cfg.source_path}: endpoints.{name}.{key}: environment variable {var} is "
+                    f"not set; export it (e.g. `source .bascule/sandbox/env.sh` for the sandbox)"
+                )
+        ep = cfg.endpoints[name]
+        if isinstance(ep, AzureBlobEndpoint) and not (ep.connection_string_env or ep.account_url):
+            raise ConfigError(
+                f"{cfg.source_path}: endpoints.{name}: set connection_string_env or account_url"
+            )
+
+
+def identity_path(cfg: Config, *, required: bool, why: str) -> Path | None:
+    """The identity file named by `encryption.identity_file_env`, or None when not required.
+
+    ConfigError when required and unset: `why` says what needs it."""
+    var = cfg.encryption.identity_file_env
+    value = os.environ.get(var) if var else None
+    if value:
+        return Path(value)
+    if not required:
+        return None
+    hint = f"export {var}=PATH" if var else "set encryption.identity_file_env in the config"
+    raise ConfigError(
+        f"{cfg.source_path}: encryption.identity_file_env: {why} needs the age identity "
+        f"(private key); {hint}"
+    )

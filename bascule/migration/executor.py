@@ -1,0 +1,486 @@
+"""The coordinator: turns a plan into part tasks, bounds bytes in flight, journals results.
+
+Only the coordinator (the thread that calls `Coordinator.run`) touches the journal. Tasks run
+elsewhere (`PartRunner`: a thread pool, or Dask workers) and return `PartResult`s. Who retries
+what: the SDKs retry nothing (boto3/Azure retries are turned down in the connectors), each task
+retries a transient failure with the one tenacity policy of `retry.py` within the attempt
+budget the journal still allows, and the journal counts attempts across restarts.
+
+Memory: at most `max_bytes_in_flight` bytes of ciphertext are held by running tasks (one part
+is always allowed, however large), so RSS is about 100 MiB + 1.1 x max_bytes_in_flight.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from bascule.connectors.base import Connector, PartReceipt, PartWriterOpener
+from bascule.errors import (
+    BasculeError,
+    ConnectorError,
+    Interrupted,
+    ObjectNotFound,
+    PreconditionFailed,
+    VerificationError,
+)
+from bascule.migration.endpoints import EndpointRef, connector
+from bascule.migration.journal import Journal, KeyWrapper, ObjectRow, PartRow
+from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
+from bascule.migration.retry_task import run_part_with_retries
+from bascule.migration.transfer import ObjectKey, PartResult, PartTask, composite
+
+log = structlog.get_logger("bascule.executor")
+TaskFn = Callable[[PartTask], PartResult]
+
+
+class PartRunner(Protocol):
+    """Where part tasks run: `submit` returns a Future of the task's PartResult."""
+
+    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]: ...
+
+    def shutdown(self) -> None: ...
+
+
+class ThreadRunner:
+    def __init__(self, concurrency: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="part")
+
+    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]:
+        return self._pool.submit(run_part_with_retries, task, attempts_left)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ProgressSink(Protocol):
+    def add_total(self, objects: int, nbytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def object_done(self, key: str) -> None: ...
+
+
+class NullProgress:
+    def add_total(self, objects: int, nbytes: int) -> None:
+        return None
+
+    def advance(self, nbytes: int) -> None:
+        return None
+
+    def object_done(self, key: str) -> None:
+        return None
+
+
+@dataclass
+class RunStats:
+    objects_committed: int = 0
+    bytes_sent: int = 0  # plaintext bytes of parts that completed in this run
+    parts_sent: int = 0
+    restarted: list[str] = field(default_factory=list)  # sources that changed mid-copy
+    orphans_aborted: int = 0
+
+
+@dataclass
+class ObjectJob:
+    """One object being written: its journal row, and the parts still to send."""
+
+    plan: ObjectPlan
+    row: ObjectRow
+    source: EndpointRef
+    target: EndpointRef
+    key: ObjectKey | None
+    pending: deque[PartSpec]
+    done: dict[int, PartRow] = field(default_factory=dict)
+    in_flight: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending and self.in_flight == 0 and len(self.done) == self.row.parts
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    concurrency: int = 8
+    max_bytes_in_flight: int = 128 * 1024 * 1024
+    max_attempts: int = 5
+
+
+def object_metadata(plan: ObjectPlan) -> dict[str, str]:
+    """User metadata on every target object: what it is, never anything secret."""
+    return {
+        "bascule-encryption": "age-v1" if plan.encrypt else "none",
+        "bascule-plain-size": str(plan.size),
+        "bascule-source-etag": plan.etag,
+    }
+
+
+class Coordinator:
+    """Runs one migration: prepares objects, feeds the runner, records every fact."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        run_id: int,
+        runner: PartRunner,
+        options: ExecutorOptions,
+        recipients: list[str],
+        progress: ProgressSink | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.journal = journal
+        self.run_id = run_id
+        self.runner = runner
+        self.options = options
+        self.recipients = recipients
+        self.progress = progress or NullProgress()
+        self.stop = stop or threading.Event()
+        self.stats = RunStats()
+        self.key_file = str(journal.path.with_name(journal.path.name + ".key"))
+        self._wrapper = KeyWrapper.load_or_create(Path(self.key_file))
+        self._futures: dict[Future[tuple[PartResult, int]], tuple[ObjectJob, PartSpec]] = {}
+        self._bytes_in_flight = 0
+        self._failure: BaseException | None = None
+        self._ready: deque[ObjectJob] = deque()
+
+    # -- object preparation --------------------------------------------------------
+
+    def _new_key_material(self, plan: ObjectPlan) -> tuple[bytes, bytes, bytes | None]:
+        if not plan.encrypt:
+            return b"", b"", None
+        from bascule.connectors import age
+
+        recipients = age.parse_recipients(self.recipients)
+        material = age.new_file(recipients)
+        wrapped = self._wrapper.wrap(material.file_key, f"{plan.dataset}/{plan.target_key}")
+        return material.header, material.nonce, wrapped
+
+    def _multipart(self, plan: ObjectPlan, target: Connector) -> bool:
+        return len(plan.parts) > 1 and isinstance(target, PartWriterOpener)
+
+    def _start_object(
+        self, plan: ObjectPlan, source: EndpointRef, target: EndpointRef
+    ) -> ObjectJob:
+        tgt = connector(target)
+        old = self.journal.get_object(plan.dataset, plan.target_key)
+        if old is not None and old.state == "in_progress" and old.source_etag == plan.etag:
+            resumed = self._resume(plan, old, source, target, tgt)
+            if resumed is not None:
+                return resumed
+        if old is not None and old.resume_token and isinstance(tgt, PartWriterOpener):
+            tgt.abort_upload(plan.target_key, old.resume_token)
+        parts = plan.parts
+        if len(parts) > 1 and not isinstance(tgt, PartWriterOpener):
+            whole = plan_parts(plan.size, max(plan.size, 1) + 65536, plan.encrypt, 0)[0]
+            parts = (replace(whole, cipher_offset=0, cipher_length=plan.target_size),)
+        header, nonce, wrapped = self._new_key_material(plan)
+        token = None
+        if len(parts) > 1:
+            assert isinstance(tgt, PartWriterOpener)
+            token = tgt.open_writer(plan.target_key, object_metadata(plan)).resume_token
+        row = self.journal.begin_object(
+            {
+                "dataset": plan.dataset,
+                "source_key": plan.source_key,
+                "target_key": plan.target_key,
+                "source_etag": plan.etag,
+                "source_size": plan.size,
+                "target_size": plan.target_size,
+                "encrypt": int(plan.encrypt),
+                "part_size": plan.part_size,
+                "parts": len(parts),
+                "header": header or None,
+                "nonce": nonce or None,
+                "wrapped_key": wrapped,
+                "resume_token": token,
+                "run_id": self.run_id,
+            }
+        )
+        return self._job(plan, row, source, target, deque(parts), {})
+
+    def _job(
+        self,
+        plan: ObjectPlan,
+        row: ObjectRow,
+        source: EndpointRef,
+        target: EndpointRef,
+        pending: deque[PartSpec],
+        done: dict[int, PartRow],
+    ) -> ObjectJob:
+        key = None
+        if row.wrapped_key is not None:
+            key = ObjectKey(row.wrapped_key, f"{plan.dataset}/{plan.target_key}", self.key_file)
+        return ObjectJob(plan, row, source, target, key, pending, done)
+
+    def _resume(
+        self,
+        plan: ObjectPlan,
+        row: ObjectRow,
+        source: EndpointRef,
+        target: EndpointRef,
+        tgt: Connector,
+    ) -> ObjectJob | None:
+        """Reattach to an object a crashed run left half-written; None to start it over."""
+        if row.resume_token is None or not isinstance(tgt, PartWriterOpener):
+            return None  # a single-put object: nothing on the target to resume
+        if row.parts != len(plan.parts) or row.part_size != plan.part_size:
+            return None
+        try:
+            on_target = {
+                p.number: p
+                for p in tgt.open_writer(plan.target_key, None, row.resume_token).list_parts()
+            }
+        except ObjectNotFound:
+            return None
+        done = {
+            p.number: p
+            for p in self.journal.parts(row.id)
+            if p.number in on_target and on_target[p.number].size == p.cipher_size
+        }
+        pending = deque(p for p in plan.parts if p.number not in done)
+        log.info("object.resume", key=plan.target_key, parts_done=len(done), parts=row.parts)
+        return self._job(plan, row, source, target, pending, done)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self, work: Iterator[tuple[ObjectPlan, EndpointRef, EndpointRef]]) -> RunStats:
+        """Copy every object of `work`. Raises Interrupted when stopped (resumable), or the
+        first permanent ConnectorError once in-flight parts have settled."""
+        ready = self._ready
+        work_iter = iter(work)
+        exhausted = False
+        try:
+            while True:
+                if self._failure is None and not self.stop.is_set():
+                    exhausted = self._fill(ready, work_iter, exhausted)
+                if not self._futures:
+                    if exhausted or self._failure is not None or self.stop.is_set():
+                        break
+                    continue
+                self._settle_some()
+        finally:
+            self._drain()
+        if self._failure is not None:
+            raise self._failure
+        if self.stop.is_set():
+            raise Interrupted("migration interrupted; run `bascule migrate` again to resume")
+        return self.stats
+
+    def _fill(
+        self,
+        ready: deque[ObjectJob],
+        work: Iterator[tuple[ObjectPlan, EndpointRef, EndpointRef]],
+        exhausted: bool,
+    ) -> bool:
+        """Submit parts while the byte and task bounds allow; returns whether work ran out."""
+        while len(self._futures) < self.options.concurrency * 2:
+            while ready and not ready[0].pending:
+                ready.popleft()
+            if not ready:
+                if exhausted:
+                    return True
+                item = next(work, None)
+                if item is None:
+                    return True
+                job = self._start_object(*item)
+                if job.complete or not job.pending:
+                    self._finish_object(job)
+                    continue
+                ready.append(job)
+                continue
+            job = ready[0]
+            part = job.pending[0]
+            busy = self._bytes_in_flight > 0
+            if (
+                busy
+                and self._bytes_in_flight + part.cipher_length > self.options.max_bytes_in_flight
+            ):
+                return exhausted
+            job.pending.popleft()
+            self._submit(job, part)
+        return exhausted
+
+    def _submit(self, job: ObjectJob, part: PartSpec) -> None:
+        row = job.row
+        task = PartTask(
+            source=job.source,
+            target=job.target,
+            source_key=job.plan.source_key,
+            target_key=job.plan.target_key,
+            etag=job.plan.etag,
+            part=part,
+            encrypt=job.plan.encrypt,
+            key=job.key,
+            header=(row.header or b"") + (row.nonce or b""),
+            nonce=row.nonce or b"",
+            resume_token=row.resume_token,
+            metadata=object_metadata(job.plan),
+        )
+        used = self.journal.attempts(row.id, row.generation, part.number)
+        left = max(1, self.options.max_attempts - used)
+        future = self.runner.submit(task, left)
+        self._futures[future] = (job, part)
+        self._bytes_in_flight += part.cipher_length
+        job.in_flight += 1
+
+    def _settle_some(self) -> None:
+        done, _ = wait(list(self._futures), timeout=0.5, return_when=FIRST_COMPLETED)
+        for future in done:
+            job, part = self._futures.pop(future)
+            self._bytes_in_flight -= part.cipher_length
+            job.in_flight -= 1
+            self._settle(job, part, future)
+
+    def _settle(
+        self, job: ObjectJob, part: PartSpec, future: Future[tuple[PartResult, int]]
+    ) -> None:
+        exc = future.exception()
+        if exc is None:
+            result, attempts = future.result()
+            self._record(job, result, attempts)
+            return
+        if job.row.generation < 0:  # object already restarted: stale result
+            return
+        self._on_failure(job, part, exc)
+
+    def _record(self, job: ObjectJob, result: PartResult, attempts: int) -> None:
+        row = job.row
+        for _ in range(attempts - 1):
+            self.journal.add_attempt(row.id, row.generation, result.number, "retried")
+        part = PartRow(
+            result.number,
+            result.size,
+            result.cipher_size,
+            result.plain_sha256,
+            result.cipher_sha256,
+            result.etag,
+        )
+        if row.resume_token is not None:
+            self.journal.record_part(row.id, part)
+        job.done[result.number] = part
+        self.stats.parts_sent += 1
+        self.stats.bytes_sent += result.size
+        self.progress.advance(result.size)
+        log.debug("part.done", key=job.plan.target_key, part=result.number, bytes=result.size)
+        if job.complete:
+            self._finish_object(job)
+
+    def _on_failure(self, job: ObjectJob, part: PartSpec, exc: BaseException) -> None:
+        row = job.row
+        if isinstance(exc, PreconditionFailed):
+            self._restart_object(job)
+            return
+        self.journal.add_attempt(row.id, row.generation, part.number, str(exc))
+        log.error("part.failed", key=job.plan.target_key, part=part.number, error=str(exc))
+        if self._failure is None:
+            self._failure = exc
+
+    def _restart_object(self, job: ObjectJob) -> None:
+        """The source changed under us: drop this generation and copy the new version with a
+        fresh file key and nonce (a nonce is never reused)."""
+        plan = job.plan
+        log.warning("object.source_changed", key=plan.source_key, dataset=plan.dataset)
+        self.stats.restarted.append(plan.source_key)
+        self._abort_job(job)
+        src = connector(job.source)
+        fresh = src.stat(plan.source_key)
+        from bascule.migration.plan import ciphertext_size as csize
+
+        hlen = len(job.row.header or b"") if plan.encrypt else 0
+        size_on_target = csize(fresh.size, hlen) if plan.encrypt else fresh.size
+        new_plan = replace(
+            plan,
+            size=fresh.size,
+            etag=fresh.etag,
+            action="changed",
+            target_size=size_on_target,
+            parts=plan_parts(fresh.size, plan.part_size, plan.encrypt, hlen),
+        )
+        self.progress.add_total(0, fresh.size - plan.size)
+        new_job = self._start_object(new_plan, job.source, job.target)
+        self._adopt(new_job)
+
+    def _adopt(self, job: ObjectJob) -> None:
+        if job.complete or not job.pending:
+            self._finish_object(job)
+            return
+        self._ready.appendleft(job)
+
+    def _abort_job(self, job: ObjectJob) -> None:
+        job.pending.clear()
+        tgt = connector(job.target)
+        if job.row.resume_token and isinstance(tgt, PartWriterOpener):
+            tgt.abort_upload(job.plan.target_key, job.row.resume_token)
+        self.journal.drop_object(job.row.id)
+        job.row = replace(job.row, generation=-1)
+
+    def _finish_object(self, job: ObjectJob) -> None:
+        row = job.row
+        parts = [job.done[n] for n in sorted(job.done)]
+        tgt = connector(job.target)
+        etag = parts[-1].etag if parts else ""
+        if row.resume_token is not None:
+            assert isinstance(tgt, PartWriterOpener)
+            writer = tgt.open_writer(job.plan.target_key, None, row.resume_token)
+            receipts = [PartReceipt(p.number, p.cipher_size, p.etag) for p in parts]
+            info = writer.commit(receipts)
+            etag = info.etag
+            self._check_size(job, info.size)
+        plain = composite([p.plain_sha256 for p in parts])
+        cipher = composite([p.cipher_sha256 for p in parts])
+        self.journal.commit_object(row.id, plain, cipher, etag, self.run_id)
+        self.stats.objects_committed += 1
+        self.progress.object_done(job.plan.target_key)
+        log.info("object.committed", key=job.plan.target_key, bytes=job.plan.size, parts=len(parts))
+
+    def _check_size(self, job: ObjectJob, size: int) -> None:
+        if size != job.plan.target_size:
+            raise VerificationError(
+                f"size mismatch after commit of {job.target.name}/{job.plan.target_key}: target "
+                f"reports {size} bytes, {job.plan.target_size} expected; run `bascule migrate` "
+                "again to copy it anew"
+            )
+
+    def _drain(self) -> None:
+        """Wait for in-flight parts and record what finished (a stop loses nothing done)."""
+        while self._futures:
+            self._settle_some()
+
+
+def abort_orphans(journal: Journal, dataset: str, target: EndpointRef, prefix: str) -> int:
+    """Abort unfinished uploads under `prefix` that the journal does not hold in progress
+    (left by a crash between opening an upload and journaling it, or by a restart)."""
+    tgt = connector(target)
+    if not isinstance(tgt, PartWriterOpener):
+        return 0
+    live = {
+        (r.target_key, r.resume_token)
+        for r in journal.objects(dataset, "in_progress")
+        if r.resume_token
+    }
+    aborted = 0
+    for upload in tgt.list_uploads(prefix):
+        if (upload.key, upload.resume_token) not in live:
+            tgt.abort_upload(upload.key, upload.resume_token)
+            aborted += 1
+    return aborted
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectorError):
+        where = f" ({exc.connector}/{exc.key})" if exc.key else ""
+        return f"{exc}{where}"
+    if isinstance(exc, BasculeError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def pid_info() -> dict[str, Any]:
+    return {"pid": os.getpid(), "started": time.time()}

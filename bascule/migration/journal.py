@@ -1,0 +1,397 @@
+"""The journal: SQLite (WAL), written by the coordinator only.
+
+It keeps facts: runs, objects, parts, attempts, checksums, and for each object in flight its
+age header, nonce and file key, the file key wrapped (ChaCha20-Poly1305) under a local key
+file of mode 0600, never in plaintext. Every state change is one committed transaction, so a
+SIGKILL at any instant loses at most the parts in flight.
+
+A journal belongs to one configuration: its fingerprint (project and the datasets' source
+and target locations) is stored at creation and checked at every open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from bascule.errors import JournalError
+from bascule.migration.plan import JournalObject
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, command TEXT NOT NULL, started REAL NOT NULL, ended REAL,
+    status TEXT NOT NULL, bytes INTEGER NOT NULL DEFAULT 0, objects INTEGER NOT NULL DEFAULT 0,
+    seconds REAL, detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS objects (
+    id INTEGER PRIMARY KEY, dataset TEXT NOT NULL, source_key TEXT NOT NULL,
+    target_key TEXT NOT NULL, source_etag TEXT NOT NULL, source_size INTEGER NOT NULL,
+    target_size INTEGER NOT NULL, encrypt INTEGER NOT NULL, part_size INTEGER NOT NULL,
+    parts INTEGER NOT NULL, state TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 1,
+    header BLOB, nonce BLOB, wrapped_key BLOB, resume_token TEXT,
+    plain_sha256 TEXT, cipher_sha256 TEXT, target_etag TEXT, run_id INTEGER,
+    updated REAL NOT NULL, UNIQUE (dataset, target_key)
+);
+CREATE TABLE IF NOT EXISTS parts (
+    object_id INTEGER NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL, size INTEGER NOT NULL, cipher_size INTEGER NOT NULL,
+    plain_sha256 TEXT NOT NULL, cipher_sha256 TEXT NOT NULL, etag TEXT NOT NULL,
+    updated REAL NOT NULL, PRIMARY KEY (object_id, number)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    object_id INTEGER NOT NULL, generation INTEGER NOT NULL, number INTEGER NOT NULL,
+    count INTEGER NOT NULL, last_error TEXT, PRIMARY KEY (object_id, generation, number)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, run_id INTEGER, kind TEXT NOT NULL,
+    dataset TEXT, key TEXT, detail TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    id: int
+    dataset: str
+    source_key: str
+    target_key: str
+    source_etag: str
+    source_size: int
+    target_size: int
+    encrypt: bool
+    part_size: int
+    parts: int
+    state: str  # in_progress | committed
+    generation: int
+    header: bytes | None
+    nonce: bytes | None
+    wrapped_key: bytes | None
+    resume_token: str | None
+    plain_sha256: str | None
+    cipher_sha256: str | None
+
+
+@dataclass(frozen=True)
+class PartRow:
+    number: int
+    size: int
+    cipher_size: int
+    plain_sha256: str
+    cipher_sha256: str
+    etag: str
+
+
+def fingerprint(identity: Mapping[str, Any]) -> str:
+    """A stable digest of the configuration facts a journal is bound to."""
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class KeyWrapper:
+    """Wraps per-object file keys under a 32-byte local key (file mode 0600)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = ChaCha20Poly1305(key)
+
+    @classmethod
+    def load(cls, path: Path) -> KeyWrapper:
+        """The existing key at `path`; JournalError if missing, shared or damaged."""
+        if not path.exists():
+            raise JournalError(
+                f"{path}: journal key file not found; copy it from the coordinator "
+                "(or set BASCULE_JOURNAL_KEY_FILE)"
+            )
+        if path.stat().st_mode & 0o077:
+            raise JournalError(
+                f"{path}: journal key file is readable by others; run `chmod 600 {path}`"
+            )
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise JournalError(f"{path}: journal key file is damaged (not 32 bytes)")
+        return cls(key)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> KeyWrapper:
+        if path.exists():
+            return cls.load(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = os.urandom(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        return cls(key)
+
+    def wrap(self, file_key: bytes, context: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, file_key, context.encode())
+
+    def unwrap(self, wrapped: bytes, context: str) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return self._aead.decrypt(wrapped[:12], wrapped[12:], context.encode())
+        except InvalidTag:
+            raise JournalError(
+                f"cannot unwrap the file key of {context}: the journal key file does not match "
+                "this journal; restore the right key file or start a new journal"
+            ) from None
+
+
+def key_path_for(journal_path: Path) -> Path:
+    return journal_path.with_name(journal_path.name + ".key")
+
+
+class Journal:
+    """One SQLite connection, used from the coordinator thread only."""
+
+    def __init__(self, path: Path, config_fingerprint: str, *, create: bool = True) -> None:
+        self.path = path
+        self._db = self._open(path, create)
+        self._check_identity(config_fingerprint, create)
+
+    def _open(self, path: Path, create: bool) -> sqlite3.Connection:
+        if not path.exists() and not create:
+            raise JournalError(f"{path}: no journal yet; run `bascule migrate` first")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(
+                f"{path}: not a usable bascule journal ({exc}); move it aside or point "
+                "`journal:` in the config at a new file"
+            ) from None
+        except OSError as exc:
+            raise JournalError(
+                f"{path}: cannot create the journal ({exc.strerror}); choose a writable "
+                "directory for `journal:` in the config"
+            ) from None
+        return db
+
+    def _check_identity(self, config_fingerprint: str, create: bool) -> None:
+        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not rows:
+            with self.transaction():
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('schema', ?), ('config', ?)",
+                    (str(SCHEMA_VERSION), config_fingerprint),
+                )
+            return
+        if rows.get("schema") != str(SCHEMA_VERSION):
+            raise JournalError(f"{self.path}: journal schema {rows.get('schema')} is not supported")
+        if rows.get("config") != config_fingerprint:
+            raise JournalError(
+                f"{self.path}: this journal was made by another configuration (other project or "
+                "datasets); point `journal:` at a new file, or use the config that made it"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- runs and events -------------------------------------------------------------
+
+    def start_run(self, command: str, detail: Mapping[str, Any] | None = None) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO runs (command, started, status, detail) VALUES (?, ?, 'running', ?)",
+                (command, time.time(), json.dumps(dict(detail or {}))),
+            )
+        return int(cur.lastrowid or 0)
+
+    def end_run(self, run_id: int, status: str, nbytes: int, objects: int, seconds: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET ended=?, status=?, bytes=?, objects=?, seconds=? WHERE id=?",
+                (time.time(), status, nbytes, objects, seconds, run_id),
+            )
+
+    def event(
+        self, run_id: int | None, kind: str, dataset: str = "", key: str = "", **detail: Any
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO events (ts, run_id, kind, dataset, key, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), run_id, kind, dataset, key, json.dumps(detail, default=str)),
+            )
+
+    def last_throughput(self, command: str = "migrate") -> float | None:
+        """Bytes per second of the last finished run of `command` that moved bytes."""
+        row = self._db.execute(
+            "SELECT bytes, seconds FROM runs WHERE command=? AND status='completed' "
+            "AND bytes > 0 AND seconds > 0 ORDER BY id DESC LIMIT 1",
+            (command,),
+        ).fetchone()
+        return float(row[0]) / float(row[1]) if row else None
+
+    def runs(self, command: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT id, command, started, ended, status, bytes, objects, seconds, detail FROM runs"
+        )
+        args: tuple[Any, ...] = ()
+        if command:
+            sql += " WHERE command=?"
+            args = (command,)
+        cols = ("id", "command", "started", "ended", "status", "bytes", "objects", "seconds")
+        out = []
+        for row in self._db.execute(sql + " ORDER BY id", args):
+            item = dict(zip(cols, row[:-1], strict=True))
+            item["detail"] = json.loads(row[-1])
+            out.append(item)
+        return out
+
+    # -- objects ---------------------------------------------------------------------
+
+    def plan_view(self, dataset: str) -> dict[str, JournalObject]:
+        rows = self._db.execute(
+            "SELECT target_key, source_etag, source_size, target_size, state FROM objects "
+            "WHERE dataset=?",
+            (dataset,),
+        )
+        return {
+            r[0]: JournalObject(r[0], r[1], r[2], r[3], r[4] in ("committed", "verified"))
+            for r in rows
+        }
+
+    def get_object(self, dataset: str, target_key: str) -> ObjectRow | None:
+        row = self._db.execute(
+            f"SELECT {_OBJECT_COLS} FROM objects WHERE dataset=? AND target_key=?",
+            (dataset, target_key),
+        ).fetchone()
+        return _object_row(row) if row else None
+
+    def objects(self, dataset: str | None = None, state: str | None = None) -> list[ObjectRow]:
+        sql = f"SELECT {_OBJECT_COLS} FROM objects WHERE 1=1"
+        args: list[Any] = []
+        if dataset is not None:
+            sql += " AND dataset=?"
+            args.append(dataset)
+        if state is not None:
+            sql += " AND state=?"
+            args.append(state)
+        return [_object_row(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
+    def begin_object(self, values: Mapping[str, Any]) -> ObjectRow:
+        """Record an object about to be written (replacing any earlier generation's row and
+        its parts). `values` holds the objects columns."""
+        with self.transaction() as db:
+            old = db.execute(
+                "SELECT id, generation FROM objects WHERE dataset=? AND target_key=?",
+                (values["dataset"], values["target_key"]),
+            ).fetchone()
+            generation = old[1] + 1 if old else 1
+            if old:
+                db.execute("DELETE FROM parts WHERE object_id=?", (old[0],))
+                db.execute("DELETE FROM objects WHERE id=?", (old[0],))
+            cols = dict(values, generation=generation, state="in_progress", updated=time.time())
+            names = ", ".join(cols)
+            marks = ", ".join("?" for _ in cols)
+            db.execute(f"INSERT INTO objects ({names}) VALUES ({marks})", tuple(cols.values()))
+        found = self.get_object(values["dataset"], values["target_key"])
+        assert found is not None
+        return found
+
+    def record_part(self, object_id: int, part: PartRow) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    object_id,
+                    part.number,
+                    part.size,
+                    part.cipher_size,
+                    part.plain_sha256,
+                    part.cipher_sha256,
+                    part.etag,
+                    time.time(),
+                ),
+            )
+
+    def parts(self, object_id: int) -> list[PartRow]:
+        rows = self._db.execute(
+            "SELECT number, size, cipher_size, plain_sha256, cipher_sha256, etag FROM parts "
+            "WHERE object_id=? ORDER BY number",
+            (object_id,),
+        )
+        return [PartRow(*r) for r in rows]
+
+    def forget_parts(self, object_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM parts WHERE object_id=?", (object_id,))
+
+    def commit_object(self, object_id: int, plain: str, cipher: str, etag: str, run: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE objects SET state='committed', plain_sha256=?, cipher_sha256=?, "
+                "target_etag=?, run_id=?, header=NULL, nonce=NULL, wrapped_key=NULL, "
+                "resume_token=NULL, updated=? WHERE id=?",
+                (plain, cipher, etag, run, time.time(), object_id),
+            )
+
+    def drop_object(self, object_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM objects WHERE id=?", (object_id,))
+
+    def add_attempt(self, object_id: int, generation: int, number: int, error: str) -> int:
+        """Count one failed attempt of a part; returns the total so far (survives restarts)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO attempts VALUES (?, ?, ?, 1, ?) ON CONFLICT (object_id, generation, "
+                "number) DO UPDATE SET count = count + 1, last_error = excluded.last_error",
+                (object_id, generation, number, error[:500]),
+            )
+            row = db.execute(
+                "SELECT count FROM attempts WHERE object_id=? AND generation=? AND number=?",
+                (object_id, generation, number),
+            ).fetchone()
+        return int(row[0])
+
+    def attempts(self, object_id: int, generation: int, number: int) -> int:
+        row = self._db.execute(
+            "SELECT count FROM attempts WHERE object_id=? AND generation=? AND number=?",
+            (object_id, generation, number),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def reset_attempts(self) -> None:
+        """A new run gets a fresh budget for parts whose budget a previous run spent."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM attempts")
+
+
+_OBJECT_COLS = (
+    "id, dataset, source_key, target_key, source_etag, source_size, target_size, encrypt, "
+    "part_size, parts, state, generation, header, nonce, wrapped_key, resume_token, "
+    "plain_sha256, cipher_sha256"
+)
+
+
+def _object_row(row: tuple[Any, ...]) -> ObjectRow:
+    values = list(row)
+    values[7] = bool(values[7])
+    return ObjectRow(*values)

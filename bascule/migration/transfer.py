@@ -1,0 +1,187 @@
+"""Transfer of one part: ranged read (If-Match) -> SHA-256 -> encrypt -> SHA-256 -> write.
+
+`run_part` is the task the executors run, in a thread pool or on Dask workers. A task carries
+no secret: endpoints are named by config (environment variable names), and the object's file
+key travels wrapped under the journal key, which each worker reads from its own disk or
+environment (`BASCULE_JOURNAL_KEY_FILE` overrides the path in the task).
+
+Memory: the plaintext is streamed through in 1 MiB reads; one part holds at most its
+ciphertext (part_size + 16 bytes per 64 KiB chunk) in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from bascule.connectors.base import ByteRange, PartWriterOpener
+from bascule.errors import TransientStorageError, UnsupportedOperation
+from bascule.migration.endpoints import EndpointRef, connector
+from bascule.migration.journal import KeyWrapper
+from bascule.migration.plan import CHUNK, PartSpec
+
+READ_SIZE = 16 * CHUNK  # 1 MiB reads: whole age chunks, bounded memory
+
+
+@dataclass(frozen=True)
+class ObjectKey:
+    """The wrapped file key of one object, and where the worker finds the key to unwrap it."""
+
+    wrapped: bytes
+    context: str
+    key_file: str
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """Everything a worker needs for one part; picklable, and free of secrets."""
+
+    source: EndpointRef
+    target: EndpointRef
+    source_key: str
+    target_key: str
+    etag: str
+    part: PartSpec
+    encrypt: bool
+    key: ObjectKey | None = None
+    header: bytes = b""  # age header + payload nonce, prepended to part 1
+    nonce: bytes = b""
+    resume_token: str | None = None  # multipart upload; None: one whole-object put
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartResult:
+    number: int
+    size: int
+    cipher_size: int
+    plain_sha256: str
+    cipher_sha256: str
+    etag: str
+
+
+_wrappers: dict[str, KeyWrapper] = {}
+_wrappers_lock = threading.Lock()
+
+
+def _file_key(key: ObjectKey) -> bytes:
+    path = os.environ.get("BASCULE_JOURNAL_KEY_FILE") or key.key_file
+    with _wrappers_lock:
+        wrapper = _wrappers.get(path)
+        if wrapper is None:
+            wrapper = _wrappers[path] = KeyWrapper.load(Path(path))
+    return wrapper.unwrap(key.wrapped, key.context)
+
+
+def _read_exactly(stream: BinaryIO, n: int, where: str) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        # A short body is a broken transfer, never a smaller part: retry it.
+        raise TransientStorageError(
+            f"source body ended after {len(data)} of {n} bytes", connector=where
+        )
+    return data
+
+
+def _plain_pieces(task: PartTask) -> Iterator[bytes]:
+    """The part's plaintext in READ_SIZE pieces, checked against the planned length."""
+    src = connector(task.source)
+    part = task.part
+    rng = ByteRange(part.plain_offset, part.plain_length)
+    stream = src.open_read(task.source_key, rng, if_match=task.etag or None)
+    try:
+        left = part.plain_length
+        while left:
+            piece = _read_exactly(stream, min(READ_SIZE, left), f"{src.url}/{task.source_key}")
+            left -= len(piece)
+            yield piece
+        if stream.read(1):
+            raise TransientStorageError(
+                "source sent more bytes than the planned range",
+                connector=src.url,
+                key=task.source_key,
+            )
+    finally:
+        stream.close()
+
+
+def build_part(task: PartTask) -> tuple[bytes, PartResult]:
+    """Read, hash, encrypt and hash one part; returns (bytes to write, result sans etag)."""
+    plain_hash = hashlib.sha256()
+    out = bytearray(task.header) if task.part.number == 1 else bytearray()
+    cipher = None
+    if task.encrypt:
+        from bascule.connectors.age import PayloadCipher
+
+        assert task.key is not None
+        cipher = PayloadCipher(_file_key(task.key), task.nonce)
+    chunk_index = task.part.first_chunk
+    for piece, last in _with_last(_plain_pieces(task), task.part.plain_length):
+        plain_hash.update(piece)
+        if cipher is None:
+            out += piece
+            continue
+        out += cipher.encrypt_chunks(chunk_index, piece, last and task.part.final)
+        chunk_index += -(-len(piece) // CHUNK)
+    data = bytes(out)
+    result = PartResult(
+        task.part.number,
+        task.part.plain_length,
+        len(data),
+        plain_hash.hexdigest(),
+        hashlib.sha256(data).hexdigest(),
+        "",
+    )
+    return data, result
+
+
+def _with_last(pieces: Iterator[bytes], length: int) -> Iterator[tuple[bytes, bool]]:
+    """Each piece with a flag on the last one; an empty part (0-byte object) is one empty
+    piece, so that the empty final age chunk is still written."""
+    if not length:
+        yield b"", True
+        return
+    previous: bytes | None = None
+    for piece in pieces:
+        if previous is not None:
+            yield previous, False
+        previous = piece
+    if previous is not None:
+        yield previous, True
+
+
+def run_part(task: PartTask) -> PartResult:
+    """Transfer one part. Raises ConnectorError subclasses (PreconditionFailed when the source
+    changed since it was planned); the coordinator decides about retries."""
+    data, result = build_part(task)
+    target = connector(task.target)
+    if task.resume_token is None:
+        info = target.put(task.target_key, io.BytesIO(data), len(data), task.metadata)
+        etag = info.etag
+    else:
+        if not isinstance(target, PartWriterOpener):
+            raise UnsupportedOperation(
+                "target cannot write parts", connector=target.url, key=task.target_key
+            )
+        writer = target.open_writer(task.target_key, task.metadata, task.resume_token)
+        etag = writer.write_part(task.part.number, data).etag
+    return PartResult(
+        result.number,
+        result.size,
+        result.cipher_size,
+        result.plain_sha256,
+        result.cipher_sha256,
+        etag,
+    )
+
+
+def composite(hex_digests: list[str]) -> str:
+    """SHA-256 over the parts' SHA-256 digests, suffixed with the part count (like S3's)."""
+    joined = b"".join(bytes.fromhex(h) for h in hex_digests)
+    return f"{hashlib.sha256(joined).hexdigest()}-{len(hex_digests)}"
