@@ -1,0 +1,1 @@
+"""Pulumi landing zones (Azure source, OVHcloud target) from one provider-neutral spec."""

@@ -1,0 +1,315 @@
+"""Azure <-> OVHcloud equivalence tables (data in `data/equivalence.yaml`), and look-ups.
+
+Every look-up that can miss raises `ConfigError` naming `where` (the stack file and key the
+value came from) and the values that would have been accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from bascule.errors import ConfigError
+
+FRANCE = "FR"
+
+
+@dataclass(frozen=True)
+class MachineShape:
+    """What a VM size or flavor offers: used to compare the two sides."""
+
+    name: str
+    vcpu: int
+    ram_gb: int
+
+
+@dataclass(frozen=True)
+class AzureRegion:
+    name: str
+    country: str
+    pair: str
+    zones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OvhRegion:
+    name: str
+    country: str
+    storage: str
+    compute: str
+    kms: str
+    zones: tuple[str, ...]
+    storage_classes: tuple[str, ...]
+
+    @property
+    def s3_region(self) -> str:
+        """The S3 region name used in endpoints and SDKs (lower case: ``gra``, ``eu-west-par``)."""
+        return self.storage.lower()
+
+
+@dataclass(frozen=True)
+class PostgresTier:
+    name: str
+    azure_tier: str
+    azure_series: str
+    ovh_family: str
+    ovh_plan: str
+
+
+@dataclass(frozen=True)
+class Tables:
+    azure_regions: dict[str, AzureRegion]
+    ovh_regions: dict[str, OvhRegion]
+    families: dict[str, tuple[str, str]]  # neutral -> (azure series letter, ovh family)
+    azure_sizes: dict[str, MachineShape]
+    ovh_flavors: dict[str, MachineShape]
+    node_sizes: dict[str, str]  # azure size -> ovh flavor
+    storage_tiers: dict[str, tuple[str, str]]  # neutral -> (azure tier, ovh class)
+    pg_tiers: dict[str, PostgresTier]
+    pg_azure_skus: tuple[str, ...]
+    ovh_db_plans: dict[str, tuple[bool, int]]  # plan -> (hds eligible, nodes)
+
+
+def _shapes(raw: dict[str, dict[str, int]]) -> dict[str, MachineShape]:
+    return {k: MachineShape(k, int(v["vcpu"]), int(v["ram_gb"])) for k, v in raw.items()}
+
+
+def _parse(raw: dict[str, Any]) -> Tables:
+    regions = raw["regions"]
+    pg = raw["postgresql"]
+    return Tables(
+        azure_regions={
+            k: AzureRegion(k, v["country"], v["pair"], tuple(v["zones"]))
+            for k, v in regions["azure"].items()
+        },
+        ovh_regions={
+            k: OvhRegion(
+                k,
+                v["country"],
+                v["storage"],
+                v["compute"],
+                v["kms"],
+                tuple(v["zones"]),
+                tuple(v["storage_classes"]),
+            )
+            for k, v in regions["ovh"].items()
+        },
+        families={k: (v["azure_series"], v["ovh_family"]) for k, v in raw["families"].items()},
+        azure_sizes=_shapes(raw["azure_vm_sizes"]),
+        ovh_flavors=_shapes(raw["ovh_flavors"]),
+        node_sizes=dict(raw["node_sizes"]),
+        storage_tiers={k: (v["azure"], v["ovh"]) for k, v in raw["storage_tiers"].items()},
+        pg_tiers={
+            k: PostgresTier(k, v["azure_tier"], v["azure_series"], v["ovh_family"], v["ovh_plan"])
+            for k, v in pg["tiers"].items()
+        },
+        pg_azure_skus=tuple(pg["azure_skus"]),
+        ovh_db_plans={k: (bool(v["hds"]), int(v["nodes"])) for k, v in pg["ovh_plans"].items()},
+    )
+
+
+@cache
+def tables() -> Tables:
+    """The shipped tables (read once)."""
+    text = resources.files("bascule.stacks").joinpath("data/equivalence.yaml").read_text()
+    return _parse(yaml.safe_load(text))
+
+
+def _choices(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def azure_region(name: str, where: str) -> AzureRegion:
+    """The Azure region `name`; ConfigError if the tables do not know it."""
+    found = tables().azure_regions.get(name)
+    if found is None:
+        raise ConfigError(
+            f"{where}: unknown Azure region {name!r}; use one of {_choices(tables().azure_regions)}"
+        )
+    return found
+
+
+def ovh_region(name: str, where: str) -> OvhRegion:
+    """The OVHcloud region `name` (GRA, SBG, RBX, EU-WEST-PAR...); ConfigError if unknown."""
+    found = tables().ovh_regions.get(name.upper())
+    if found is None:
+        raise ConfigError(
+            f"{where}: unknown OVHcloud region {name!r}; use one of {_choices(tables().ovh_regions)}"
+        )
+    return found
+
+
+def family_of(name: str, where: str) -> tuple[str, str]:
+    """(Azure series letter, OVHcloud flavor family) of a neutral machine family."""
+    found = tables().families.get(name)
+    if found is None:
+        raise ConfigError(
+            f"{where}: unknown machine family {name!r}; use one of {_choices(tables().families)}"
+        )
+    return found
+
+
+def azure_size(name: str, where: str) -> MachineShape:
+    """Shape of an Azure VM size; ConfigError if the tables do not know it."""
+    found = tables().azure_sizes.get(name)
+    if found is None:
+        raise ConfigError(
+            f"{where}: unknown Azure VM size {name!r}; use one of {_choices(tables().azure_sizes)}"
+        )
+    return found
+
+
+def ovh_flavor(name: str, where: str) -> MachineShape:
+    """Shape of an OVHcloud flavor; ConfigError if the tables do not know it."""
+    found = tables().ovh_flavors.get(name)
+    if found is None:
+        raise ConfigError(
+            f"{where}: unknown OVHcloud flavor {name!r}; use one of {_choices(tables().ovh_flavors)}"
+        )
+    return found
+
+
+def _match(candidates: dict[str, MachineShape], prefix: str, vcpu: int, ram_gb: int) -> str | None:
+    for name, shape in candidates.items():
+        if name.startswith(prefix) and shape.vcpu == vcpu and shape.ram_gb == ram_gb:
+            return name
+    return None
+
+
+def node_vm_size(family: str, vcpu: int, ram_gb: int, where: str) -> str:
+    """The Azure node size of `family` with exactly `vcpu` and `ram_gb`; ConfigError if none."""
+    series, _ = family_of(family, where)
+    sizes = {k: tables().azure_sizes[k] for k in tables().node_sizes}
+    found = _match(sizes, f"Standard_{series}", vcpu, ram_gb)
+    if found is None:
+        raise ConfigError(
+            f"{where}: no Azure {family} node size with {vcpu} vCPU and {ram_gb} GB RAM; "
+            f"use one of {_choices(sizes)} or set vm_size"
+        )
+    return found
+
+
+def node_flavor(family: str, vcpu: int, ram_gb: int, where: str) -> str:
+    """The OVHcloud flavor of `family` with exactly `vcpu` and `ram_gb`; ConfigError if none."""
+    _, ovh_family = family_of(family, where)
+    found = _match(tables().ovh_flavors, f"{ovh_family}-", vcpu, ram_gb)
+    if found is None:
+        raise ConfigError(
+            f"{where}: no OVHcloud {ovh_family} flavor with {vcpu} vCPU and {ram_gb} GB RAM; "
+            f"use one of {_choices(tables().ovh_flavors)} or set flavor"
+        )
+    return found
+
+
+def flavor_for_vm_size(size: str, where: str) -> str:
+    """The OVHcloud flavor equivalent to an Azure node size (same vCPU and RAM)."""
+    found = tables().node_sizes.get(size)
+    if found is None:
+        raise ConfigError(
+            f"{where}: no OVHcloud equivalent for Azure VM size {size!r}; "
+            f"use one of {_choices(tables().node_sizes)}"
+        )
+    return found
+
+
+def storage_tier(name: str, where: str) -> tuple[str, str]:
+    """(Azure access tier, OVHcloud storage class) of a neutral tier (hot/cool/cold/archive)."""
+    found = tables().storage_tiers.get(name)
+    if found is None:
+        raise ConfigError(
+            f"{where}: unknown storage tier {name!r}; use one of {_choices(tables().storage_tiers)}"
+        )
+    return found
+
+
+def tier_of_azure(azure_tier: str) -> str:
+    """Neutral tier of an Azure access tier name (``Hot`` -> ``hot``); '' if unknown."""
+    for neutral, (az, _) in tables().storage_tiers.items():
+        if az == azure_tier:
+            return neutral
+    return ""
+
+
+def tier_of_ovh(storage_class: str) -> str:
+    """Neutral tier of an OVHcloud storage class (``STANDARD_IA`` -> ``cool``); '' if unknown."""
+    for neutral, (_, cls) in tables().storage_tiers.items():
+        if cls == storage_class:
+            return neutral
+    return ""
+
+
+def ovh_storage_class(tier: str, region: OvhRegion, where: str) -> str:
+    """The class the region offers for `tier`: the mapped class, or else the nearest warmer one.
+
+    Warmer means earlier in hot < cool < cold < archive; STANDARD is offered everywhere.
+    """
+    order = list(tables().storage_tiers)
+    storage_tier(tier, where)
+    for neutral in reversed(order[: order.index(tier) + 1]):
+        cls = tables().storage_tiers[neutral][1]
+        if cls in region.storage_classes:
+            return cls
+    return "STANDARD"
+
+
+def pg_tier(name: str, where: str) -> PostgresTier:
+    found = tables().pg_tiers.get(name)
+    if found is None:
+        raise ConfigError(
+            f"{where}: unknown PostgreSQL tier {name!r}; use one of {_choices(tables().pg_tiers)}"
+        )
+    return found
+
+
+def pg_azure_sku(tier: PostgresTier, vcpu: int, ram_gb: int, where: str) -> str:
+    """The Azure flexible-server SKU of `tier` with exactly `vcpu` and `ram_gb`."""
+    skus = {k: tables().azure_sizes[k] for k in tables().pg_azure_skus}
+    found = _match(skus, f"Standard_{tier.azure_series}", vcpu, ram_gb)
+    if found is None:
+        raise ConfigError(
+            f"{where}: no Azure PostgreSQL {tier.azure_tier} SKU with {vcpu} vCPU and "
+            f"{ram_gb} GB RAM; use one of {_choices(skus)}"
+        )
+    return found
+
+
+def pg_ovh_flavor(tier: PostgresTier, vcpu: int, ram_gb: int, where: str) -> str:
+    found = _match(tables().ovh_flavors, f"{tier.ovh_family}-", vcpu, ram_gb)
+    if found is None:
+        raise ConfigError(
+            f"{where}: no OVHcloud database flavor {tier.ovh_family} with {vcpu} vCPU and "
+            f"{ram_gb} GB RAM; use one of {_choices(tables().ovh_flavors)}"
+        )
+    return found
+
+
+def ovh_plan_is_hds(plan: str) -> bool:
+    """True if health data may run on this OVHcloud database plan (business, enterprise)."""
+    return tables().ovh_db_plans.get(plan, (False, 0))[0]
+
+
+def ovh_plan_nodes(plan: str) -> int:
+    return tables().ovh_db_plans.get(plan, (False, 1))[1]
+
+
+def region_country(cloud: str, name: str) -> str:
+    """Country code of a region of `cloud` ('azure' or 'ovh'), '' when unknown.
+
+    Zones and OpenStack region names (``GRA11``, ``eu-west-par-a``) resolve to their region.
+    """
+    t = tables()
+    if cloud == "azure":
+        az = t.azure_regions.get(name)
+        return az.country if az else ""
+    upper = name.upper()
+    for region in t.ovh_regions.values():
+        names = {region.name, region.storage, region.compute, region.kms.upper()}
+        names |= {z.upper() for z in region.zones}
+        if upper in names:
+            return region.country
+    return ""
