@@ -237,8 +237,9 @@ class AgeRangeReader:
     the first window (header allowance + nonce + chunk 0) and keeps it; only a header longer
     than HEADER_ALLOWANCE costs further calls. Each `read` then makes at most one call, for
     the contiguous chunks covering the range, and authenticates every chunk it decrypts.
-    Errors: AgeHeaderError / AgeNoMatchError / AgeHeaderMacError from the constructor,
-    AgePayloadError from `read`, EncryptionError if a ranged read returns a short answer.
+    Errors: the constructor raises AgeArmorError (armored file), AgeHeaderError,
+    AgeNoMatchError or AgeHeaderMacError; `read` raises AgePayloadError, also when a ranged
+    read returns fewer bytes than asked (object changed or shorter than listed).
     """
 
     def __init__(
@@ -274,6 +275,10 @@ class AgeRangeReader:
     def _read_header_window(self) -> bytes:
         want = min(self._total, HEADER_ALLOWANCE + NONCE_SIZE + ENCRYPTED_CHUNK_SIZE)
         window = self._get(0, want)
+        if window.lstrip(b" \t\r\n").startswith(b"-----BEGIN"):
+            raise AgeArmorError(
+                "an armored (PEM) age file cannot be read by range: store the binary form"
+            )
         while parse_header_prefix(window) is None:
             if len(window) >= min(self._total, MAX_HEADER_BYTES):
                 raise AgeHeaderError("the age header is truncated or longer than 1 MiB")

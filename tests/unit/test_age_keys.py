@@ -1,0 +1,173 @@
+"""age keys: bech32, recipients and identities against age-keygen, identity files."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bascule.connectors.age import (
+    X25519Identity,
+    X25519Recipient,
+    load_identities,
+    parse_recipients,
+    write_identity_file,
+)
+from bascule.connectors.age_keys import Bech32Error, bech32_decode, bech32_encode
+from bascule.errors import ConfigError
+
+AGE_KEYGEN = "/usr/bin/age-keygen"
+
+
+def keygen() -> tuple[str, str]:
+    """(secret, public) from the reference age-keygen."""
+    out = subprocess.run([AGE_KEYGEN], capture_output=True, text=True, check=True).stdout
+    secret = next(line for line in out.splitlines() if line.startswith("AGE-SECRET-KEY-1"))
+    public = next(line for line in out.splitlines() if "public key:" in line).split(": ")[1]
+    return secret, public
+
+
+def test_keygen_identity_round_trips() -> None:
+    secret, public = keygen()
+    identity = X25519Identity.parse(secret)
+    assert str(identity.recipient()) == public
+    assert identity.to_secret_string() == secret
+    assert X25519Recipient.parse(public) == identity.recipient()
+
+
+def test_our_identity_is_read_by_age_keygen(tmp_path: Path) -> None:
+    identity = X25519Identity.generate()
+    path = tmp_path / "id.txt"
+    write_identity_file(path, identity, "2026-01-01T00:00:00+00:00")
+    public = subprocess.run(
+        [AGE_KEYGEN, "-y", str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert public == str(identity.recipient())
+
+
+@pytest.mark.parametrize(
+    "valid",
+    # BIP 173 valid bech32 strings (checksum constant 1)
+    [
+        "A12UEL5L",
+        "a12uel5l",
+        "abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw",
+        "split1checkupstagehandshakeupstreamerranterredcaperred2y9e3w",
+    ],
+)
+def test_bech32_accepts_bip173_vectors(valid: str) -> None:
+    hrp, data = bech32_decode(valid)
+    assert bech32_encode(hrp, data) == valid.lower()
+
+
+@pytest.mark.parametrize(
+    ("invalid", "why"),
+    [
+        ("A1G7SGD8", "checksum"),  # BIP 173: checksum calculated with uppercase hrp
+        ("a12UEL5L", "mixed"),
+        ("1nwldj5", "separator"),
+        ("abc1b", "separator"),  # data part too short for a checksum
+        ("age1qqqqqqqqqqqqqqqqqbqqqqqq", "character"),
+    ],
+)
+def test_bech32_rejects(invalid: str, why: str) -> None:
+    with pytest.raises(Bech32Error, match=why):
+        bech32_decode(invalid)
+
+
+def test_identity_never_shows_its_secret() -> None:
+    identity = X25519Identity.generate()
+    secret = identity.to_secret_string()
+    assert secret not in repr(identity)
+    assert secret not in str(identity)
+    assert str(identity.recipient()) in repr(identity)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("age1pqsomething", "only age X25519"),
+        ("ssh-ed25519 AAAAC3Nza", "only age X25519"),
+        ("AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0", "age1"),
+        ("age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gp", "checksum"),
+        (bech32_encode("age", bytes(20)), "holds 32 bytes, this one 20"),
+    ],
+)
+def test_recipient_parse_errors(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        X25519Recipient.parse(value)
+
+
+def test_parse_recipients_names_the_bad_index() -> None:
+    good = str(X25519Identity.generate().recipient())
+    assert parse_recipients([good]) == [X25519Recipient.parse(good)]
+    with pytest.raises(ConfigError, match=r"recipient 2 of 3 \('age1oops'\)"):
+        parse_recipients([good, "age1oops", good])
+
+
+def test_identity_parse_rejects_pq_and_lowercase() -> None:
+    with pytest.raises(ValueError, match="post-quantum"):
+        X25519Identity.parse("AGE-SECRET-KEY-PQ-1HZLGZUPT4ETPKDEV8HSGFDCYZ4E522W0A7PU")
+    secret = X25519Identity.generate().to_secret_string()
+    with pytest.raises(ValueError, match="uppercase") as info:
+        X25519Identity.parse(secret.lower())
+    assert secret.lower() not in str(info.value)
+
+
+def test_write_identity_file_is_0600_and_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "id.txt"
+    old_umask = os.umask(0)
+    try:
+        write_identity_file(path, X25519Identity.generate(), "now")
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        write_identity_file(path, X25519Identity.generate(), "now")
+
+
+def test_load_identities_reads_comments_and_several_keys(tmp_path: Path) -> None:
+    first, second = X25519Identity.generate(), X25519Identity.generate()
+    path = tmp_path / "ids.txt"
+    path.write_text(
+        f"# comment\n\n{first.to_secret_string()}\n  # indented comment\n"
+        f"{second.to_secret_string()}\n"
+    )
+    path.chmod(0o600)
+    loaded = load_identities(path)
+    assert [i.recipient() for i in loaded] == [first.recipient(), second.recipient()]
+
+
+def test_load_identities_refuses_a_readable_file(tmp_path: Path) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_text(X25519Identity.generate().to_secret_string() + "\n")
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match=re.escape(f"chmod 600 {path}")):
+        load_identities(path)
+
+
+def test_load_identities_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not found.*bascule keys generate"):
+        load_identities(tmp_path / "absent.txt")
+
+
+def test_load_identities_bad_line_is_named_not_echoed(tmp_path: Path) -> None:
+    path = tmp_path / "ids.txt"
+    secret = X25519Identity.generate().to_secret_string()
+    broken = secret[:-1] + ("Q" if secret[-1] != "Q" else "P")
+    path.write_text(f"# one\n{secret}\n{broken}\n")
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match=r"line 3: .*checksum") as info:
+        load_identities(path)
+    assert broken not in str(info.value)
+
+
+def test_load_identities_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_text("# nothing here\n")
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match="holds no identity"):
+        load_identities(path)
