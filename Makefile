@@ -1,0 +1,43 @@
+# bascule: the two entry points are `make demo` (a full local rehearsal) and `make test`.
+# Both install what they need first (Debian packages when run as root, the Python venv,
+# Azurite through npm), so they work on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE ?= .bascule/sandbox
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps demo test lint typecheck clean
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: system-deps $(VENV)/.installed node_modules/.installed
+
+lint: setup
+	$(BIN)/ruff check bascule tests benchmarks stacks
+	$(BIN)/ruff format --check bascule tests benchmarks stacks
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: setup
+	@bash scripts/demo.sh "$(STATE)"
+
+clean:
+	-$(BIN)/bascule sandbox down --state-dir $(STATE)
+	rm -rf .bascule

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian packages bascule's tests and demo use: age (the reference age CLI, an independent
+# reader of what bascule writes) and chromium (renders the HTML report in a test).
+# Installs only what is missing, and only when it can (root with apt-get).
+set -euo pipefail
+missing=()
+command -v age >/dev/null 2>&1 || missing+=(age)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: missing system packages: ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
+  exit 2
+fi
+echo "installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
