@@ -13,7 +13,7 @@ from bascule.errors import Interrupted
 from bascule.migration import service
 from bascule.migration.executor import ThreadRunner
 from bascule.migration.transfer import PartResult, PartTask
-from tests.functional.conftest import MiB, LocalConfig, age_decrypt, sha256
+from tests.functional.conftest import LocalConfig, MiB, age_decrypt, sha256
 
 SIZES = {"empty": 0, "one": 1, "chunk": 64 * 1024, "chunk+1": 64 * 1024 + 1,
          "part": 5 * MiB, "part+1": 5 * MiB + 1, "three parts": 11 * MiB + 7}  # fmt: skip

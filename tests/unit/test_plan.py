@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bascule.connectors.base import Capabilities, ObjectInfo
@@ -57,7 +59,7 @@ def test_encrypted_parts_tile_the_ciphertext(size: int) -> None:
     hlen = age_header_length(2)
     parts = plan_parts(size, 8 * MiB, True, hlen)
     assert parts[0].cipher_offset == 0
-    for a, b in zip(parts, parts[1:], strict=False):
+    for a, b in itertools.pairwise(parts):
         assert a.cipher_offset + a.cipher_length == b.cipher_offset
         assert a.plain_offset + a.plain_length == b.plain_offset
         assert b.cipher_offset == hlen + NONCE + b.first_chunk * CHUNK_ON_DISK
