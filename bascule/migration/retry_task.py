@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from bascule.migration.endpoints import connector
+from bascule.migration.retry import call_with_retries
 from bascule.migration.transfer import PartResult, PartTask, run_part
 
 
 def run_part_with_retries(task: PartTask, attempts_left: int) -> tuple[PartResult, int]:
-    """`run_part` retried on transient errors (the target connector decides which), at most
+    """`run_part` retried on transient errors (the connectors decide which), at most
     `attempts_left` attempts. Returns the result and the attempts it took; the last error
     propagates once the budget is spent."""
-    from bascule.migration.endpoints import connector
-    from bascule.migration.retry import call_with_retries
-
     target = connector(task.target)
     source = connector(task.source)
 
