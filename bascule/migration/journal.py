@@ -54,6 +54,16 @@ CREATE TABLE IF NOT EXISTS attempts (
     object_id INTEGER NOT NULL, generation INTEGER NOT NULL, number INTEGER NOT NULL,
     count INTEGER NOT NULL, last_error TEXT, PRIMARY KEY (object_id, generation, number)
 );
+CREATE TABLE IF NOT EXISTS verifications (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, ts REAL NOT NULL, dataset TEXT NOT NULL,
+    source_key TEXT, target_key TEXT, level TEXT NOT NULL, verdict TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS steps (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, runbook TEXT NOT NULL, mode TEXT NOT NULL,
+    phase TEXT NOT NULL, step TEXT NOT NULL, kind TEXT NOT NULL, started REAL NOT NULL,
+    ended REAL, outcome TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, run_id INTEGER, kind TEXT NOT NULL,
     dataset TEXT, key TEXT, detail TEXT NOT NULL DEFAULT '{}'
@@ -382,6 +392,98 @@ class Journal:
         """A new run gets a fresh budget for parts whose budget a previous run spent."""
         with self.transaction() as db:
             db.execute("DELETE FROM attempts")
+
+
+class Facts:
+    """Verification results and runbook steps: appended by the coordinator, read by readiness."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._j = journal
+
+    def record_verification(
+        self,
+        run_id: int,
+        dataset: str,
+        source_key: str | None,
+        target_key: str | None,
+        level: str,
+        verdict: str,
+        detail: Mapping[str, Any],
+    ) -> None:
+        with self._j.transaction() as db:
+            db.execute(
+                "INSERT INTO verifications (run_id, ts, dataset, source_key, target_key, level, "
+                "verdict, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    time.time(),
+                    dataset,
+                    source_key,
+                    target_key,
+                    level,
+                    verdict,
+                    json.dumps(dict(detail), default=str),
+                ),
+            )
+
+    def verifications(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Rows of one verify run, or of the latest one when `run_id` is None."""
+        if run_id is None:
+            row = self._j._db.execute("SELECT MAX(run_id) FROM verifications").fetchone()
+            run_id = row[0] if row and row[0] is not None else -1
+        cols = ("run_id", "ts", "dataset", "source_key", "target_key", "level", "verdict")
+        out = []
+        for r in self._j._db.execute(
+            f"SELECT {', '.join(cols)}, detail FROM verifications WHERE run_id=? ORDER BY id",
+            (run_id,),
+        ):
+            item = dict(zip(cols, r[:-1], strict=True))
+            item["detail"] = json.loads(r[-1])
+            out.append(item)
+        return out
+
+    def start_step(
+        self, run_id: int, runbook: str, mode: str, phase: str, step: str, kind: str
+    ) -> int:
+        with self._j.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO steps (run_id, runbook, mode, phase, step, kind, started, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+                (run_id, runbook, mode, phase, step, kind, time.time()),
+            )
+        return int(cur.lastrowid or 0)
+
+    def end_step(self, step_id: int, outcome: str, detail: Mapping[str, Any]) -> None:
+        with self._j.transaction() as db:
+            db.execute(
+                "UPDATE steps SET ended=?, outcome=?, detail=? WHERE id=?",
+                (time.time(), outcome, json.dumps(dict(detail), default=str), step_id),
+            )
+
+    def steps(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        cols = (
+            "id",
+            "run_id",
+            "runbook",
+            "mode",
+            "phase",
+            "step",
+            "kind",
+            "started",
+            "ended",
+            "outcome",
+        )
+        sql = f"SELECT {', '.join(cols)}, detail FROM steps"
+        args: tuple[Any, ...] = ()
+        if run_id is not None:
+            sql += " WHERE run_id=?"
+            args = (run_id,)
+        out = []
+        for r in self._j._db.execute(sql + " ORDER BY id", args):
+            item = dict(zip(cols, r[:-1], strict=True))
+            item["detail"] = json.loads(r[-1])
+            out.append(item)
+        return out
 
 
 _OBJECT_COLS = (
