@@ -124,6 +124,17 @@ def test_file_key_is_not_in_the_repr() -> None:
     assert repr(material.file_key) not in repr(material)
 
 
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE, 2 * CHUNK_SIZE + 3])
+def test_encrypt_into_a_buffer_matches(size: int) -> None:
+    cipher = PayloadCipher(os.urandom(16), os.urandom(16))
+    plaintext = os.urandom(size)
+    out = bytearray(3 * ENCRYPTED_CHUNK_SIZE + 1)
+    written = cipher.encrypt_chunks_into(0, plaintext, True, out)
+    assert bytes(out[:written]) == cipher.encrypt_chunks(0, plaintext, final=True)
+    with pytest.raises(ValueError, match="output buffer"):
+        cipher.encrypt_chunks_into(0, plaintext, True, bytearray(written - 1))
+
+
 def test_encrypt_chunks_refuses_misaligned_input() -> None:
     cipher = PayloadCipher(bytes(16), bytes(16))
     with pytest.raises(ValueError, match="whole chunks"):
