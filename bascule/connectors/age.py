@@ -43,7 +43,7 @@ from bascule.connectors.age_keys import (
     FILE_KEY_SIZE,
     X25519Identity,
     X25519Recipient,
-    _hkdf,
+    hkdf_sha256,
     load_identities,
     parse_recipients,
     write_identity_file,
@@ -149,7 +149,7 @@ class PayloadCipher:
     def __init__(self, file_key: bytes, nonce: bytes) -> None:
         if len(file_key) != FILE_KEY_SIZE or len(nonce) != NONCE_SIZE:
             raise ValueError("an age file key and a payload nonce are 16 bytes each")
-        self._key = _hkdf(file_key, nonce, b"payload")
+        self._key = hkdf_sha256(file_key, nonce, b"payload")
 
     @staticmethod
     def _nonce(index: int, final: bool) -> bytes:
@@ -339,16 +339,15 @@ class AgeRangeReader:
 
 
 def _read_stream_header(source: ByteSource) -> Header:
-    """Read line by line up to the MAC line: the payload after it stays in `source`."""
+    """Read line by line up to the MAC line: the payload after it stays in `source`.
+
+    Base64 body lines never start with "-", so the first "---" line ends the header."""
     buf = b""
     while True:
         line = source.readline(MAX_HEADER_BYTES - len(buf))
         buf += line
-        if not line.endswith(b"\n"):
-            return parse_header_bytes(buf)  # raises: the input ended inside the header
-        header = parse_header_prefix(buf)  # raises as soon as a line breaks the grammar
-        if header is not None:
-            return header
+        if not line.endswith(b"\n") or line.startswith(b"---"):
+            return parse_header_bytes(buf)  # raises if malformed or cut short
 
 
 def decrypt_stream(

@@ -25,7 +25,7 @@ from hashlib import sha256
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from bascule.connectors.age_errors import AgeHeaderError, AgeHeaderMacError, AgeNoMatchError
-from bascule.connectors.age_keys import FILE_KEY_SIZE, X25519Identity, X25519Recipient, _hkdf
+from bascule.connectors.age_keys import FILE_KEY_SIZE, X25519Identity, X25519Recipient, hkdf_sha256
 
 VERSION_LINE = b"age-encryption.org/v1"
 MAC_PREFIX = b"--- "
@@ -200,7 +200,7 @@ def parse_header_bytes(data: bytes) -> Header:
 
 
 def _header_mac(file_key: bytes, mac_input: bytes) -> bytes:
-    mac_key = _hkdf(file_key, b"", b"header")
+    mac_key = hkdf_sha256(file_key, b"", b"header")
     return hmac.new(mac_key, mac_input, sha256).digest()
 
 

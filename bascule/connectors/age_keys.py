@@ -97,7 +97,8 @@ def bech32_decode(text: str) -> tuple[str, bytes]:
     return hrp, bytes(_convert_bits(values[:-6], 5, 8, pad=False))
 
 
-def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    """32 bytes of HKDF-SHA-256, as age derives every key (an empty salt = no salt)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
 
 
@@ -136,7 +137,7 @@ class X25519Recipient:
         ephemeral = X25519PrivateKey.generate()
         share = ephemeral.public_key().public_bytes_raw()
         shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(self._key))
-        wrap_key = _hkdf(shared, share + self._key, X25519_INFO)
+        wrap_key = hkdf_sha256(shared, share + self._key, X25519_INFO)
         body = ChaCha20Poly1305(wrap_key).encrypt(_ZERO_NONCE, file_key, None)
         return share, body
 
@@ -204,7 +205,7 @@ class X25519Identity:
             shared = bytes(32)
         if shared == bytes(32):
             raise AgeHeaderError("an X25519 stanza has a low-order share (invalid header)")
-        wrap_key = _hkdf(shared, share + self._public, X25519_INFO)
+        wrap_key = hkdf_sha256(shared, share + self._public, X25519_INFO)
         try:
             file_key = ChaCha20Poly1305(wrap_key).decrypt(_ZERO_NONCE, body, None)
         except InvalidTag:
