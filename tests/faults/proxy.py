@@ -1,0 +1,198 @@
+"""A fault-injecting HTTP reverse proxy for tests, on 127.0.0.1 only.
+
+Clients point their endpoint at the proxy; it forwards each request to one upstream server
+(Azurite, rclone serve s3, moto) and, with a seeded random draw per request, injects one fault:
+
+- ``throttle``: 503 with the vendor's code (S3 ``SlowDown``, Azure ``ServerBusy``), not forwarded;
+- ``error500``: 500 ``InternalError``, not forwarded;
+- ``retry_after``: 429 with ``Retry-After: <retry_after_s>``, not forwarded;
+- ``reset``: forwarded, then the connection is reset in the middle of the response body;
+- ``truncate``: forwarded, then the body stops short of its Content-Length and the socket closes;
+- ``slow``: forwarded after a delay of ``slow_s``.
+
+Faults hit only the requests `applies` accepts (by default every request except listings),
+and never more than `max_faults`. Every injection is counted in `injected`, per kind.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+
+FAULTS = ("throttle", "error500", "retry_after", "reset", "truncate", "slow")
+HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+
+
+@dataclass
+class FaultPlan:
+    rate: float = 0.1  # probability that a request gets a fault
+    kinds: tuple[str, ...] = FAULTS
+    seed: int = 1
+    retry_after_s: float = 1.0
+    slow_s: float = 0.3
+    flavour: str = "s3"  # "s3" or "azure": how error bodies look
+    max_faults: int | None = None
+    applies: Callable[[str, str], bool] = field(default=lambda method, path: True)
+
+
+class FaultProxy:
+    """Start with `start()`, stop with `stop()`; `url` is what clients use."""
+
+    def __init__(self, upstream_url: str, plan: FaultPlan) -> None:
+        parsed = urlparse(upstream_url)
+        self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
+        self.plan = plan
+        self.injected: Counter[str] = Counter()
+        self.requests = 0
+        self.retry_after_seen: list[float] = []  # arrival times after a 429 answer
+        self._rng = random.Random(plan.seed)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def draw(self, method: str, path: str) -> str | None:
+        with self._lock:
+            self.requests += 1
+            if not self.plan.applies(method, path):
+                return None
+            if (
+                self.plan.max_faults is not None
+                and sum(self.injected.values()) >= self.plan.max_faults
+            ):
+                return None
+            if self._rng.random() >= self.plan.rate:
+                return None
+            kind = self._rng.choice(self.plan.kinds)
+            self.injected[kind] += 1
+            return kind
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(_ProxyHandler):
+            owner = proxy
+
+        return Handler
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    owner: FaultProxy
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        body = self._body()
+        fault = self.owner.draw(self.command, self.path)
+        if fault in ("throttle", "error500", "retry_after"):
+            self._refuse(fault)
+            return
+        if fault == "slow":
+            time.sleep(self.owner.plan.slow_s)
+        status, reason, headers, payload = self._forward(body)
+        if fault == "reset" and payload:
+            self._send_head(status, reason, headers, len(payload))
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            _reset(self.connection)
+            self.close_connection = True
+            return
+        if fault == "truncate" and payload:
+            self._send_head(status, reason, headers, len(payload))
+            self.wfile.write(payload[: len(payload) // 3])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self._send_head(status, reason, headers, len(payload))
+        self.wfile.write(payload)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+    def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        conn = http.client.HTTPConnection(*self.owner.upstream, timeout=60)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+            conn.request(self.command, self.path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+            kept = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_HEADERS]
+            return resp.status, resp.reason, kept, payload
+        finally:
+            conn.close()
+
+    def _send_head(
+        self, status: int, reason: str, headers: list[tuple[str, str]], length: int
+    ) -> None:
+        self.send_response_only(status, reason)
+        for k, v in headers:
+            if k.lower() != "content-length":
+                self.send_header(k, v)
+        if self.command != "HEAD" or length:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+    def _refuse(self, fault: str) -> None:
+        plan = self.owner.plan
+        status, code = {
+            "throttle": (503, "SlowDown" if plan.flavour == "s3" else "ServerBusy"),
+            "error500": (500, "InternalError"),
+            "retry_after": (429, "TooManyRequests"),
+        }[fault]
+        if plan.flavour == "s3":
+            payload = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+            ctype = "application/xml"
+        else:
+            payload = (
+                f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
+                "<Message>injected</Message></Error>"
+            ).encode()
+            ctype = "application/xml"
+        self.send_response_only(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        if plan.flavour == "azure":
+            self.send_header("x-ms-error-code", code)
+        if fault == "retry_after":
+            self.send_header("Retry-After", str(int(plan.retry_after_s)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with RST instead of FIN: what a client sees when a load balancer drops it."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()

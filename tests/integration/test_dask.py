@@ -1,0 +1,125 @@
+"""The same migration on Dask: a LocalCluster of 2 worker processes, real emulators."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from bascule.migration import service
+from bascule.migration.runners import DaskRunner, make_runner
+from bascule.migration.transfer import PartResult, PartTask
+from tests.conftest import AzuriteServer, S3Server
+from tests.integration.cloud import CloudSetup, MiB, sha256
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture()
+def cloud(
+    tmp_path: Path, azurite: AzuriteServer, rclone_s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CloudSetup]:
+    setup = CloudSetup(tmp_path, azurite, rclone_s3, monkeypatch)
+    yield setup
+    setup.close()
+
+
+def _seed(cloud: CloudSetup) -> dict[str, bytes]:
+    objects = {
+        "snds/big/part-0.bin": os.urandom(16 * MiB + 3),
+        "snds/small/é è.csv": b"a;b\n1;2\n",
+        "snds/small/empty": b"",
+    }
+    objects.update({f"snds/many/{i:03d}.bin": os.urandom(40_000 + i) for i in range(12)})
+    for key, data in objects.items():
+        cloud.upload(key, data)
+    return objects
+
+
+class ScanningRunner:
+    """Wraps a DaskRunner: pickles each task as Dask would and records it for the scan."""
+
+    def __init__(self, inner: DaskRunner) -> None:
+        self.inner = inner
+        self.pickled: list[bytes] = []
+
+    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]:
+        self.pickled.append(cloudpickle.dumps((task, attempts_left)))
+        return self.inner.submit(task, attempts_left)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+def test_dask_local_cluster_migrates_byte_identically_and_tasks_carry_no_secret(
+    cloud: CloudSetup,
+) -> None:
+    objects = _seed(cloud)
+    cfg = cloud.config(concurrency=4)
+    inner = make_runner("dask-local:2", cfg)
+    assert isinstance(inner, DaskRunner)
+    runner = ScanningRunner(inner)
+    try:
+        outcome = service.migrate(cfg, runner=runner)
+    finally:
+        runner.shutdown()
+    assert outcome.stats.objects_committed == len(objects)
+    for key, data in objects.items():
+        assert sha256(cloud.decrypt_target(key.replace("snds/", "hdh/", 1))) == sha256(data)
+    assert len(runner.pickled) == outcome.stats.parts_sent
+    hits = [s for s in cloud.secrets for blob in runner.pickled if s.encode() in blob]
+    assert hits == []
+
+
+class KillOneWorker:
+    """Kills one Dask worker process (SIGKILL) once `after` parts have completed."""
+
+    def __init__(self, inner: DaskRunner, after: int) -> None:
+        self.inner = inner
+        self.after = after
+        self.done = 0
+        self.killed: int | None = None
+        self.lock = threading.Lock()
+
+    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]:
+        future = self.inner.submit(task, attempts_left)
+        future.add_done_callback(self._maybe_kill)
+        return future
+
+    def _maybe_kill(self, _: Future[tuple[PartResult, int]]) -> None:
+        with self.lock:
+            self.done += 1
+            if self.done != self.after:
+                return
+        pids = self.inner._client.run(os.getpid)
+        self.killed = sorted(pids.values())[0]
+        os.kill(self.killed, signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+def test_a_worker_killed_mid_run_still_ends_complete(cloud: CloudSetup) -> None:
+    objects = _seed(cloud)
+    cfg = cloud.config(concurrency=4)
+    inner = make_runner("dask-local:2", cfg)
+    assert isinstance(inner, DaskRunner)
+    runner = KillOneWorker(inner, after=3)
+    try:
+        service.migrate(cfg, runner=runner)
+    finally:
+        runner.shutdown()
+    assert runner.killed is not None
+    for key, data in objects.items():
+        assert sha256(cloud.decrypt_target(key.replace("snds/", "hdh/", 1))) == sha256(data)
+    journal = service.open_journal(cfg, create=False)
+    assert journal is not None
+    states = {r.target_key: r.state for r in journal.objects()}
+    journal.close()
+    assert set(states.values()) == {"committed"} and len(states) == len(objects)
