@@ -28,6 +28,8 @@ from bascule.stacks.spec import PoolSpec, StackSettings, StorageSpec
 BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 KEY_VAULT_CRYPTO_SERVICE_ENCRYPTION_USER = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
 RAW_CLASS = "raw-health-data"
+# The `call-overload` ignores below: the SDK's overloads type some inputs as enums only
+# (PublicAccess, AccessTier...) while the API and the provider take their string values.
 
 
 def account_name(settings: StackSettings) -> str:
@@ -95,7 +97,10 @@ class AzureLandingZone(pulumi.ComponentResource):
             delegations: list[network.DelegationArgsDict] = []
             if role == "data":
                 delegations = [
-                    {"name": "postgres", "service_name": "Microsoft.DBforPostgreSQL/flexibleServers"}
+                    {
+                        "name": "postgres",
+                        "service_name": "Microsoft.DBforPostgreSQL/flexibleServers",
+                    }
                 ]
             self.subnets[role] = network.Subnet(
                 f"network.subnet-{role}",
@@ -108,7 +113,7 @@ class AzureLandingZone(pulumi.ComponentResource):
             )
 
     def _keys(self) -> None:
-        self.vault = keyvault.Vault(
+        self.vault = keyvault.Vault(  # type: ignore[call-overload]
             "keys.vault",
             resource_group_name=self.rg.name,
             location=self.settings.region,
@@ -159,7 +164,7 @@ class AzureLandingZone(pulumi.ComponentResource):
         spec = self.settings.spec
         redundancy = "Standard_GZRS" if self.region.zones else "Standard_GRS"
         public = any(g.public_read for g in spec.storage)
-        self.account = storage.StorageAccount(
+        self.account = storage.StorageAccount(  # type: ignore[call-overload]
             "storage-account.account",
             resource_group_name=self.rg.name,
             account_name=account_name(self.settings),
@@ -218,7 +223,7 @@ class AzureLandingZone(pulumi.ComponentResource):
         )
 
     def _container(self, group: StorageSpec) -> storage.BlobContainer:
-        container = storage.BlobContainer(
+        container: storage.BlobContainer = storage.BlobContainer(  # type: ignore[call-overload]
             f"{group.element}.container",
             resource_group_name=self.rg.name,
             account_name=self.account.name,
@@ -326,7 +331,7 @@ class AzureLandingZone(pulumi.ComponentResource):
         zones = list(self.region.zones[: k8s.zones])
         system, *others = k8s.pools
         system_profile = self._pool_profile(system, zones) | {"name": system.name, "mode": "System"}
-        self.cluster = containerservice.ManagedCluster(
+        self.cluster = containerservice.ManagedCluster(  # type: ignore[call-overload]
             "kubernetes.cluster",
             resource_group_name=self.rg.name,
             location=self.settings.region,
@@ -334,7 +339,7 @@ class AzureLandingZone(pulumi.ComponentResource):
             dns_prefix=f"{self.settings.name_prefix}-aks",
             kubernetes_version=k8s.version,
             identity={"type": "SystemAssigned"},
-            agent_pool_profiles=[system_profile],  # type: ignore[list-item]
+            agent_pool_profiles=[system_profile],
             api_server_access_profile={"enable_private_cluster": True},
             disable_local_accounts=True,
             enable_rbac=True,

@@ -139,7 +139,8 @@ def ovh_region(name: str, where: str) -> OvhRegion:
     found = tables().ovh_regions.get(name.upper())
     if found is None:
         raise ConfigError(
-            f"{where}: unknown OVHcloud region {name!r}; use one of {_choices(tables().ovh_regions)}"
+            f"{where}: unknown OVHcloud region {name!r}; "
+            f"use one of {_choices(tables().ovh_regions)}"
         )
     return found
 
@@ -169,7 +170,8 @@ def ovh_flavor(name: str, where: str) -> MachineShape:
     found = tables().ovh_flavors.get(name)
     if found is None:
         raise ConfigError(
-            f"{where}: unknown OVHcloud flavor {name!r}; use one of {_choices(tables().ovh_flavors)}"
+            f"{where}: unknown OVHcloud flavor {name!r}; "
+            f"use one of {_choices(tables().ovh_flavors)}"
         )
     return found
 

@@ -34,6 +34,7 @@ class DeclaredResource:
     type: str
     name: str
     inputs: Mapping[str, Any]
+    id: str = ""
 
     @property
     def element(self) -> str:
@@ -62,6 +63,9 @@ class StackRun:
                 return r
         raise KeyError(name)
 
+    def by_id(self, resource_id: str) -> DeclaredResource | None:
+        return next((r for r in self.resources if r.id == resource_id), None)
+
     def for_element(self, element: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.element == element]
 
@@ -75,7 +79,10 @@ def _mock_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         extra["primaryEndpoints"] = {"blob": f"https://{account}.blob.core.windows.net/"}
         # Inputs list identity ids; the API answers with a map id -> identity.
         ids = inputs.get("identity", {}).get("userAssignedIdentities", [])
-        extra["identity"] = {**inputs.get("identity", {}), "userAssignedIdentities": dict.fromkeys(ids, {})}
+        extra["identity"] = {
+            **inputs.get("identity", {}),
+            "userAssignedIdentities": {key: {} for key in ids},
+        }
     elif short == "Vault":
         vault = inputs.get("vaultName", name)
         extra["properties"] = dict(inputs.get("properties", {}))
@@ -95,19 +102,25 @@ class _RecordingMocks(pulumi.runtime.Mocks):
         self._lock = threading.Lock()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        resource_id = f"{args.name}-id"
         with self._lock:
-            self.declared.append(DeclaredResource(args.typ, args.name, dict(args.inputs)))
-        return f"{args.name}-id", _mock_state(args.typ, args.name, dict(args.inputs))
+            self.declared.append(
+                DeclaredResource(args.typ, args.name, dict(args.inputs), resource_id)
+            )
+        return resource_id, _mock_state(args.typ, args.name, dict(args.inputs))
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "azure-native:authorization:getClientConfig":
-            return {
+            config = {
                 "clientId": "mock-client",
                 "objectId": "mock-object",
                 "subscriptionId": MOCK_SUBSCRIPTION,
                 "tenantId": MOCK_TENANT,
             }
-        return {}
+            return config, []
+        return {}, []
 
 
 def _runtime_config(settings: StackSettings) -> dict[str, str]:

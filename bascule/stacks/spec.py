@@ -229,7 +229,9 @@ def settings_from_config(
     try:
         return StackSettings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{file}: {_format_errors(exc)} (under config: {CONFIG_NS}:...)") from None
+        raise ConfigError(
+            f"{file}: {_format_errors(exc)} (under config: {CONFIG_NS}:...)"
+        ) from None
 
 
 def _decode(value: Any) -> Any:
