@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from bascule.errors import BasculeError, ExitCode
+from bascule.migration.config import Config
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -59,6 +60,16 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"{exc.strerror or exc}{where}", ExitCode.STORAGE) from None
 
     return wrapper
+
+
+def setup_logging(cfg: Config) -> None:
+    """JSON log file beside the journal, secrets from the config's env variables redacted."""
+    from bascule.logging import configure_logging, register_secret
+    from bascule.migration.config import secret_values
+
+    configure_logging(cfg.journal.parent / "logs", console_level="warning")
+    for value in secret_values(cfg):
+        register_secret(value)
 
 
 def stdout_is_tty() -> bool:

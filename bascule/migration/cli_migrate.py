@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bascule.migration import service
-from bascule.migration.cli_common import console, handle_errors
+from bascule.migration.cli_common import console, handle_errors, setup_logging
 from bascule.migration.config import Config, load_config
 from bascule.migration.plan import MigrationPlan
 
@@ -183,7 +183,7 @@ def migrate_command(
 @handle_errors
 def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) -> None:
     cfg = load_config(config)
-    _setup_logging(cfg)
+    setup_logging(cfg)
     if dry_run:
         plan = service.make_plan(cfg, dataset, service.open_journal(cfg, create=False))
         print_plan(cfg, plan)
@@ -219,10 +219,3 @@ def _summary(outcome: service.MigrateOutcome) -> None:
         console.print(f"source changed during the copy, copied again with a new key: {key}")
     if stats.orphans_aborted:
         console.print(f"aborted {stats.orphans_aborted} orphaned upload(s)")
-
-
-def _setup_logging(cfg: Config) -> None:
-    from bascule.logging import configure_logging, register_secrets_from_config
-
-    configure_logging(cfg.journal.parent / "logs")
-    register_secrets_from_config(cfg)

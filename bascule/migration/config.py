@@ -331,3 +331,15 @@ def identity_path(cfg: Config, *, required: bool, why: str) -> Path | None:
         f"{cfg.source_path}: encryption.identity_file_env: {why} needs the age identity "
         f"(private key); {hint}"
     )
+
+
+def secret_values(cfg: Config) -> list[str]:
+    """The values of every secret-bearing environment variable the config names, so that
+    the log redaction can remove them wherever they appear."""
+    values = []
+    for ep in cfg.endpoints.values():
+        for _key, var in _env_names(ep):
+            value = os.environ.get(var)
+            if value:
+                values.append(value)
+    return values

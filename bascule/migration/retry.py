@@ -9,6 +9,7 @@ coordinator owns the attempt budget and the journal keeps it across restarts.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
@@ -62,13 +63,12 @@ def call_with_retries(
         nonlocal attempts
         attempts += 1
 
-    kwargs = {"sleep": sleep} if sleep is not None else {}
     retrying = Retrying(
         retry=retry_if_exception(should_retry),
         stop=stop_after_attempt(max(1, max_attempts)),
         wait=wait or backoff_wait(),
         before=count,
         reraise=True,
-        **kwargs,
+        sleep=sleep or time.sleep,
     )
     return retrying(fn), attempts
