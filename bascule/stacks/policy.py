@@ -19,6 +19,7 @@ from bascule.stacks.runner import DeclaredResource, StackRun
 RAW_CLASS = "raw-health-data"
 TLS_OK = ("TLS1_2", "TLS1_3")
 PG_TLS_OK = ("TLSv1.2", "TLSv1.3")
+GEO_REDUNDANT = frozenset({"GRS", "RAGRS", "GZRS", "RAGZRS"})  # copies to the paired region
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def check_france(run: StackRun, r: DeclaredResource) -> Iterator[tuple[str, str,
                 f"region {value!r} is {where}; health data must stay in France",
                 "use francecentral/francesouth (Azure) or GRA, SBG, RBX, EU-WEST-PAR (OVHcloud)",
             )
-    if r.short_type == "StorageAccount" and "GRS" in str(_get(r.inputs, "sku", "name")):
+    redundancy = str(_get(r.inputs, "sku", "name")).rsplit("_", 1)[-1]
+    if r.short_type == "StorageAccount" and redundancy in GEO_REDUNDANT:
         region = eq.tables().azure_regions.get(str(r.inputs.get("location", "")))
         if region is not None and eq.region_country("azure", region.pair) != eq.FRANCE:
             yield (

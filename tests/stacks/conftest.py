@@ -1,0 +1,61 @@
+"""Shared stack runs: the Pulumi mocks are slowish, so each shipped stack runs once."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bascule.stacks.runner import StackRun, run_stack
+from bascule.stacks.spec import load_stack_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ("azure-francecentral", "ovh-gra", "ovh-eu-west-par")
+
+ProjectMaker = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def shipped_runs() -> dict[str, StackRun]:
+    return {name: run_stack(load_stack_file(ROOT / f"Pulumi.{name}.yaml")) for name in SHIPPED}
+
+
+def make_project(
+    root: Path,
+    spec_edit: Callable[[dict[str, Any]], None] | None = None,
+    stack_edits: dict[str, dict[str, Any]] | None = None,
+    ovh_spec_edit: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """A copy of the shipped project under `root`, with edits to the spec or stack config.
+
+    `ovh_spec_edit` writes a second spec used by the OVHcloud stacks only (one side differs).
+    """
+    shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    (root / "stacks").mkdir()
+    spec = yaml.safe_load((ROOT / "stacks" / "landing-zone.yaml").read_text())
+    if spec_edit:
+        spec_edit(spec)
+    (root / "stacks" / "landing-zone.yaml").write_text(yaml.safe_dump(spec))
+    if ovh_spec_edit:
+        ovh_spec = yaml.safe_load((ROOT / "stacks" / "landing-zone.yaml").read_text())
+        ovh_spec_edit(ovh_spec)
+        (root / "stacks" / "landing-zone-ovh.yaml").write_text(yaml.safe_dump(ovh_spec))
+    for name in SHIPPED:
+        stack = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
+        if ovh_spec_edit and name.startswith("ovh"):
+            stack["config"]["bascule:spec"] = "stacks/landing-zone-ovh.yaml"
+        stack["config"].update((stack_edits or {}).get(name, {}))
+        (root / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(stack))
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectMaker:
+    def make(**kwargs: Any) -> Path:
+        return make_project(tmp_path, **kwargs)
+
+    return make
