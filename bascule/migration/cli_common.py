@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from bascule.errors import BasculeError, ExitCode
+from bascule.errors import BasculeError, ExitCode, JournalError
 from bascule.migration.config import Config
 
 console = Console(highlight=False)
@@ -58,6 +58,18 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
                 raise
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             raise fail(f"{exc.strerror or exc}{where}", ExitCode.STORAGE) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            from bascule.logging import redact_text
+
+            text = redact_text(f"{type(exc).__name__}: {exc}")
+            raise fail(
+                f"unexpected error: {text}; re-run with --debug for the traceback and report it",
+                ExitCode.FAILED,
+            ) from None
 
     return wrapper
 
@@ -67,7 +79,14 @@ def setup_logging(cfg: Config) -> None:
     from bascule.logging import configure_logging, register_secret
     from bascule.migration.config import secret_values
 
-    configure_logging(cfg.journal.parent / "logs", console_level="warning")
+    log_dir = cfg.journal.parent / "logs"
+    try:
+        configure_logging(log_dir, console_level="warning")
+    except OSError as exc:
+        raise JournalError(
+            f"{log_dir}: cannot create the journal and log directory ({exc.strerror}); "
+            "choose a writable directory for `journal:` in the config"
+        ) from None
     for value in secret_values(cfg):
         register_secret(value)
 

@@ -192,7 +192,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({exc}); fix the syntax") from None
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem}); fix the syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at top level (project, endpoints, ...)")
     return data
@@ -253,7 +254,10 @@ def _check_recipients(cfg: Config) -> None:
         try:
             X25519Recipient.parse(value)
         except ValueError:
-            shown = value if len(value) < 80 else value[:77] + "..."
+            if value.upper().startswith("AGE-SECRET-KEY-"):
+                shown = "AGE-SECRET-KEY-... (redacted)"
+            else:
+                shown = value if len(value) < 80 else value[:77] + "..."
             raise ConfigError(
                 f"{cfg.source_path}: encryption.recipients.{i}: {shown!r} is not a valid age "
                 "X25519 recipient (age1...); paste the public key printed by `bascule keys "

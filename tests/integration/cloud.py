@@ -91,7 +91,15 @@ class CloudSetup:
         return out.stdout
 
     def config(self, encrypt: bool = True, **transfer: Any) -> Config:
-        data = {
+        return load_config(self.write_config(self.config_dict(encrypt, **transfer)))
+
+    def write_config(self, data: dict[str, Any]) -> Path:
+        path = self.tmp_path / "bascule.yaml"
+        path.write_text(yaml.safe_dump(data, allow_unicode=True))
+        return path
+
+    def config_dict(self, encrypt: bool = True, **transfer: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "project": "it",
             "deadline": "2027-01-31",
             "journal": "state/journal.db",
@@ -112,9 +120,7 @@ class CloudSetup:
                  "encrypt": encrypt},
             ],
         }  # fmt: skip
-        path = self.tmp_path / "bascule.yaml"
-        path.write_text(yaml.safe_dump(data, allow_unicode=True))
-        return load_config(path)
+        return data
 
     def close(self) -> None:
         self.blobs.close()
