@@ -42,6 +42,10 @@ class FaultPlan:
     flavour: str = "s3"  # "s3" or "azure": how error bodies look
     max_faults: int | None = None
     applies: Callable[[str, str], bool] = field(default=lambda method, path: True)
+    # Requests `hold` accepts are held (not forwarded) until `release()`: a test can kill the
+    # client while it waits on exactly that request (listing, a part upload, the commit).
+    hold: Callable[[str, str], bool] = field(default=lambda method, path: False)
+    hold_after_forward: bool = False  # hold once upstream has answered (it did the work)
 
 
 class FaultProxy:
@@ -59,6 +63,21 @@ class FaultProxy:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.holding = threading.Event()  # set while a request is held
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def rearm(self) -> None:
+        """Hold the next matching request again."""
+        self.holding.clear()
+        self._released.clear()
+
+    def wait_held(self, request: tuple[str, str]) -> None:
+        if self.plan.hold(*request) and not self._released.is_set():
+            self.holding.set()
+            self._released.wait(timeout=60)
 
     @property
     def url(self) -> str:
@@ -115,6 +134,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._body()
+        if not self.owner.plan.hold_after_forward:
+            self.owner.wait_held((self.command, self.path))
         fault = self.owner.draw(self.command, self.path)
         if fault in ("throttle", "error500", "retry_after"):
             self._refuse(fault)
@@ -122,6 +143,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(self.owner.plan.slow_s)
         status, reason, headers, payload = self._forward(body)
+        if self.owner.plan.hold_after_forward:
+            self.owner.wait_held((self.command, self.path))
         if fault == "reset" and payload:
             self._send_head(status, reason, headers, len(payload))
             self.wfile.write(payload[: len(payload) // 2])
