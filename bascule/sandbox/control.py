@@ -21,6 +21,7 @@ import os
 import secrets
 import shlex
 import string
+import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -206,12 +207,21 @@ def load_state(paths: SandboxPaths) -> SandboxState | None:
     return SandboxState.from_dict(data, paths.state_file)
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+def _cmdline(pid: int) -> str:
+    """The process's command line, arguments separated by NUL (Linux) or blanks (ps)."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        try:
+            return (proc / str(pid) / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+    try:  # no /proc (macOS): ask ps
+        result = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip()
 
 
 def is_ours(pid: int, service: str, paths: SandboxPaths) -> bool:
@@ -219,9 +229,12 @@ def is_ours(pid: int, service: str, paths: SandboxPaths) -> bool:
     reused by another process after a reboot or crash is not ours)."""
     if not servers.pid_alive(pid):
         return False
-    args = _cmdline(pid)
+    cmdline = _cmdline(pid)
     program = "azurite" if service == AZURE else "rclone"
-    return any(program in a for a in args) and str(paths.data_dir(service)) in args
+    data_dir = str(paths.data_dir(service))
+    if "\0" in cmdline:  # /proc: whole arguments, so /x/state/s3 never matches /x/state/s3b
+        return program in cmdline and f"\0{data_dir}\0" in f"\0{cmdline}"
+    return program in cmdline and data_dir in cmdline
 
 
 def _answers(url: str) -> bool:
@@ -294,8 +307,9 @@ def up(
     Raises UsageError (exit 2) if Node.js, Azurite or rclone is missing or a port is taken
     (before anything starts), ServerError (exit 3) if a server does not come up; a server
     started by this call is stopped again on failure."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    os.chmod(paths.root, 0o700)
+    if not paths.root.exists():
+        paths.root.mkdir(parents=True)
+        os.chmod(paths.root, 0o700)  # it will hold secrets; an existing directory is left as is
     previous = load_state(paths)
     key_id, secret = (
         (previous.access_key_id, previous.secret_access_key) if previous else new_s3_keys()
