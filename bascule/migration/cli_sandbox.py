@@ -53,8 +53,9 @@ def up(
         int, typer.Option("--s3-port", help="rclone serve s3 port on 127.0.0.1.")
     ] = control.DEFAULT_S3_PORT,
 ) -> None:
-    """Start Azurite and rclone serve s3 (whichever is not running yet) and write
-    sandbox.json, env.sh and an example bascule.yaml in the state directory."""
+    """Start Azurite and rclone serve s3; write sandbox.json, env.sh, bascule.yaml.
+
+    Starts only what is not running yet; a running server keeps its port."""
     paths = _paths(state_dir)
     result = control.up(paths, azure_port=azure_port, s3_port=s3_port)
     register_secret(result.state.secret_access_key)
@@ -133,8 +134,9 @@ def seed(
         str, typer.Option("--part-size", help="Edge objects sit on this part size.")
     ] = f"{DEFAULT_PART_SIZE // (1024 * 1024)}MiB",
 ) -> None:
-    """Write deterministic synthetic SNDS-shaped data into the sandbox's Azurite container
-    `snds`, and a manifest (key, size, MD5) beside sandbox.json."""
+    """Write deterministic SNDS-shaped data into Azurite (container snds).
+
+    Same --seed, same bytes; a manifest (key, size, MD5) goes beside sandbox.json."""
     # Imported here: the Azure SDK is slow to import and only `seed` needs it.
     from bascule.sandbox.azure_upload import upload_objects
 
