@@ -1,0 +1,558 @@
+"""S3 and S3-compatible object storage (OVHcloud, AWS, MinIO, `rclone serve s3`, moto) on boto3.
+
+Provider differences are data, in ``quirks/<provider>.yaml`` (endpoint per region, addressing
+style, whether If-Match is honoured, which checksum header parts carry).
+
+Who retries what: botocore's own retries are off by default (``sdk_max_attempts=1``, standard
+mode): every retry is decided by `S3Connector.should_retry` and timed by
+`bascule.migration.retry` (capped backoff, jitter, Retry-After), with the attempt budget kept
+in the journal. Raising `sdk_max_attempts` is for callers with no outer retry layer; never do
+both. A transient error in the middle of a listing ends the listing; the caller lists again.
+
+Checksums: the SDK's automatic checksums are limited to what S3 requires
+(``when_required``), because OVHcloud rejects the aws-chunked trailers recent SDKs send by
+default; instead each part and each small put carries an explicit Content-MD5 (or
+x-amz-checksum-sha256 on AWS). `rclone serve s3` and moto accept these headers without
+always validating them: bascule's own hashes are what verification relies on.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import hashlib
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import boto3
+import botocore.exceptions
+import urllib3.exceptions
+import yaml
+from botocore.config import Config
+
+from bascule.connectors.base import (
+    ByteRange,
+    Capabilities,
+    ObjectInfo,
+    PartReceipt,
+    PendingUpload,
+)
+from bascule.errors import (
+    AccessDenied,
+    ConfigError,
+    ConnectorError,
+    ContainerNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    Throttled,
+    TransientStorageError,
+    UnsupportedOperation,
+)
+
+DEFAULT_LIST_PAGE_SIZE = 1000  # S3's own maximum for ListObjectsV2
+TOKEN_PREFIX = "s3mpu1."
+
+# S3 error codes, by the bascule class they map to.
+# https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
+DENIED_CODES = frozenset(
+    {
+        "AccessDenied",  # policy refuses the action
+        "InvalidAccessKeyId",  # unknown access key
+        "SignatureDoesNotMatch",  # wrong secret key
+        "AllAccessDisabled",
+        "403",
+    }
+)
+THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",  # 503: request rate too high for the prefix; back off
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",  # 429 on several S3-compatible providers
+        "RequestThrottled",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",  # 500: "try again"
+        "ServiceUnavailable",  # 503
+        "RequestTimeout",  # 400: the socket idled; resend
+        "RequestTimeTooSkewed",  # clock drift fixed by a re-signed retry
+    }
+)
+TRANSIENT_SDK_ERRORS: tuple[type[BaseException], ...] = (
+    botocore.exceptions.ConnectionError,  # refused, reset, closed, timeouts
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.ResponseStreamingError,  # connection cut mid-body
+    urllib3.exceptions.HTTPError,  # raised by a body read after the call returned
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class S3Quirks:
+    """What differs between S3 implementations (loaded from ``quirks/<provider>.yaml``)."""
+
+    endpoint_template: str
+    regions: tuple[str, ...]
+    addressing_style: str
+    if_match_read: bool
+    server_side_checksums: bool
+    part_checksum: str  # "content-md5" | "sha256"
+    min_part_size_bytes: int
+    max_parts: int
+
+
+@cache
+def load_quirks(provider: str) -> S3Quirks:
+    """The preset for `provider`; ConfigError naming the known ones if there is none."""
+    folder = resources.files("bascule.connectors") / "quirks"
+    known = sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+    if provider not in known:
+        raise ConfigError(f"unknown S3 provider {provider!r}; use one of: {', '.join(known)}")
+    raw = yaml.safe_load((folder / f"{provider}.yaml").read_text("utf-8"))
+    raw["regions"] = tuple(raw.get("regions") or ())
+    return S3Quirks(**raw)
+
+
+def endpoint_for(provider: str, region: str | None, endpoint_url: str | None) -> str | None:
+    """`endpoint_url` if given, else the provider's endpoint for `region` (None: SDK default).
+
+    Raises ConfigError for a region the provider preset does not list."""
+    if endpoint_url:
+        return endpoint_url
+    quirks = load_quirks(provider)
+    if not quirks.endpoint_template:
+        return None
+    if region not in quirks.regions:
+        raise ConfigError(
+            f"region {region!r} is not an {provider} S3 region; "
+            f"use one of {', '.join(quirks.regions)} or set endpoint_url"
+        )
+    return quirks.endpoint_template.format(region=region)
+
+
+def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
+    """The single place where boto3/botocore/urllib3 exceptions become bascule errors."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    where = f"{url}/{key}" if key else url
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return _map_client_error(exc, url, key, where)
+    if isinstance(
+        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
+        return AccessDenied(
+            f"no usable S3 credentials for {where}; set the access key id and secret",
+            connector=url,
+            key=key,
+        )
+    if isinstance(exc, TRANSIENT_SDK_ERRORS):
+        return TransientStorageError(
+            f"network error talking to {where}: {exc}; retry", connector=url, key=key
+        )
+    return ConnectorError(f"S3 request for {where} failed: {exc}", connector=url, key=key)
+
+
+def _map_client_error(
+    exc: botocore.exceptions.ClientError, url: str, key: str, where: str
+) -> ConnectorError:
+    error = exc.response.get("Error", {})
+    code = _error_code(exc)
+    meta = exc.response.get("ResponseMetadata", {})
+    status = int(meta.get("HTTPStatusCode", 0) or 0)
+    detail = f"{code or status}: {error.get('Message', '')}".strip()
+    if code == "NoSuchBucket":
+        return ContainerNotFound(
+            f"bucket {url} does not exist ({detail}); create it or fix the name", connector=url
+        )
+    if code in NOT_FOUND_CODES or status == 404:
+        return ObjectNotFound(f"{where} does not exist ({detail})", connector=url, key=key)
+    if code in DENIED_CODES or status == 403:
+        return AccessDenied(
+            f"access denied to {where} ({detail}); check the access key, secret and policy",
+            connector=url,
+            key=key,
+        )
+    if code == "PreconditionFailed" or status == 412:
+        return PreconditionFailed(
+            f"{where} changed since it was planned ({detail}); re-plan the object",
+            connector=url,
+            key=key,
+        )
+    if code in THROTTLE_CODES or status in (429, 503):
+        headers = meta.get("HTTPHeaders", {})
+        return Throttled(
+            f"{where} is throttled ({detail}); backing off",
+            connector=url,
+            key=key,
+            retry_after_s=_retry_after(headers.get("retry-after")),
+        )
+    if code == "NotImplemented" or status == 501:
+        # e.g. `rclone serve s3` refusing to replace a part already streamed with new bytes
+        return UnsupportedOperation(
+            f"{where}: the server does not support this request ({detail})",
+            connector=url,
+            key=key,
+        )
+    if code in TRANSIENT_CODES or status >= 500:
+        return TransientStorageError(
+            f"{where}: server error ({detail}); retry", connector=url, key=key
+        )
+    return ConnectorError(f"S3 refused the request for {where} ({detail})", connector=url, key=key)
+
+
+def _error_code(exc: BaseException | None) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _retry_after(value: object) -> float | None:
+    try:
+        return max(0.0, float(str(value)))
+    except ValueError:
+        return None  # absent, or an HTTP date (S3-compatible servers send seconds)
+
+
+class _Body(io.RawIOBase):
+    """A response body as a raw stream; errors during reads are mapped too."""
+
+    def __init__(self, body: Any, url: str, key: str) -> None:
+        self._body = body
+        self._url = url
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            chunk = self._body.read(len(buffer))
+        except Exception as exc:
+            raise _map_error(exc, self._url, self._key) from exc
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+def _strip(etag: str) -> str:
+    return etag.strip('"')
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+class S3Connector:
+    """One S3 bucket. See the module docstring for retries and checksums.
+
+    `list_pages_fetched` counts ListObjectsV2 requests made (for tests and progress)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        provider: str = "aws",
+        sdk_max_attempts: int = 1,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 60.0,
+        list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    ) -> None:
+        self._bucket = bucket
+        self._quirks = load_quirks(provider)
+        config = Config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"mode": "standard", "max_attempts": sdk_max_attempts},
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
+            s3={"addressing_style": self._quirks.addressing_style},
+        )
+        # Credentials not given here come from the SDK's own chain (env, profile, role).
+        self._client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_for(provider, region, endpoint_url),
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            config=config,
+        )
+        self.list_page_size = list_page_size
+        self.list_pages_fetched = 0
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self._bucket}"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            resumable_parts=True,
+            if_match_read=self._quirks.if_match_read,
+            server_side_checksums=self._quirks.server_side_checksums,
+            min_part_size=self._quirks.min_part_size_bytes,
+            max_parts=self._quirks.max_parts,
+        )
+
+    def _call(self, method: str, key: str = "", **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, method)(Bucket=self._bucket, **kwargs)
+        except Exception as exc:
+            raise _map_error(exc, self.url, key) from exc
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # The first page is fetched now, so a missing bucket raises here, not on next().
+        first = self._list_page(prefix, None)
+        return self._pages(prefix, first)
+
+    def _list_page(self, prefix: str, token: str | None) -> dict[str, Any]:
+        extra = {"ContinuationToken": token} if token else {}
+        self.list_pages_fetched += 1
+        page: dict[str, Any] = self._call(
+            "list_objects_v2", Prefix=prefix, MaxKeys=self.list_page_size, **extra
+        )
+        return page
+
+    def _pages(self, prefix: str, page: dict[str, Any]) -> Iterator[ObjectInfo]:
+        while True:
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=item["Key"],
+                    size=int(item["Size"]),
+                    etag=_strip(item.get("ETag", "")),
+                    last_modified=item.get("LastModified"),
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            page = self._list_page(prefix, token)
+
+    def stat(self, key: str) -> ObjectInfo:
+        extra = {"ChecksumMode": "ENABLED"} if self._quirks.server_side_checksums else {}
+        try:
+            head = self._call("head_object", key, Key=key, **extra)
+        except ObjectNotFound:
+            self._check_bucket()  # HEAD says 404 for a missing bucket and a missing key alike
+            raise
+        return self._info(key, head)
+
+    def _check_bucket(self) -> None:
+        try:
+            self._call("head_bucket")
+        except ObjectNotFound as exc:
+            raise ContainerNotFound(
+                f"bucket {self.url} does not exist; create it or fix the name", connector=self.url
+            ) from exc
+
+    @staticmethod
+    def _info(key: str, head: Mapping[str, Any]) -> ObjectInfo:
+        checksums = {
+            name.removeprefix("Checksum").lower(): str(head[name])
+            for name in ("ChecksumSHA256", "ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32")
+            if head.get(name)
+        }
+        return ObjectInfo(
+            key=key,
+            size=int(head.get("ContentLength", 0)),
+            etag=_strip(head.get("ETag", "")),
+            last_modified=head.get("LastModified"),
+            checksums=checksums,
+            metadata={k.lower(): v for k, v in head.get("Metadata", {}).items()},
+        )
+
+    def open_read(
+        self, key: str, byte_range: ByteRange | None = None, if_match: str | None = None
+    ) -> BinaryIO:
+        """If-Match is sent and, since some servers ignore it, the ETag of the response is
+        compared too: a changed object always raises PreconditionFailed."""
+        if byte_range is not None and byte_range.length == 0:
+            self._check_etag(key, self.stat(key).etag, if_match)
+            return io.BytesIO(b"")
+        extra: dict[str, str] = {}
+        if if_match is not None:
+            extra["IfMatch"] = f'"{if_match}"'
+        if byte_range is not None:
+            extra["Range"] = f"bytes={byte_range.start}-{byte_range.end - 1}"
+        try:
+            response = self._call("get_object", key, Key=key, **extra)
+        except ConnectorError as exc:
+            if _error_code(exc.__cause__) != "InvalidRange":
+                raise
+            # A range starting past the end: clipped to nothing, as the contract says.
+            self._check_etag(key, self.stat(key).etag, if_match)
+            return io.BytesIO(b"")
+        body = _Body(response["Body"], self.url, key)
+        try:
+            self._check_etag(key, _strip(response.get("ETag", "")), if_match)
+        except PreconditionFailed:
+            body.close()
+            raise
+        return io.BufferedReader(body)
+
+    def _check_etag(self, key: str, etag: str, if_match: str | None) -> None:
+        if if_match is not None and etag != if_match:
+            raise PreconditionFailed(
+                f"{self.url}/{key} changed: etag {etag}, expected {if_match}; re-plan the object",
+                connector=self.url,
+                key=key,
+            )
+
+    def _checksum_args(self, data: bytes) -> dict[str, str]:
+        if self._quirks.part_checksum == "sha256":
+            digest = hashlib.sha256(data).digest()
+            return {"ChecksumSHA256": base64.b64encode(digest).decode()}
+        return {"ContentMD5": _md5_b64(data)}
+
+    def put(
+        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+    ) -> ObjectInfo:
+        """One PutObject (read into memory to compute its checksum: for small objects)."""
+        payload = data.read(size)
+        self._call(
+            "put_object",
+            key,
+            Key=key,
+            Body=payload,
+            ContentLength=len(payload),
+            Metadata=dict(metadata or {}),
+            **self._checksum_args(payload),
+        )
+        return self.stat(key)
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", key, Key=key)
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Throttling (429, 503 SlowDown), 5xx and connection errors; never other 4xx."""
+        return _map_error(exc, self.url).retryable
+
+    # --- PartWriterOpener ----------------------------------------------------------------
+
+    def open_writer(
+        self,
+        key: str,
+        metadata: Mapping[str, str] | None = None,
+        resume_token: str | None = None,
+    ) -> S3PartWriter:
+        """CreateMultipartUpload, or reattach to one (ObjectNotFound if it is gone)."""
+        if resume_token is None:
+            created = self._call(
+                "create_multipart_upload", key, Key=key, Metadata=dict(metadata or {})
+            )
+            return S3PartWriter(self, key, str(created["UploadId"]))
+        writer = S3PartWriter(self, key, _upload_id(resume_token, self.url, key))
+        writer.list_parts()  # NoSuchUpload -> ObjectNotFound
+        return writer
+
+    def list_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        markers: dict[str, str] = {}
+        while True:
+            page = self._call("list_multipart_uploads", Prefix=prefix, **markers)
+            for upload in page.get("Uploads", []):
+                token = TOKEN_PREFIX + _b64(upload["UploadId"])
+                yield PendingUpload(upload["Key"], token, upload.get("Initiated"))
+            if not page.get("IsTruncated"):
+                return
+            markers = {
+                "KeyMarker": page.get("NextKeyMarker", ""),
+                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+            }
+
+    def abort_upload(self, key: str, resume_token: str) -> None:
+        upload_id = _upload_id(resume_token, self.url, key)
+        with contextlib.suppress(ObjectNotFound):  # already aborted or committed
+            self._call("abort_multipart_upload", key, Key=key, UploadId=upload_id)
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _upload_id(token: str, url: str, key: str) -> str:
+    if not token.startswith(TOKEN_PREFIX):
+        raise ObjectNotFound(
+            f"resume token for {url}/{key} is not an S3 upload token; start the object again",
+            connector=url,
+            key=key,
+        )
+    return base64.urlsafe_b64decode(token.removeprefix(TOKEN_PREFIX)).decode()
+
+
+class S3PartWriter:
+    """One multipart upload; see `PartWriter`. The upload id stays inside the token."""
+
+    def __init__(self, owner: S3Connector, key: str, upload_id: str) -> None:
+        self._owner = owner
+        self._key = key
+        self._upload_id = upload_id
+
+    @property
+    def resume_token(self) -> str:
+        return TOKEN_PREFIX + _b64(self._upload_id)
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        return self._owner._call(
+            method, self._key, Key=self._key, UploadId=self._upload_id, **kwargs
+        )
+
+    def write_part(self, number: int, data: bytes) -> PartReceipt:
+        """UploadPart with an explicit checksum header; rewriting a number replaces it."""
+        response = self._call(
+            "upload_part",
+            PartNumber=number,
+            Body=data,
+            ContentLength=len(data),
+            **self._owner._checksum_args(data),
+        )
+        return PartReceipt(number, len(data), _strip(response.get("ETag", "")))
+
+    def list_parts(self) -> builtins.list[PartReceipt]:
+        receipts: builtins.list[PartReceipt] = []
+        marker: dict[str, int] = {}
+        while True:
+            page = self._call("list_parts", **marker)
+            receipts.extend(
+                PartReceipt(int(p["PartNumber"]), int(p["Size"]), _strip(p.get("ETag", "")))
+                for p in page.get("Parts", [])
+            )
+            if not page.get("IsTruncated"):
+                return sorted(receipts, key=lambda r: r.number)
+            marker = {"PartNumberMarker": int(page["NextPartNumberMarker"])}
+
+    def commit(self, parts: Sequence[PartReceipt]) -> ObjectInfo:
+        """CompleteMultipartUpload; ConnectorError (InvalidPart) if a part is missing."""
+        listing = [{"PartNumber": r.number, "ETag": f'"{r.etag}"'} for r in parts]
+        self._call("complete_multipart_upload", MultipartUpload={"Parts": listing})
+        return self._owner.stat(self._key)
+
+    def abort(self) -> None:
+        self._owner.abort_upload(self._key, self.resume_token)
+
+
+if TYPE_CHECKING:
+    from bascule.connectors.base import Connector, PartWriter, PartWriterOpener
+
+    def _typecheck(connector: S3Connector, writer: S3PartWriter) -> None:
+        _c: Connector = connector
+        _o: PartWriterOpener = connector
+        _w: PartWriter = writer
