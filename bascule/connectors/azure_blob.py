@@ -1,0 +1,513 @@
+"""Azure Blob Storage (and Azurite) on azure-storage-blob.
+
+Part writes are staged blocks (Put Block) published by one Put Block List. Block ids are
+derived from the upload's resume token and the part number (fixed length, base64), so a
+restarted process finds its blocks again with `get_block_list("uncommitted")`; the ids never
+leave this module.
+
+Aborting: Azure has no "abort" for staged blocks; uncommitted blocks are garbage-collected
+after 7 days, or discarded when the blob is next committed. `abort` therefore:
+- if the blob was never committed: deletes it (Azurite), or, where the service refuses to
+  delete a blob that has no committed content, commits an empty block list only if the blob
+  is still missing (If-None-Match: *) and deletes that empty blob at once (If-Match), which
+  discards every staged block and can never clobber an object someone else committed;
+- if a committed blob made of blocks exists under the key: commits its current block list
+  again under If-Match, which keeps its content and discards the staged blocks;
+- if the committed blob was written in one Put Blob (no block list), nothing can discard the
+  staged blocks without rewriting the blob: they stay until the next write or 7 days.
+One upload per key at a time: aborting drops every staged block of that blob.
+
+Who retries what: the SDK's retry policy is off by default (``sdk_retry_total=0``); retries are
+decided by `should_retry` and timed by `bascule.migration.retry`.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobBlock, BlobProperties, BlobServiceClient, ContentSettings
+
+from bascule.connectors.base import (
+    ByteRange,
+    Capabilities,
+    GiB,
+    MiB,
+    ObjectInfo,
+    PartReceipt,
+    PendingUpload,
+)
+from bascule.errors import (
+    AccessDenied,
+    ConfigError,
+    ConnectorError,
+    ContainerNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    Throttled,
+    TransientStorageError,
+)
+
+DEFAULT_LIST_PAGE_SIZE = 5000  # the service's maximum per List Blobs call
+TOKEN_PREFIX = "az1."
+_TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
+
+# Error codes, by the bascule class they map to.
+# https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes
+DENIED_CODES = frozenset(
+    {
+        "AuthenticationFailed",  # wrong account key or SAS signature
+        "AuthorizationFailure",  # Azurite's answer to a wrong key; also firewall refusals
+        "AuthorizationPermissionMismatch",  # RBAC role lacks the action
+        "InsufficientAccountPermissions",
+        "AccountIsDisabled",
+    }
+)
+THROTTLE_CODES = frozenset({"ServerBusy", "TooManyRequests"})  # 503/429: back off
+TRANSIENT_CODES = frozenset({"InternalError", "OperationTimedOut"})  # 500: retry
+
+
+def _error_code(exc: BaseException) -> str:
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code or ""))
+
+
+def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
+    """The single place where azure-core / azure-storage-blob exceptions become bascule errors."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    where = f"{url}/{key}" if key else url
+    code = _error_code(exc)
+    status = int(getattr(exc, "status_code", 0) or 0)
+    detail = f"{code or status or type(exc).__name__}"
+    if code == "ContainerNotFound":
+        return ContainerNotFound(
+            f"container {url} does not exist; create it or fix the name", connector=url
+        )
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        return ObjectNotFound(f"{where} does not exist ({detail})", connector=url, key=key)
+    if code in DENIED_CODES or isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+        return AccessDenied(
+            f"access denied to {where} ({detail}); check the connection string, key, SAS "
+            "or role assignment",
+            connector=url,
+            key=key,
+        )
+    if isinstance(exc, ResourceModifiedError) or status == 412 or code == "ConditionNotMet":
+        return PreconditionFailed(
+            f"{where} changed since it was planned ({detail}); re-plan the object",
+            connector=url,
+            key=key,
+        )
+    if code in THROTTLE_CODES or status in (429, 503):
+        return Throttled(
+            f"{where} is throttled ({detail}); backing off",
+            connector=url,
+            key=key,
+            retry_after_s=_retry_after(exc),
+        )
+    if code in TRANSIENT_CODES or status >= 500:
+        return TransientStorageError(
+            f"{where}: server error ({detail}); retry", connector=url, key=key
+        )
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError | TimeoutError):
+        return TransientStorageError(
+            f"network error talking to {where}: {exc}; retry", connector=url, key=key
+        )
+    if isinstance(exc, AzureError | HttpResponseError):
+        return ConnectorError(
+            f"Azure refused the request for {where} ({detail})", connector=url, key=key
+        )
+    return ConnectorError(f"Azure request for {where} failed: {exc}", connector=url, key=key)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        return max(0.0, float(headers.get("Retry-After", "")))
+    except (TypeError, ValueError):
+        return None
+
+
+def _strip(etag: str | None) -> str:
+    return (etag or "").strip('"')
+
+
+def _block_id(token: str, number: int) -> str:
+    # Same length for every block of a blob (Azure requires it): 32 hex + ":" + 6 digits.
+    return base64.b64encode(f"{token}:{number:06d}".encode()).decode()
+
+
+def _parse_block_id(block_id: str) -> tuple[str, int] | None:
+    try:
+        token, number = base64.b64decode(block_id).decode().split(":")
+        return (token, int(number)) if _TOKEN_RE.match(token) else None
+    except ValueError:
+        return None
+
+
+def _token_hex(resume_token: str, url: str, key: str) -> str:
+    token = resume_token.removeprefix(TOKEN_PREFIX)
+    if not resume_token.startswith(TOKEN_PREFIX) or not _TOKEN_RE.match(token):
+        raise ObjectNotFound(
+            f"resume token for {url}/{key} is not an Azure upload token; start the object again",
+            connector=url,
+            key=key,
+        )
+    return token
+
+
+class _Chunks(io.RawIOBase):
+    """A download as a raw stream; errors during reads are mapped too."""
+
+    def __init__(self, chunks: Iterator[bytes], url: str, key: str) -> None:
+        self._chunks = chunks
+        self._pending = b""
+        self._url = url
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            try:
+                self._pending = next(self._chunks, b"")
+            except Exception as exc:
+                raise _map_error(exc, self._url, self._key) from exc
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class AzureBlobConnector:
+    """One Azure Blob container. Give a connection string, or an account URL and a credential
+    (a key, SAS or token credential; None means anonymous).
+
+    `list_pages_fetched` counts List Blobs requests made."""
+
+    def __init__(
+        self,
+        container: str,
+        *,
+        connection_string: str | None = None,
+        account_url: str | None = None,
+        credential: Any = None,
+        sdk_retry_total: int = 0,
+        list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    ) -> None:
+        options: dict[str, Any] = {"retry_total": sdk_retry_total}
+        if connection_string:
+            service = BlobServiceClient.from_connection_string(connection_string, **options)
+        elif account_url:
+            service = BlobServiceClient(account_url, credential=credential, **options)
+        else:
+            raise ConfigError("Azure Blob endpoint needs a connection string or an account URL")
+        self._container = service.get_container_client(container)
+        self._url = f"az://{service.account_name}/{container}"
+        self.list_page_size = list_page_size
+        self.list_pages_fetched = 0
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            resumable_parts=True,
+            if_match_read=True,
+            server_side_checksums=True,
+            max_part_size=4000 * MiB,
+            max_parts=50_000,
+            max_object_size=190 * 1024 * GiB,
+        )
+
+    def _do(self, key: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            raise _map_error(exc, self.url, key) from exc
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        pages = self._container.list_blobs(
+            name_starts_with=prefix or None,
+            include=["metadata"],
+            results_per_page=self.list_page_size,
+        ).by_page()
+        # The first page is fetched now, so a missing container raises here.
+        first = self._next_page(pages)
+        return self._walk(pages, first)
+
+    def _next_page(
+        self, pages: Iterator[Iterator[BlobProperties]]
+    ) -> builtins.list[ObjectInfo] | None:
+        self.list_pages_fetched += 1
+        page = self._do("", next, pages, None)
+        if page is None:
+            return None
+        return [self._info(blob) for blob in self._do("", builtins.list, page)]
+
+    def _walk(
+        self, pages: Iterator[Iterator[BlobProperties]], page: builtins.list[ObjectInfo] | None
+    ) -> Iterator[ObjectInfo]:
+        while page is not None:
+            yield from page
+            page = self._next_page(pages)
+
+    @staticmethod
+    def _info(blob: BlobProperties) -> ObjectInfo:
+        md5 = blob.content_settings.content_md5 if blob.content_settings else None
+        return ObjectInfo(
+            key=blob.name,
+            size=int(blob.size or 0),
+            etag=_strip(blob.etag),
+            last_modified=blob.last_modified,
+            checksums={"content-md5": base64.b64encode(bytes(md5)).decode()} if md5 else {},
+            metadata={k.lower(): v for k, v in (blob.metadata or {}).items()},
+        )
+
+    def stat(self, key: str) -> ObjectInfo:
+        blob = self._container.get_blob_client(key)
+        return self._info(self._do(key, blob.get_blob_properties))
+
+    def open_read(
+        self, key: str, byte_range: ByteRange | None = None, if_match: str | None = None
+    ) -> BinaryIO:
+        """Sends If-Match (Azure honours it) and checks the returned ETag as well."""
+        if byte_range is not None and byte_range.length == 0:
+            self._check_etag(key, self.stat(key).etag, if_match)
+            return io.BytesIO(b"")
+        kwargs: dict[str, Any] = {}
+        if if_match is not None:
+            kwargs = {"etag": f'"{if_match}"', "match_condition": MatchConditions.IfNotModified}
+        if byte_range is not None:
+            kwargs.update(offset=byte_range.start, length=byte_range.length)
+        blob = self._container.get_blob_client(key)
+        try:
+            downloader = blob.download_blob(**kwargs)
+        except HttpResponseError as exc:
+            if _error_code(exc) != "InvalidRange":
+                raise _map_error(exc, self.url, key) from exc
+            # A range starting past the end: clipped to nothing, as the contract says.
+            self._check_etag(key, self.stat(key).etag, if_match)
+            return io.BytesIO(b"")
+        except Exception as exc:
+            raise _map_error(exc, self.url, key) from exc
+        self._check_etag(key, _strip(downloader.properties.etag), if_match)
+        return io.BufferedReader(_Chunks(iter(downloader.chunks()), self.url, key))
+
+    def _check_etag(self, key: str, etag: str, if_match: str | None) -> None:
+        if if_match is not None and etag != if_match:
+            raise PreconditionFailed(
+                f"{self.url}/{key} changed: etag {etag}, expected {if_match}; re-plan the object",
+                connector=self.url,
+                key=key,
+            )
+
+    def put(
+        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+    ) -> ObjectInfo:
+        """One Put Blob with its Content-MD5 stored (read into memory: for small objects)."""
+        payload = data.read(size)
+        md5 = hashlib.md5(payload, usedforsecurity=False).digest()
+        blob = self._container.get_blob_client(key)
+        self._do(
+            key,
+            blob.upload_blob,
+            payload,
+            length=len(payload),
+            overwrite=True,
+            metadata=dict(metadata or {}),
+            content_settings=ContentSettings(content_md5=bytearray(md5)),
+        )
+        return self.stat(key)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(ObjectNotFound):  # a missing key is not an error
+            self._do(key, self._container.get_blob_client(key).delete_blob)
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """ServerBusy/503, 429, InternalError/500 and network errors; never other 4xx."""
+        return _map_error(exc, self.url).retryable
+
+    # --- PartWriterOpener ----------------------------------------------------------------
+
+    def open_writer(
+        self,
+        key: str,
+        metadata: Mapping[str, str] | None = None,
+        resume_token: str | None = None,
+    ) -> AzurePartWriter:
+        """Start staging blocks, or reattach by token (ObjectNotFound if none is staged).
+
+        Metadata is applied at commit: pass it again when resuming."""
+        if resume_token is None:
+            self._do(key, self._container.get_container_properties)  # ContainerNotFound early
+            return AzurePartWriter(self, key, uuid.uuid4().hex, metadata)
+        writer = AzurePartWriter(self, key, _token_hex(resume_token, self.url, key), metadata)
+        if not writer.list_parts():
+            raise ObjectNotFound(
+                f"no staged blocks of {self.url}/{key} for this resume token; start again",
+                connector=self.url,
+                key=key,
+            )
+        return writer
+
+    def _uncommitted(self, key: str) -> builtins.list[tuple[str, int, int]]:
+        """(token, part number, size) of each staged block of `key` that we named."""
+        blob = self._container.get_blob_client(key)
+        try:
+            _, staged = self._do(key, blob.get_block_list, "uncommitted")
+        except ObjectNotFound:
+            return []
+        found = []
+        for block in staged:
+            parsed = _parse_block_id(block.id)
+            if parsed:
+                found.append((parsed[0], parsed[1], int(block.size)))
+        return found
+
+    def list_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """Blobs that hold only staged blocks (never committed), one entry per token.
+
+        Found by comparing a listing that includes uncommitted blobs with a normal one; blocks
+        staged on an already committed blob are not listed (abort them by token)."""
+        committed = (o.key for o in self.list(prefix))
+        everything = self._container.list_blobs(
+            name_starts_with=prefix or None, include=["uncommittedblobs"]
+        )
+        next_committed = next(committed, None)
+        for blob in self._do("", builtins.list, everything):
+            while next_committed is not None and next_committed < blob.name:
+                next_committed = next(committed, None)
+            if blob.name == next_committed:
+                continue
+            tokens = sorted({token for token, _, _ in self._uncommitted(blob.name)})
+            for token in tokens or ["0" * 32]:  # blocks named by another tool
+                yield PendingUpload(blob.name, TOKEN_PREFIX + token)
+
+    def abort_upload(self, key: str, resume_token: str) -> None:
+        """See the module docstring; an upload already gone is not an error."""
+        _token_hex(resume_token, self.url, key)
+        blob = self._container.get_blob_client(key)
+        try:
+            props = self._do(key, blob.get_blob_properties)
+        except ObjectNotFound:
+            self._drop_uncommitted_blob(key)
+            return
+        committed, staged = self._do(key, blob.get_block_list, "all")
+        if staged and committed:
+            self._do(
+                key,
+                blob.commit_block_list,
+                [BlobBlock(block_id=b.id) for b in committed],
+                metadata=props.metadata,
+                content_settings=props.content_settings,
+                etag=props.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+
+    def _drop_uncommitted_blob(self, key: str) -> None:
+        blob = self._container.get_blob_client(key)
+        if not self._uncommitted(key) and not self._has_blob_entry(key):
+            return
+        try:
+            self._do(key, blob.delete_blob)
+            return
+        except ObjectNotFound:
+            pass  # the service keeps blobs without committed content out of Delete Blob
+        created = self._do(
+            key, blob.commit_block_list, [], match_condition=MatchConditions.IfMissing
+        )
+        self._do(
+            key,
+            blob.delete_blob,
+            etag=created["etag"],
+            match_condition=MatchConditions.IfNotModified,
+        )
+
+    def _has_blob_entry(self, key: str) -> bool:
+        listing = self._container.list_blobs(name_starts_with=key, include=["uncommittedblobs"])
+        return any(b.name == key for b in self._do(key, builtins.list, listing))
+
+
+class AzurePartWriter:
+    """Staged blocks of one blob; see `PartWriter`. Block ids stay inside this module."""
+
+    def __init__(
+        self,
+        owner: AzureBlobConnector,
+        key: str,
+        token: str,
+        metadata: Mapping[str, str] | None,
+    ) -> None:
+        self._owner = owner
+        self._key = key
+        self._token = token
+        self._metadata = dict(metadata or {})
+        self._blob = owner._container.get_blob_client(key)
+
+    @property
+    def resume_token(self) -> str:
+        return TOKEN_PREFIX + self._token
+
+    def write_part(self, number: int, data: bytes) -> PartReceipt:
+        """Put Block with a transactional MD5 the service checks; a rewrite replaces it.
+        Azure reports no per-block checksum, so receipts carry no etag."""
+        if not 1 <= number <= 999_999:
+            raise ValueError(f"part numbers run from 1 to 999999, got {number}")
+        self._owner._do(
+            self._key,
+            self._blob.stage_block,
+            _block_id(self._token, number),
+            data,
+            length=len(data),
+            validate_content=True,
+        )
+        return PartReceipt(number, len(data))
+
+    def list_parts(self) -> builtins.list[PartReceipt]:
+        parts = {
+            number: PartReceipt(number, size)
+            for token, number, size in self._owner._uncommitted(self._key)
+            if token == self._token
+        }
+        return [parts[n] for n in sorted(parts)]
+
+    def commit(self, parts: Sequence[PartReceipt]) -> ObjectInfo:
+        """Put Block List; ConnectorError (InvalidBlockList) if a block is not staged."""
+        blocks = [BlobBlock(block_id=_block_id(self._token, r.number)) for r in parts]
+        self._owner._do(self._key, self._blob.commit_block_list, blocks, metadata=self._metadata)
+        return self._owner.stat(self._key)
+
+    def abort(self) -> None:
+        self._owner.abort_upload(self._key, self.resume_token)
+
+
+if TYPE_CHECKING:
+    from bascule.connectors.base import Connector, PartWriter, PartWriterOpener
+
+    def _typecheck(connector: AzureBlobConnector, writer: AzurePartWriter) -> None:
+        _c: Connector = connector
+        _o: PartWriterOpener = connector
+        _w: PartWriter = writer
