@@ -1,0 +1,411 @@
+"""The comparisons behind `bascule verify`, as pure functions over listings and journal facts.
+
+Nothing here reads data, calls the network or prints: the caller lists both sides, reads
+what the level asks for (`reread.py`), and hands the results here to turn into findings.
+
+- `pair_objects` matches source and target listings (target key = target prefix + the key
+  below the source prefix) and keeps a deterministic sample;
+- `quick_findings`: existence, exact sizes, stale sources, the etag recorded at commit, the
+  S3 multipart etag recomputed from the journal's part etags, Azure Content-MD5 (plain data);
+- `full_findings`: the composites read now on both sides against each other and the journal;
+- `rows_findings`: row counts on both sides.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from bascule.connectors.base import ObjectInfo
+from bascule.migration.plan import NONCE, ciphertext_size, encrypted_length, target_key_for
+from bascule.verification.evidence import Finding, Kind, SampleInfo
+
+_MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
+_MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Copy:
+    """What the journal recorded of one object's copy (`committed` false: still in flight)."""
+
+    source_etag: str
+    source_size: int
+    target_size: int
+    part_size: int
+    parts: int
+    committed: bool
+    plain_sha256: str | None = None
+    cipher_sha256: str | None = None
+    target_etag: str | None = None
+    part_etags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One object as both sides list it, with the journal's record; either side may be
+    absent. `header_len` is the age header length the target should have (encrypted only);
+    `etag_is_md5` says a single-part target etag is the MD5 of its bytes (S3)."""
+
+    dataset: str
+    source_key: str | None
+    target_key: str | None
+    source: ObjectInfo | None
+    target: ObjectInfo | None
+    copy: Copy | None
+    encrypt: bool
+    header_len: int = 0
+    etag_is_md5: bool = False
+
+    @property
+    def committed(self) -> bool:
+        return self.copy is not None and self.copy.committed
+
+    @property
+    def stale(self) -> bool:
+        """The source is not what the journal says was copied (or nothing was copied)."""
+        if self.source is None or self.copy is None or not self.copy.committed:
+            return True
+        return (
+            self.copy.source_etag != self.source.etag or self.copy.source_size != self.source.size
+        )
+
+    @property
+    def expected_target_size(self) -> int | None:
+        if self.committed:
+            assert self.copy is not None
+            return self.copy.target_size
+        if self.source is None:
+            return None
+        if self.encrypt:
+            return ciphertext_size(self.source.size, self.header_len)
+        return self.source.size
+
+
+def header_len_of(copy: Copy) -> int:
+    """The age header length implied by a committed encrypted copy's sizes."""
+    return copy.target_size - NONCE - encrypted_length(copy.source_size)
+
+
+def in_sample(relative_key: str, percent: float) -> bool:
+    """Whether an object belongs to a deterministic `percent`% sample (hash of its key below
+    the dataset prefix, so source and target agree and every run picks the same ones)."""
+    digest = hashlib.sha256(relative_key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 1_000_000 < percent * 10_000
+
+
+def pair_objects(
+    dataset: str,
+    source_prefix: str,
+    target_prefix: str,
+    sources: Iterable[ObjectInfo],
+    targets: Iterable[ObjectInfo],
+    copies: Mapping[str, Copy],
+    *,
+    encrypt: bool,
+    header_len: int,
+    etag_is_md5: bool = False,
+    sample: float | None = None,
+) -> tuple[list[Pair], SampleInfo | None]:
+    """Every source object with its target (if any), then every extra target object, in key
+    order. `copies` is keyed by target key. With `sample`, only that share of the objects."""
+    by_target = {t.key: t for t in targets}
+    pairs: list[Pair] = []
+    for src in sources:
+        tkey = target_key_for(src.key, source_prefix, target_prefix)
+        copy = copies.get(tkey)
+        hlen = header_len_of(copy) if encrypt and copy and copy.committed else header_len
+        found = by_target.pop(tkey, None)
+        pairs.append(Pair(dataset, src.key, tkey, src, found, copy, encrypt, hlen, etag_is_md5))
+    for tkey in sorted(by_target):
+        pairs.append(Pair(dataset, None, tkey, None, by_target[tkey], copies.get(tkey), encrypt))
+    if sample is None:
+        return pairs, None
+
+    def relative(p: Pair) -> str:
+        if p.source_key is not None:
+            return p.source_key[len(source_prefix) :]
+        return (p.target_key or "")[len(target_prefix) :]
+
+    kept = [p for p in pairs if in_sample(relative(p), sample)]
+    return kept, SampleInfo(sample, len(kept), len(pairs))
+
+
+def multipart_etag(part_etags: Iterable[str]) -> str:
+    """S3's etag of a multipart object: MD5 of the concatenated part MD5s, then ``-N``."""
+    digests = [bytes.fromhex(e) for e in part_etags]
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+def md5_hex(content_md5_b64: str) -> str | None:
+    """The hex form of a base64 Content-MD5 (as Azure and S3 give it); None if malformed."""
+    try:
+        raw = base64.b64decode(content_md5_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 16 else None
+
+
+def _finding(pair: Pair, kind: Kind, what: str, src: object, tgt: object, msg: str) -> Finding:
+    def norm(v: object) -> str | int | None:
+        return v if v is None or isinstance(v, int | str) else str(v)
+
+    return Finding(kind, pair.dataset, pair.source_key, pair.target_key, what, norm(src),
+                   norm(tgt), msg)  # fmt: skip
+
+
+def _where(pair: Pair) -> str:
+    return f"{pair.dataset}:{pair.target_key or pair.source_key}"
+
+
+def quick_findings(pair: Pair) -> list[Finding]:
+    """Existence, size, staleness and what the target reports, without reading any data."""
+    if pair.source is None:
+        return [_extra(pair)]
+    if pair.target is None:
+        return [_missing(pair)]
+    found = _stale(pair) + _size(pair)
+    found += _recorded_etag(pair) + _multipart(pair) + _content_md5(pair)
+    return found
+
+
+def _extra(pair: Pair) -> Finding:
+    assert pair.target is not None
+    return _finding(
+        pair, "extra", "existence", None, pair.target.size,
+        f"{_where(pair)}: on the target but mapped from no source object; delete it or find "
+        "who wrote it",
+    )  # fmt: skip
+
+
+def _missing(pair: Pair) -> Finding:
+    assert pair.source is not None
+    return _finding(
+        pair, "missing", "existence", pair.source.size, None,
+        f"{_where(pair)}: not on the target; run `bascule migrate` to copy it",
+    )  # fmt: skip
+
+
+def _stale(pair: Pair) -> list[Finding]:
+    assert pair.source is not None
+    if not pair.committed:
+        return [
+            _finding(
+                pair, "stale", "journal", pair.source.etag, None,
+                f"{_where(pair)}: the journal holds no finished copy of this object; run "
+                "`bascule migrate`",
+            )
+        ]  # fmt: skip
+    assert pair.copy is not None
+    if not pair.stale:
+        return []
+    return [
+        _finding(
+            pair, "stale", "source etag/size",
+            f"{pair.source.etag} / {pair.source.size}",
+            f"{pair.copy.source_etag} / {pair.copy.source_size}",
+            f"{_where(pair)}: the source changed since it was copied (now etag "
+            f"{pair.source.etag}, {pair.source.size} bytes; copied etag {pair.copy.source_etag}, "
+            f"{pair.copy.source_size} bytes); run `bascule migrate` to copy it again",
+        )
+    ]  # fmt: skip
+
+
+def _size(pair: Pair) -> list[Finding]:
+    assert pair.target is not None
+    expected = pair.expected_target_size
+    if expected is None or expected == pair.target.size:
+        return []
+    return [
+        _finding(
+            pair, "size-mismatch", "target size", expected, pair.target.size,
+            f"{_where(pair)}: the target holds {pair.target.size} bytes, {expected} expected; "
+            "delete it on the target and run `bascule migrate` to copy it again",
+        )
+    ]  # fmt: skip
+
+
+def _recorded_etag(pair: Pair) -> list[Finding]:
+    assert pair.target is not None
+    recorded = pair.copy.target_etag if pair.copy and pair.committed else None
+    if not recorded or not pair.target.etag or recorded == pair.target.etag:
+        return []
+    return [
+        _finding(
+            pair, "checksum-mismatch", "target etag (recorded at commit vs listed now)",
+            recorded, pair.target.etag,
+            f"{_where(pair)}: the target object was rewritten after the copy (etag {recorded} "
+            f"at commit, {pair.target.etag} now); run `verify --level full`, then delete it and "
+            "run `bascule migrate`",
+        )
+    ]  # fmt: skip
+
+
+def _multipart(pair: Pair) -> list[Finding]:
+    assert pair.target is not None
+    match = _MULTIPART_ETAG.match(pair.target.etag)
+    copy = pair.copy
+    if not match or copy is None or not pair.committed:
+        return []
+    etags = copy.part_etags
+    if len(etags) != int(match.group(1)) or not all(_MD5_HEX.match(e) for e in etags):
+        return []  # parts not recorded as MD5s: nothing to recompute from
+    expected = multipart_etag(etags)
+    if expected == pair.target.etag:
+        return []
+    return [
+        _finding(
+            pair, "checksum-mismatch", "s3 multipart etag (from journal parts vs listed)",
+            expected, pair.target.etag,
+            f"{_where(pair)}: the target's multipart etag {pair.target.etag} is not the one its "
+            f"recorded parts give ({expected}); run `verify --level full`",
+        )
+    ]  # fmt: skip
+
+
+def _target_md5(pair: Pair) -> str | None:
+    assert pair.target is not None
+    reported = pair.target.checksums.get("content-md5")
+    if reported:
+        return md5_hex(reported)
+    if pair.etag_is_md5 and _MD5_HEX.match(pair.target.etag):
+        return pair.target.etag
+    return None
+
+
+def _content_md5(pair: Pair) -> list[Finding]:
+    """Only plain copies: an encrypted target's MD5 is of ciphertext, unrelated to the source."""
+    assert pair.source is not None
+    source_b64 = pair.source.checksums.get("content-md5")
+    if pair.encrypt or not source_b64 or pair.stale:
+        return []
+    source = md5_hex(source_b64)
+    target = _target_md5(pair)
+    if source is None or target is None or source == target:
+        return []
+    return [
+        _finding(
+            pair, "checksum-mismatch", "md5 (source Content-MD5 vs target)", source, target,
+            f"{_where(pair)}: the source's Content-MD5 {source} differs from the target's MD5 "
+            f"{target}; run `verify --level full`",
+        )
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Reread:
+    """What `--level full` read of one object: composites (None when that side was not read
+    or failed), the source bytes' MD5 when asked, and the first error on each side."""
+
+    source_plain: str | None = None
+    target_plain: str | None = None
+    target_cipher: str | None = None
+    source_md5: str | None = None
+    source_error: str | None = None
+    target_error: str | None = None
+    target_error_kind: Kind = "unreadable"
+
+
+def full_findings(pair: Pair, read: Reread) -> list[Finding]:
+    """Findings from an independent re-read of both sides (see `Reread`)."""
+    found: list[Finding] = []
+    if read.source_error:
+        found.append(
+            _finding(pair, "unreadable", "source read", read.source_error, None,
+                     f"{_where(pair)}: the source cannot be read: {read.source_error}")
+        )  # fmt: skip
+    if read.target_error:
+        found.append(
+            _finding(pair, read.target_error_kind, "target read", None, read.target_error,
+                     f"{_where(pair)}: the target cannot be read back: {read.target_error}")
+        )  # fmt: skip
+    found += _plain_composites(pair, read) + _cipher_composite(pair, read)
+    found += _source_md5(pair, read)
+    return found
+
+
+def _plain_composites(pair: Pair, read: Reread) -> list[Finding]:
+    manifest = pair.copy.plain_sha256 if pair.copy and pair.committed else None
+    source = None if pair.stale else read.source_plain
+    seen = {v for v in (manifest, source, read.target_plain) if v is not None}
+    if len(seen) < 2:
+        return []
+    shown_source = source if source is not None else manifest
+    return [
+        _finding(
+            pair, "checksum-mismatch", "plaintext sha256 composite", shown_source,
+            read.target_plain,
+            f"{_where(pair)}: plaintext differs (source read {source or '-'}, target read "
+            f"{read.target_plain or '-'}, journal {manifest or '-'}); delete it on the target and "
+            "run `bascule migrate`",
+        )
+    ]  # fmt: skip
+
+
+def _cipher_composite(pair: Pair, read: Reread) -> list[Finding]:
+    manifest = pair.copy.cipher_sha256 if pair.copy and pair.committed else None
+    if not pair.encrypt or manifest is None or read.target_cipher in (None, manifest):
+        return []
+    return [
+        _finding(
+            pair, "checksum-mismatch", "ciphertext sha256 composite (journal vs target read)",
+            manifest, read.target_cipher,
+            f"{_where(pair)}: the stored ciphertext is not what was written (journal "
+            f"{manifest}, read {read.target_cipher}); delete it on the target and run "
+            "`bascule migrate`",
+        )
+    ]  # fmt: skip
+
+
+def _source_md5(pair: Pair, read: Reread) -> list[Finding]:
+    reported = pair.source.checksums.get("content-md5") if pair.source else None
+    expected = md5_hex(reported) if reported else None
+    if expected is None or read.source_md5 is None or read.source_md5 == expected:
+        return []
+    return [
+        _finding(
+            pair, "checksum-mismatch", "md5 (source Content-MD5 vs source bytes)", expected,
+            read.source_md5,
+            f"{_where(pair)}: the source's bytes do not match its own Content-MD5 ({expected} "
+            f"reported, {read.source_md5} read): the source itself is damaged",
+        )
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RowsRead:
+    """Row counts of one object on both sides; an error when a side cannot be counted."""
+
+    format: str
+    source_rows: int | None = None
+    target_rows: int | None = None
+    source_error: str | None = None
+    target_error: str | None = None
+    target_error_kind: Kind = "unreadable"
+
+
+def rows_findings(pair: Pair, rows: RowsRead) -> list[Finding]:
+    found: list[Finding] = []
+    if rows.source_error:
+        found.append(
+            _finding(pair, "unreadable", f"rows ({rows.format}) on the source", rows.source_error,
+                     None, f"{_where(pair)}: the source cannot be counted as {rows.format}: "
+                     f"{rows.source_error}")
+        )  # fmt: skip
+    if rows.target_error:
+        found.append(
+            _finding(pair, rows.target_error_kind, f"rows ({rows.format}) on the target", None,
+                     rows.target_error, f"{_where(pair)}: the target cannot be counted as "
+                     f"{rows.format}: {rows.target_error}")
+        )  # fmt: skip
+    s, t = rows.source_rows, rows.target_rows
+    if s is not None and t is not None and s != t and not pair.stale:
+        found.append(
+            _finding(pair, "rows-mismatch", f"rows ({rows.format})", s, t,
+                     f"{_where(pair)}: {s} rows on the source, {t} on the target; delete it on "
+                     "the target and run `bascule migrate`")
+        )  # fmt: skip
+    return found
