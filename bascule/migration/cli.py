@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from bascule import __version__
-from bascule.migration import cli_keys, cli_migrate, cli_sandbox, cli_stacks
+from bascule.migration import cli_keys, cli_migrate, cli_sandbox, cli_stacks, cli_verify
 from bascule.migration.cli_common import set_debug
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 app.command("plan")(cli_migrate.plan_command)
 app.command("migrate")(cli_migrate.migrate_command)
+app.command("verify")(cli_verify.verify_command)
 app.add_typer(cli_sandbox.app, name="sandbox", help="Local Azurite + S3 servers on 127.0.0.1.")
 app.add_typer(cli_keys.app, name="keys", help="Generate and check age keys.")
 app.add_typer(cli_stacks.app, name="stacks", help="Pulumi landing zones: parity and policy.")

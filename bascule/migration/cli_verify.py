@@ -1,0 +1,146 @@
+"""`bascule verify`: checksums and row counts on both sides, a summary table, JSON evidence.
+
+Exit codes: 0 when every object verified, 1 on any finding, 2 on a usage or config error
+(e.g. full or --rows of an encrypted dataset without the identity), 3 when a side cannot be
+listed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, TaskID
+from rich.table import Table
+
+from bascule.errors import ExitCode
+from bascule.migration.cli_common import console, handle_errors
+from bascule.migration.cli_migrate import CONFIG_OPT, DATASET_OPT, human_bytes, make_progress
+from bascule.migration.config import load_config
+from bascule.verification.evidence import KINDS, VerifyReport
+
+_SHOWN_FINDINGS = 50
+
+
+class _Bar:
+    """verify's progress (bytes read on both sides, objects done) as a rich bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._bytes: TaskID = progress.add_task("read", total=0)
+        self._objects: TaskID = progress.add_task("objects", total=0)
+
+    def add_total(self, objects: int, nbytes: int) -> None:
+        for task, extra in ((self._bytes, nbytes), (self._objects, objects)):
+            current = self._progress.tasks[task].total or 0
+            self._progress.update(task, total=current + extra)
+
+    def advance(self, nbytes: int) -> None:
+        self._progress.advance(self._bytes, nbytes)
+
+    def object_done(self, key: str) -> None:
+        self._progress.advance(self._objects, 1)
+
+
+def verify_command(
+    config: Path = CONFIG_OPT,
+    dataset: str | None = DATASET_OPT,
+    level: str = typer.Option(
+        "quick", "--level", help="quick: no data read; full: re-read and decrypt both sides."
+    ),
+    rows: bool = typer.Option(False, "--rows", help="Also count rows on both sides."),
+    sample: float | None = typer.Option(
+        None, "--sample", help="Only a deterministic PERCENT of the objects (0 < P <= 100)."
+    ),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON evidence here."),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (threads), dask-local:N or dask://HOST:PORT."
+    ),
+) -> None:
+    """Check that every object arrived whole: exit 0 when all verified, 1 on any finding.
+
+    Full and --rows of an encrypted dataset read the age identity file named by
+    encryption.identity_file_env."""
+    code = _verify(config, dataset, level, rows, sample, report, executor)
+    if code:
+        raise typer.Exit(int(code))
+
+
+@handle_errors
+def _verify(
+    config: Path,
+    dataset: str | None,
+    level: str,
+    rows: bool,
+    sample: float | None,
+    report_path: Path | None,
+    executor: str,
+) -> ExitCode:
+    from bascule.verification.runner import make_task_runner
+    from bascule.verification.verify import verify
+
+    cfg = load_config(config)
+    if level not in ("quick", "full"):
+        from bascule.errors import UsageError
+
+        raise UsageError(f"--level {level!r}: use quick or full")
+    runner = make_task_runner(executor, cfg.transfer.concurrency)
+    try:
+        with make_progress() as bar:
+            result = verify(
+                cfg, dataset, level="full" if level == "full" else "quick", rows=rows,
+                sample=sample, runner=runner, progress=_Bar(bar),
+            )  # fmt: skip
+    finally:
+        runner.shutdown()
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(result.to_json() + "\n", encoding="utf-8")
+    _print(result, report_path)
+    return ExitCode.OK if result.ok else ExitCode.FAILED
+
+
+def _table(result: VerifyReport) -> Table:
+    title = f"verify --level {result.level}" + (" --rows" if result.rows else "")
+    table = Table(title=title)
+    table.add_column("dataset")
+    for col in ("objects", "verified", *KINDS):
+        table.add_column(col, justify="right")
+    for name, row in result.summary["datasets"].items():
+        counts = row["findings"]
+        table.add_row(
+            name,
+            str(row["objects"]),
+            str(row["verified"]),
+            *(str(counts.get(k, 0)) if counts.get(k) else "-" for k in KINDS),
+        )
+    return table
+
+
+def _print(result: VerifyReport, report_path: Path | None) -> None:
+    console.print(_table(result))
+    findings = result.findings
+    for f in findings[:_SHOWN_FINDINGS]:
+        console.print(f"{f.kind}: {f.message}", markup=False, soft_wrap=True)
+        if f.source_value is not None or f.target_value is not None:
+            console.print(
+                f"    {f.what}: source/expected {f.source_value}, target {f.target_value}",
+                markup=False,
+                soft_wrap=True,
+            )
+    if len(findings) > _SHOWN_FINDINGS:
+        more = len(findings) - _SHOWN_FINDINGS
+        console.print(f"... and {more} more finding(s): see --report FILE for all of them")
+    if result.sample is not None:
+        s = result.sample
+        console.print(
+            f"sample: {s.percent:g}% of the objects, {s.objects_in_sample} of {s.objects_total}"
+        )
+    summary = result.summary
+    status = "all verified" if result.ok else f"{len(findings)} finding(s)"
+    console.print(
+        f"{summary['verified']}/{summary['objects']} objects verified, "
+        f"{human_bytes(result.bytes_read)} read in {result.seconds:.1f}s: {status}"
+    )
+    if report_path is not None:
+        console.print(f"evidence written to {report_path}", markup=False)

@@ -1,0 +1,208 @@
+"""`verify` end to end on local folders: a real encrypted migration, then tampering."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from bascule.connectors.age import X25519Identity, write_identity_file
+from bascule.errors import ConfigError
+from bascule.migration import service
+from bascule.migration.config import Config, load_config
+from bascule.migration.endpoints import clear_cache
+from bascule.migration.journal import Facts
+from bascule.verification.verify import verify
+
+MiB = 1024 * 1024
+ENV = "BASCULE_AGE_IDENTITY"
+
+
+def _csv_bytes() -> bytes:
+    # quoted newlines and no final newline
+    return b'id,note\n1,"two\nlines"\n2,plain\n3,"a ""quote"""'
+
+
+def _parquet_bytes(rows: int) -> bytes:
+    table = pa.table({"id": list(range(rows)), "label": [f"r{i}" for i in range(rows)]})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _seed(root: Path) -> dict[str, bytes]:
+    objects = {
+        "in/empty.bin": b"",
+        "in/one.bin": b"x",
+        "in/multi.bin": os.urandom(5 * MiB + 70_000),
+        "in/table.csv": _csv_bytes(),
+        "in/events.jsonl": b'{"a": 1}\n{"a": 2}\n',
+        "in/claims.parquet": _parquet_bytes(1234),
+    }
+    for key, data in objects.items():
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return objects
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connectors() -> None:
+    clear_cache()
+
+
+@pytest.fixture()
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Config, Path]:
+    identity = X25519Identity.generate()
+    key_file = tmp_path / "keys" / "identity.txt"
+    key_file.parent.mkdir()
+    write_identity_file(key_file, identity, "2026-01-01T00:00:00Z")
+    monkeypatch.setenv(ENV, str(key_file))
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for name in ("enc", "plain"):
+        _seed(src / name)
+        (dst / name).mkdir(parents=True)
+    data = {
+        "project": "verify-test",
+        "journal": "state/journal.db",
+        "endpoints": {"az": {"kind": "local", "path": str(src)},
+                      "ovh": {"kind": "local", "path": str(dst)}},
+        "encryption": {"recipients": [str(identity.recipient())], "identity_file_env": ENV},
+        "transfer": {"part_size": "5MiB", "concurrency": 2},
+        "datasets": [
+            {"name": "enc", "source": {"endpoint": "az", "container": "enc", "prefix": "in/"},
+             "target": {"endpoint": "ovh", "bucket": "enc", "prefix": "out/"}},
+            {"name": "plain", "source": {"endpoint": "az", "container": "plain", "prefix": "in/"},
+             "target": {"endpoint": "ovh", "bucket": "plain", "prefix": "out/"},
+             "encrypt": False},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "bascule.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    service.migrate(cfg)
+    return cfg, dst
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_clean_copy_verifies_full_with_rows_and_records_facts(setup: tuple[Config, Path]) -> None:
+    cfg, _ = setup
+    quick = verify(cfg)
+    assert quick.ok, quick.findings
+    report = verify(cfg, level="full", rows=True)
+    assert report.ok, report.findings
+    assert len(report.records) == 12
+    rows = {(r.dataset, r.source_key): (r.source_rows, r.target_rows) for r in report.records}
+    expected_csv = sum(1 for _ in csv.reader(io.StringIO(_csv_bytes().decode(), newline=""))) - 1
+    for ds in ("enc", "plain"):
+        assert rows[(ds, "in/claims.parquet")] == (1234, 1234)
+        assert rows[(ds, "in/table.csv")] == (expected_csv, expected_csv)
+        assert rows[(ds, "in/events.jsonl")] == (2, 2)
+        assert rows[(ds, "in/multi.bin")] == (None, None)
+    for record in report.records:
+        assert record.checksums["source_plain_sha256"] == record.checksums["target_plain_sha256"]
+        assert record.checksums["journal_plain_sha256"] == record.checksums["target_plain_sha256"]
+    document = json.loads(report.to_json())
+    assert {r["verdict"] for r in document["records"]} == {"verified"}
+    assert document["summary"]["ok"] is True
+    journal = service.open_journal(cfg, create=False)
+    assert journal is not None
+    try:
+        facts = Facts(journal).verifications(report.run_id)
+        runs = journal.runs("verify")
+    finally:
+        journal.close()
+    assert len(facts) == 12 and {f["verdict"] for f in facts} == {"verified"}
+    assert [r["status"] for r in runs] == ["completed", "completed"]
+
+
+def test_flipped_byte_in_encrypted_target_is_reported_with_both_checksums(
+    setup: tuple[Config, Path],
+) -> None:
+    cfg, dst = setup
+    _flip(dst / "enc" / "out" / "multi.bin", 3 * MiB)
+    report = verify(cfg, level="full")
+    assert not report.ok
+    assert {(f.dataset, f.target_key) for f in report.findings} == {("enc", "out/multi.bin")}
+    kinds = {f.kind for f in report.findings}
+    assert "undecryptable" in kinds and "checksum-mismatch" in kinds
+    cipher = next(f for f in report.findings if f.what.startswith("ciphertext"))
+    assert cipher.source_value and cipher.target_value
+    assert cipher.source_value != cipher.target_value
+
+
+def test_flipped_byte_in_plain_target_gives_both_plaintext_composites(
+    setup: tuple[Config, Path],
+) -> None:
+    cfg, dst = setup
+    _flip(dst / "plain" / "out" / "table.csv", 5)
+    report = verify(cfg, "plain", level="full")
+    found = [f for f in report.findings if f.what == "plaintext sha256 composite"]
+    assert len(found) == 1 and found[0].target_key == "out/table.csv"
+    record = next(r for r in report.records if r.target_key == "out/table.csv")
+    assert found[0].source_value == record.checksums["source_plain_sha256"]
+    assert found[0].target_value == record.checksums["target_plain_sha256"]
+    assert found[0].source_value != found[0].target_value
+
+
+def test_quick_flags_truncated_deleted_extra_and_changed_source(
+    setup: tuple[Config, Path], tmp_path: Path
+) -> None:
+    cfg, dst = setup
+    out = dst / "enc" / "out"
+    (out / "one.bin").write_bytes((out / "one.bin").read_bytes()[:-1])
+    (out / "events.jsonl").unlink()
+    (out / "unrelated.txt").write_bytes(b"hello")
+    (tmp_path / "src" / "enc" / "in" / "table.csv").write_bytes(b"a\n1\n")
+    report = verify(cfg, "enc")
+    got = {(f.kind, f.source_key or f.target_key) for f in report.findings}
+    assert ("size-mismatch", "in/one.bin") in got
+    assert ("missing", "in/events.jsonl") in got
+    assert ("extra", "out/unrelated.txt") in got
+    assert ("stale", "in/table.csv") in got
+    truncated = next(f for f in report.findings if f.kind == "size-mismatch")
+    assert truncated.target_value == cast_int(truncated.source_value) - 1
+
+
+def cast_int(value: object) -> int:
+    assert isinstance(value, int)
+    return value
+
+
+def test_identity_needed_for_full_and_rows_but_not_quick(
+    setup: tuple[Config, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, _ = setup
+    monkeypatch.delenv(ENV)
+    assert verify(cfg).ok
+    for kwargs in ({"level": "full"}, {"rows": True}):
+        with pytest.raises(ConfigError, match="needs the age identity"):
+            verify(cfg, "enc", **kwargs)
+    assert verify(cfg, "plain", level="full", rows=True).ok
+
+
+def test_sample_is_deterministic_and_said(setup: tuple[Config, Path]) -> None:
+    cfg, _ = setup
+    first = verify(cfg, sample=50)
+    again = verify(cfg, sample=50)
+    keys = [(r.dataset, r.source_key) for r in first.records]
+    assert keys == [(r.dataset, r.source_key) for r in again.records]
+    assert first.sample is not None and first.sample.objects_total == 12
+    assert first.sample.objects_in_sample == len(keys) < 12
+    # the same relative keys are kept in both datasets: the hash is of the key below the prefix
+    assert sorted(str(k) for d, k in keys if d == "enc") == sorted(
+        str(k) for d, k in keys if d == "plain"
+    )
+    assert json.loads(first.to_json())["summary"]["sample"]["percent"] == 50
