@@ -12,6 +12,7 @@ is always allowed, however large), so RSS is about 100 MiB + 1.1 x max_bytes_in_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -238,7 +239,7 @@ class Coordinator:
                 for p in tgt.open_writer(plan.target_key, None, row.resume_token).list_parts()
             }
         except ObjectNotFound:
-            return None
+            return self._committed_behind_our_back(plan, row, source, target, tgt)
         done = {
             p.number: p
             for p in self.journal.parts(row.id)
@@ -247,6 +248,29 @@ class Coordinator:
         pending = deque(p for p in plan.parts if p.number not in done)
         log.info("object.resume", key=plan.target_key, parts_done=len(done), parts=row.parts)
         return self._job(plan, row, source, target, pending, done)
+
+    def _committed_behind_our_back(
+        self,
+        plan: ObjectPlan,
+        row: ObjectRow,
+        source: EndpointRef,
+        target: EndpointRef,
+        tgt: Connector,
+    ) -> ObjectJob | None:
+        """The upload is gone: a crash during commit may have let the commit land. If the
+        target holds this very version (source etag in its metadata, exact size) and the
+        journal has every part, finish the bookkeeping instead of sending it all again."""
+        parts = {p.number: p for p in self.journal.parts(row.id)}
+        if len(parts) != row.parts:
+            return None
+        try:
+            info = tgt.stat(plan.target_key)
+        except ObjectNotFound:
+            return None
+        if info.size != plan.target_size or info.metadata.get("bascule-source-etag") != plan.etag:
+            return None
+        log.info("object.found_committed", key=plan.target_key)
+        return self._job(plan, row, source, target, deque(), parts)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -428,9 +452,13 @@ class Coordinator:
         etag = parts[-1].etag if parts else ""
         if row.resume_token is not None:
             assert isinstance(tgt, PartWriterOpener)
-            writer = tgt.open_writer(job.plan.target_key, None, row.resume_token)
             receipts = [PartReceipt(p.number, p.cipher_size, p.etag) for p in parts]
-            info = writer.commit(receipts)
+            # An upload already gone was committed (see _committed_behind_our_back): the
+            # stat below decides.
+            with contextlib.suppress(ObjectNotFound):
+                tgt.open_writer(job.plan.target_key, None, row.resume_token).commit(receipts)
+            # Layer 2 of integrity: what the target now reports, not what commit answered.
+            info = tgt.stat(job.plan.target_key)
             etag = info.etag
             self._check_size(job, info.size)
         plain = composite([p.plain_sha256 for p in parts])

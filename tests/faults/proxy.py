@@ -179,11 +179,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _send_head(
         self, status: int, reason: str, headers: list[tuple[str, str]], length: int
     ) -> None:
+        """Upstream's headers; Content-Length is the body's, except for HEAD, whose
+        Content-Length describes the object and is passed through."""
         self.send_response_only(status, reason)
         for k, v in headers:
-            if k.lower() != "content-length":
+            if k.lower() != "content-length" or self.command == "HEAD":
                 self.send_header(k, v)
-        if self.command != "HEAD" or length:
+        if self.command != "HEAD":
             self.send_header("Content-Length", str(length))
         self.end_headers()
 
