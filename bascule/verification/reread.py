@@ -172,24 +172,30 @@ class _TargetPart:
     error: str | None = None
 
 
-def _header(task: ReadTask, conn: Connector) -> tuple[bytes, bytes]:
-    """(header incl. MAC line, payload nonce) of the target; EncryptionError if it is bad."""
-    want = task.header_len + NONCE
-    with conn.open_read(task.target_key, ByteRange(0, want)) as stream:
-        window = stream.read(want)
+def _cipher(task: ReadTask, window: bytes) -> PayloadCipher:
+    """The payload cipher from the object's first bytes (header + nonce); EncryptionError if
+    the header is bad or not the length the copy had (object replaced)."""
     header, length = parse_header(window)
-    if length != task.header_len or len(window) < want:
+    if length != task.header_len or len(window) < length + NONCE:
         raise EncryptionError(
             f"the age header is {length} bytes, {task.header_len} expected (object replaced)"
         )
-    return header, window[length:want]
+    identities = worker_identities(task.identity_env)
+    return PayloadCipher(unwrap_file_key(header, identities), window[length : length + NONCE])
+
+
+def _head(task: ReadTask, conn: Connector) -> bytes:
+    want = task.header_len + NONCE
+    with conn.open_read(task.target_key, ByteRange(0, want)) as stream:
+        return bytes(stream.read(want))
 
 
 def _read_target_part(
     task: ReadTask, conn: Connector, part: PartRange, cipher: PayloadCipher | None
-) -> _TargetPart:
-    """Hash the stored bytes of `part`, and decrypt them when `cipher`; a decryption failure
-    is kept in the result while the ciphertext is still hashed to the end."""
+) -> tuple[_TargetPart, PayloadCipher | None]:
+    """Hash the stored bytes of `part`, and decrypt them when encrypted (part 1 brings the
+    header: no separate read). A decryption failure is kept in the result while the
+    ciphertext is still hashed to the end."""
     out = _TargetPart()
     rng = (
         part.cipher_range(task.header_len) if task.encrypt else ByteRange(part.offset, part.length)
@@ -199,31 +205,33 @@ def _read_target_part(
     index, done = part.first_chunk, 0
     with conn.open_read(task.target_key, rng) as stream:
         if skip:
-            head = stream.read(skip)
+            head = b"".join(_pieces(stream, skip, skip))
             out.cipher.update(head)
             done += len(head)
+            cipher = cipher or _cipher(task, head)
         for data in _pieces(stream, rng.length - done, step):
             out.cipher.update(data)
             done += len(data)
-            if cipher is None:
+            if not task.encrypt:
                 out.plain.update(data)
-            elif out.error is None:
+            elif out.error is None and cipher is not None:
                 try:
                     final = part.final and done == rng.length
                     out.plain.update(cipher.decrypt_chunks(index, data, final))
                 except EncryptionError as exc:
                     out.error = str(exc)
             index += READ_CHUNKS
-    return out
+    return out, cipher
 
 
 def _read_target(task: ReadTask, conn: Connector) -> tuple[list[_TargetPart], int]:
     cipher = None
-    if task.encrypt:
-        header, nonce = _header(task, conn)
-        identities = worker_identities(task.identity_env)
-        cipher = PayloadCipher(unwrap_file_key(header, identities), nonce)
-    parts = [_read_target_part(task, conn, p, cipher) for p in task.parts]
+    if task.encrypt and task.parts[0].number != 1:
+        cipher = _cipher(task, _head(task, conn))
+    parts = []
+    for p in task.parts:
+        out, cipher = _read_target_part(task, conn, p, cipher)
+        parts.append(out)
     total = sum(
         p.cipher_range(task.header_len).length if task.encrypt else p.length for p in task.parts
     )
