@@ -27,9 +27,11 @@ node_modules/.installed: package.json package-lock.json
 
 setup: system-deps $(VENV)/.installed node_modules/.installed
 
+LINTED := $(wildcard bascule tests benchmarks stacks)
+
 lint: setup
-	$(BIN)/ruff check bascule tests benchmarks stacks
-	$(BIN)/ruff format --check bascule tests benchmarks stacks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
 test: setup lint
