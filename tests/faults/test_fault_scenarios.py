@@ -90,8 +90,10 @@ def cloud(
 def proxies(cloud: CloudSetup, source: FaultPlan, target: FaultPlan) -> Iterator[Proxies]:
     """Both proxies started; the environment's Azure connection string points at the source
     proxy (the S3 endpoint is set in the config by `proxied_config`)."""
-    src = RecordingProxy(f"http://127.0.0.1:{cloud.azurite.port}", source).start()
-    tgt = RecordingProxy(cloud.s3.endpoint_url, target).start()
+    src = RecordingProxy(f"http://127.0.0.1:{cloud.azurite.port}", source)
+    tgt = RecordingProxy(cloud.s3.endpoint_url, target)
+    src.start()
+    tgt.start()
     cloud.monkeypatch.setenv(ENV["azure"], azurite_connection_string(src.port))
     try:
         yield Proxies(src, tgt)
@@ -107,8 +109,8 @@ def proxied_config(cloud: CloudSetup, target_url: str, **transfer: Any) -> Path:
     return cloud.write_config(data)
 
 
-def seed(cloud: CloudSetup, rng: random.Random) -> dict[str, bytes]:
-    """Multi-part objects (3 parts, 2 parts, 1 part + 1 byte) and small ones, incl. empty."""
+def seed(cloud: CloudSetup, rng: random.Random, small: int = 0) -> dict[str, bytes]:
+    """Multi-part objects (3 and 2 parts) and small ones (incl. empty), plus `small` more."""
     sizes = {
         "snds/big/a.parquet": 2 * PART + 12345,
         "snds/big/b.parquet": PART + 1,
@@ -119,6 +121,7 @@ def seed(cloud: CloudSetup, rng: random.Random) -> dict[str, bytes]:
         "snds/small/d.jsonl": 200_000,
         "snds/small/e é.csv": 70_001,
     }
+    sizes.update({f"snds/many/{i:02d}.csv": rng.randint(1, 90_000) for i in range(small)})
     objects = {key: rng.randbytes(size) for key, size in sizes.items()}
     for key, data in objects.items():
         cloud.upload(key, data)
@@ -227,7 +230,7 @@ def requests_per_kind(proxy: RecordingProxy) -> Counter[str]:
 
 
 def test_ten_percent_faults_everywhere_then_verify_full(cloud: CloudSetup) -> None:
-    objects = seed(cloud, random.Random(10))
+    objects = seed(cloud, random.Random(10), small=40)
     src_plan = FaultPlan(rate=0.1, kinds=FAULTS, seed=101, retry_after_s=1, flavour="azure",
                          applies=every_request)  # fmt: skip
     tgt_plan = FaultPlan(rate=0.1, kinds=FAULTS, seed=202, retry_after_s=1, flavour="s3",
@@ -249,9 +252,200 @@ def test_ten_percent_faults_everywhere_then_verify_full(cloud: CloudSetup) -> No
             "injected_during_migrate": injected_by_migrate,
             "injected_incl_verify": injected_total,
             "verify_rc": verify.returncode,
+            "verify_err": verify.stderr[-300:],
         },
     )
     assert sum(px.source.injected.values()) + sum(px.target.injected.values()) >= 5
     check_target(cloud, objects)
     check_parts(cloud, journal_of(cloud), objects)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+# --- 2. Retry-After, measured at the proxies --------------------------------------------------
+
+
+def retry_gaps(proxy: RecordingProxy, kind: str) -> list[float]:
+    """For each request answered with `kind`, seconds until the same request came again."""
+    gaps = []
+    arrivals = list(proxy.arrivals)
+    for i, first in enumerate(arrivals):
+        if first.fault != kind:
+            continue
+        again = next(
+            a for a in arrivals[i + 1 :] if (a.method, a.path) == (first.method, first.path)
+        )
+        gaps.append(again.at - first.at)
+    return gaps
+
+
+def test_retry_after_is_honoured_on_both_sides(cloud: CloudSetup) -> None:
+    """429 + Retry-After: 2 on two source reads and two target writes; one part at a time,
+    so the next identical request is the retry. Backoff alone would wait under 0.5 s."""
+    objects = seed(cloud, random.Random(2))
+    wait_s = 2
+    src_plan = FaultPlan(rate=1.0, kinds=("retry_after",), retry_after_s=wait_s,
+                         flavour="azure", max_faults=2, applies=blob_read)  # fmt: skip
+    tgt_plan = FaultPlan(rate=1.0, kinds=("retry_after",), retry_after_s=wait_s,
+                         flavour="s3", max_faults=2, applies=target_write)  # fmt: skip
+    with proxies(cloud, src_plan, tgt_plan) as px:
+        config = proxied_config(cloud, px.target.url, concurrency=1, max_bytes_in_flight="5MiB")
+        proc = run_cli("migrate", "-c", str(config))
+        assert proc.returncode == 0, proc.stderr
+        gaps = {"source": retry_gaps(px.source, "retry_after"),
+                "target": retry_gaps(px.target, "retry_after")}  # fmt: skip
+    summarise("Retry-After", {"asked_s": wait_s, "measured_gaps_s": gaps})
+    assert len(gaps["source"]) == 2 and len(gaps["target"]) == 2
+    assert all(gap >= wait_s for side in gaps.values() for gap in side), gaps
+    check_target(cloud, objects)
+
+
+# --- 3. Attempt budget spent: exit 3, one line; a later run resumes ---------------------------
+
+
+def attempts_in_journal(journal: Path) -> int:
+    db = sqlite3.connect(journal)
+    try:
+        return int(db.execute("SELECT COALESCE(SUM(count), 0) FROM attempts").fetchone()[0])
+    finally:
+        db.close()
+
+
+def is_create(method: str, path: str) -> bool:
+    return method == "POST" and path.endswith("?uploads")
+
+
+def test_attempt_budget_spent_exits_3_then_resumes(cloud: CloudSetup) -> None:
+    """Every PUT on the target refused, transfer.max_attempts 2: exit 3, the error on one
+    line; once the provider recovers, the next run resumes the uploads the first one opened
+    (no new CreateMultipartUpload for them) and completes."""
+    objects = seed(cloud, random.Random(3))
+    tgt_plan = FaultPlan(rate=1.0, kinds=("throttle", "error500"), flavour="s3",
+                         applies=target_write)  # fmt: skip
+    with proxies(cloud, FaultPlan(rate=0.0, flavour="azure"), tgt_plan) as px:
+        config = proxied_config(cloud, px.target.url, concurrency=2, max_attempts=2)
+        first = run_cli("migrate", "-c", str(config))
+        puts = Counter(a.path for a in px.target.arrivals if a.method == "PUT")
+        opened = {a.path for a in px.target.arrivals if is_create(a.method, a.path)}
+        seen = len(px.target.arrivals)
+        recorded = attempts_in_journal(journal_of(cloud))
+        px.target.plan.rate = 0.0  # the provider recovers
+        second = run_cli("migrate", "-c", str(config))
+        reopened = {a.path for a in px.target.arrivals[seen:] if is_create(a.method, a.path)}
+    lines = error_lines(first)
+    summarise(
+        "attempt budget",
+        {
+            "first_rc": first.returncode,
+            "stderr_lines": len(lines),
+            "last_line": lines[-1] if lines else "",
+            "http_puts_per_part(count: parts)": sorted(Counter(puts.values()).items()),
+            "attempts_in_journal": recorded,
+            "second_rc": second.returncode,
+            "uploads_opened_again": len(opened & reopened),
+        },
+    )
+    assert first.returncode == 3, first.stderr
+    assert "Traceback" not in first.stderr
+    assert lines[-1].startswith("error: s3://") and "hdh/big/" in lines[-1], first.stderr
+    assert min(puts.values()) >= 2  # the budget was spent before stopping
+    assert opened and not opened & reopened  # resumed, not started again
+    assert second.returncode == 0, second.stderr
+    check_target(cloud, objects)
+    check_parts(cloud, journal_of(cloud), objects)
+    unmet = []
+    if len(lines) != 1:
+        unmet.append(
+            f"{len(lines)} stderr lines, not one: executor._on_failure logs part.failed at "
+            "error level and the CLI console shows warnings and above"
+        )
+    if set(puts.values()) != {2}:
+        unmet.append(
+            f"{max(puts.values())} HTTP PUTs per part for max_attempts 2: S3Connector passes "
+            "retries.max_attempts=1 to botocore, which counts it as one retry"
+        )
+    if unmet:
+        pytest.xfail("; ".join(unmet))
+
+
+def test_botocore_adds_no_retry_of_its_own(cloud: CloudSetup) -> None:
+    """transfer.max_attempts 1 and one 500 on one PUT: bascule's budget allows no retry, so
+    the run must stop (exit 3) after exactly one HTTP request for that part."""
+    seed(cloud, random.Random(6))
+    tgt_plan = FaultPlan(rate=1.0, kinds=("error500",), flavour="s3", max_faults=1,
+                         applies=target_write)  # fmt: skip
+    with proxies(cloud, FaultPlan(rate=0.0, flavour="azure"), tgt_plan) as px:
+        config = proxied_config(cloud, px.target.url, concurrency=1, max_attempts=1)
+        proc = run_cli("migrate", "-c", str(config))
+        faulted = next(a for a in px.target.arrivals if a.fault)
+        same = (faulted.method, faulted.path)
+        tries = sum(1 for a in px.target.arrivals if (a.method, a.path) == same)
+    if tries == 2 and proc.returncode == 0:
+        pytest.xfail(
+            "botocore retried the PUT itself: S3Connector.__init__ sets "
+            "retries={'mode': 'standard', 'max_attempts': sdk_max_attempts}; botocore reads "
+            "max_attempts as retries (total_max_attempts = 2); use total_max_attempts"
+        )
+    assert (tries, proc.returncode) == (1, 3), proc.stderr
+
+
+# --- 4. A truncated or reset source body is never committed -----------------------------------
+
+
+def test_truncated_or_reset_source_body_never_committed(cloud: CloudSetup) -> None:
+    objects = seed(cloud, random.Random(4), small=10)
+    src_plan = FaultPlan(rate=1.0, kinds=("truncate", "reset"), seed=4, flavour="azure",
+                         applies=blob_read)  # fmt: skip
+    with proxies(cloud, src_plan, FaultPlan(rate=0.0)) as px:
+        config = proxied_config(cloud, px.target.url, concurrency=4, max_attempts=2)
+        broken = run_cli("migrate", "-c", str(config))
+        # Every body was cut: whatever the target holds now must still be whole.
+        committed = cloud.target_keys("hdh/")
+        for key in committed:
+            source = key.replace("hdh/", "snds/", 1)
+            assert sha256(cloud.decrypt_target(key)) == sha256(objects[source]), key
+        px.source.plan.rate = 0.3
+        runs = migrate_until_done(config, max_runs=4)
+        gets = Counter(a.path for a in px.source.arrivals if a.method == "GET" and a.fault)
+    summarise(
+        "truncated source",
+        {
+            "broken_rc": broken.returncode,
+            "committed_while_every_body_was_cut": committed,
+            "injected": dict(px.source.injected),
+            "later_runs": len(runs),
+            "journal_retries": attempts_in_journal(journal_of(cloud)),
+            "faulted_gets_per_path": sorted(Counter(gets.values()).items()),
+        },
+    )
+    assert broken.returncode == 3, broken.stderr
+    assert set(committed) <= {"hdh/small/empty.csv"}  # an empty object reads no body
+    assert px.source.injected["truncate"] >= 3 and px.source.injected["reset"] >= 3
+    check_target(cloud, objects)
+    check_parts(cloud, journal_of(cloud), objects)
+
+
+# --- 5. A transient fault on a call the coordinator makes itself -------------------------------
+
+
+def is_commit(method: str, path: str) -> bool:
+    return method == "POST" and "uploadId=" in path
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="executor.Coordinator._finish_object calls writer.commit and tgt.stat (and "
+    "_start_object calls open_writer) outside retry.call_with_retries: one 500 on "
+    "CompleteMultipartUpload stops the run with exit 3",
+)
+def test_one_fault_on_commit_is_retried_within_the_run(cloud: CloudSetup) -> None:
+    objects = seed(cloud, random.Random(5))
+    # Two faults: botocore makes one retry of its own (see the test above); a retry within
+    # bascule's budget must absorb both.
+    tgt_plan = FaultPlan(rate=1.0, kinds=("error500",), flavour="s3", max_faults=2,
+                         applies=is_commit)  # fmt: skip
+    with proxies(cloud, FaultPlan(rate=0.0, flavour="azure"), tgt_plan) as px:
+        config = proxied_config(cloud, px.target.url)
+        proc = run_cli("migrate", "-c", str(config))
+        assert px.target.injected["error500"] == 2
+    assert proc.returncode == 0, proc.stderr
+    check_target(cloud, objects)
