@@ -5,8 +5,8 @@ Session-scoped servers (started once, on demand, stopped by pid at session end):
 - ``azurite`` -> `AzuriteServer` (connection_string, account_url, port);
 - ``rclone_s3`` -> `S3Server` for `rclone serve s3` (partial S3: no conditional requests,
   checksum headers ignored);
-- ``moto_s3`` -> `S3Server` for moto's server, with IAM authentication switched on so that
-  wrong credentials are refused as on a real provider.
+- ``moto_s3`` -> `S3Server` for moto's server; its access key is a real moto IAM key, so
+  wrong credentials are refused inside `moto_authentication(server)` blocks.
 
 Function-scoped:
 
@@ -24,6 +24,7 @@ import secrets
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,17 +115,14 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     port = servers.free_port()
     proc = servers.start_moto(port, base / "moto.log")
     try:
-        key_id, secret = _moto_enable_auth(proc.url)
+        key_id, secret = _moto_create_user(proc.url)
         yield S3Server("moto", proc.url, "us-east-1", key_id, secret, proc.pid)
     finally:
         servers.stop_pid(proc.pid)
 
 
-def _moto_enable_auth(url: str) -> tuple[str, str]:
-    """Create an admin IAM user in moto, then turn moto's authentication on.
-
-    moto accepts any credentials until `/moto-api/reset-auth` sets the number of
-    unauthenticated actions to 0; from then on only IAM access keys it issued work."""
+def _moto_create_user(url: str) -> tuple[str, str]:
+    """Create an admin IAM user in moto; its access key works once authentication is on."""
     import boto3
 
     iam = boto3.client(
@@ -146,16 +144,33 @@ def _moto_enable_auth(url: str) -> tuple[str, str]:
         ),
     )
     key = iam.create_access_key(UserName="bascule-tests")["AccessKey"]
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+def _moto_set_auth(url: str, unauthenticated_actions: str) -> None:
     request = urllib.request.Request(
         f"{url}/moto-api/reset-auth",
-        data=b"0",
+        data=unauthenticated_actions.encode(),
         method="POST",
         # a form content type makes the server parse the body away; send it raw
         headers={"Content-Type": "application/octet-stream"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
-    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+@contextmanager
+def moto_authentication(server: S3Server) -> Iterator[None]:
+    """Make moto check credentials (IAM keys only) for the duration of the block.
+
+    moto accepts any credentials unless told otherwise, and its signature check refuses
+    some valid requests (percent-encoded prefixes, non-ASCII keys), so it is switched on
+    only where a test needs wrong credentials refused."""
+    _moto_set_auth(server.endpoint_url, "0")
+    try:
+        yield
+    finally:
+        _moto_set_auth(server.endpoint_url, "inf")
 
 
 # --- connectors for the contract suite ------------------------------------------------------
@@ -172,6 +187,10 @@ class Backend:
     make: Callable[[], Connector]
     make_bad_credentials: Callable[[], Connector] | None
     make_missing_container: Callable[[], Connector]
+    # A faster writer to the same container, to seed large listings (rclone: its S3 server).
+    make_seeder: Callable[[], Connector] | None = None
+    # Wrap calls that must see wrong credentials refused (moto checks them only on demand).
+    checking_credentials: Callable[[], AbstractContextManager[None]] = nullcontext
 
 
 def new_container_name() -> str:
@@ -206,6 +225,7 @@ def _memory_backend() -> Backend:
 
 def _azure_backend(server: AzuriteServer) -> Backend:
     from azure.storage.blob import BlobServiceClient
+
     from bascule.connectors.azure_blob import AzureBlobConnector
 
     container = new_container_name()
@@ -226,6 +246,7 @@ def _azure_backend(server: AzuriteServer) -> Backend:
 
 def _s3_backend(name: str, server: S3Server) -> Backend:
     import boto3
+
     from bascule.connectors.s3 import S3Connector
 
     bucket = new_container_name()
@@ -251,11 +272,15 @@ def _s3_backend(name: str, server: S3Server) -> Backend:
         )
 
     wrong = replace(server, secret_access_key="x" * 40)
+    checking: Callable[[], AbstractContextManager[None]] = nullcontext
+    if server.name == "moto":
+        checking = lambda: moto_authentication(server)  # noqa: E731
     return Backend(
         name,
         make,
         lambda: make(wrong),
         lambda: make(server, new_container_name()),
+        checking_credentials=checking,
     )
 
 
@@ -280,6 +305,7 @@ def _rclone_backend(server: S3Server) -> Backend:
         make,
         lambda: make(replace(server, secret_access_key="x" * 40)),
         lambda: make(server, new_container_name()),
+        s3.make,
     )
 
 

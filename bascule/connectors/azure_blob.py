@@ -147,6 +147,16 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
+def _metadata_to_azure(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    # Azure metadata names are C# identifiers: no '-'. bascule's names use '-' (safe on S3,
+    # where proxies drop '_' in headers), so '-' is stored as '_' and read back as '-'.
+    return {k.lower().replace("-", "_"): v for k, v in (metadata or {}).items()}
+
+
+def _metadata_from_azure(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {k.lower().replace("_", "-"): v for k, v in (metadata or {}).items()}
+
+
 def _strip(etag: str | None) -> str:
     return (etag or "").strip('"')
 
@@ -283,7 +293,7 @@ class AzureBlobConnector:
             etag=_strip(blob.etag),
             last_modified=blob.last_modified,
             checksums={"content-md5": base64.b64encode(bytes(md5)).decode()} if md5 else {},
-            metadata={k.lower(): v for k, v in (blob.metadata or {}).items()},
+            metadata=_metadata_from_azure(blob.metadata),
         )
 
     def stat(self, key: str) -> ObjectInfo:
@@ -337,7 +347,7 @@ class AzureBlobConnector:
             payload,
             length=len(payload),
             overwrite=True,
-            metadata=dict(metadata or {}),
+            metadata=_metadata_to_azure(metadata),
             content_settings=ContentSettings(content_md5=bytearray(md5)),
         )
         return self.stat(key)
@@ -464,7 +474,7 @@ class AzurePartWriter:
         self._owner = owner
         self._key = key
         self._token = token
-        self._metadata = dict(metadata or {})
+        self._metadata = _metadata_to_azure(metadata)
         self._blob = owner._container.get_blob_client(key)
 
     @property
