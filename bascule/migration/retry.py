@@ -1,9 +1,15 @@
 """When to retry: one tenacity policy for every storage call bascule retries.
 
 Layers (STYLE.md section 7): a connector decides *whether* an error is worth retrying
-(`Connector.should_retry`); this module decides *when* (capped exponential backoff with
-full jitter, honouring a service's Retry-After via `Throttled.retry_after_s`); the
-coordinator owns the attempt budget and the journal keeps it across restarts.
+(`Connector.should_retry`: throttling, 5xx, resets; never other 4xx); this module decides
+*when* (capped exponential backoff with full jitter, at least a service's Retry-After via
+`Throttled.retry_after_s`) and reports "attempt i/n" to an `on_retry` callback; the
+coordinator owns the attempt budget and the journal keeps it across restarts (pass
+`attempts_used`). The SDKs' own retries are off in the connectors (boto3 ``max_attempts=1``,
+azure ``retry_total=0``, rclone ``--retries 1 --low-level-retries 1``), so no retry loop is
+stacked on another.
+
+The clock is injected (`Clock`), so tests run without sleeping.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -24,7 +31,35 @@ CAP_S = 30.0
 
 
 class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds on a monotonic clock."""
+        ...
+
     def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """Given to `on_retry` before each wait: attempt `attempt` of `max_attempts` failed."""
+
+    attempt: int
+    max_attempts: int
+    delay_s: float
+    error: BaseException
+
+    def describe(self) -> str:
+        return (
+            f"attempt {self.attempt}/{self.max_attempts} failed "
+            f"({type(self.error).__name__}: {self.error}); retrying in {self.delay_s:.1f}s"
+        )
 
 
 class backoff_wait(wait_base):
@@ -47,6 +82,43 @@ class backoff_wait(wait_base):
         return delay
 
 
+def retrying(
+    should_retry: Callable[[BaseException], bool],
+    max_attempts: int,
+    *,
+    attempts_used: int = 0,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] | None = None,
+    wait: wait_base | None = None,
+    on_retry: Callable[[RetryEvent], None] | None = None,
+    before: Callable[[RetryCallState], None] | None = None,
+) -> Retrying:
+    """The tenacity policy for one storage call.
+
+    `max_attempts` is the whole budget and `attempts_used` what earlier runs already spent
+    (from the journal); one attempt is always made. Errors `should_retry` rejects, and the
+    last error once the budget is spent, propagate unchanged (never tenacity.RetryError).
+    `sleep` (or `clock.sleep`) replaces time.sleep; `on_retry` hears each failed attempt."""
+    remaining = max(1, max_attempts - attempts_used)
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if on_retry is not None and error is not None:
+            delay = state.next_action.sleep if state.next_action is not None else 0.0
+            attempt = attempts_used + state.attempt_number
+            on_retry(RetryEvent(attempt, max(max_attempts, attempt), delay, error))
+
+    return Retrying(
+        retry=retry_if_exception(should_retry),
+        stop=stop_after_attempt(remaining),
+        wait=wait or backoff_wait(),
+        before=before or (lambda _: None),
+        before_sleep=before_sleep,
+        reraise=True,
+        sleep=sleep or (clock or SystemClock()).sleep,
+    )
+
+
 def call_with_retries(
     fn: Callable[[], T],
     should_retry: Callable[[BaseException], bool],
@@ -54,21 +126,26 @@ def call_with_retries(
     *,
     sleep: Callable[[float], None] | None = None,
     wait: wait_base | None = None,
+    clock: Clock | None = None,
+    attempts_used: int = 0,
+    on_retry: Callable[[RetryEvent], None] | None = None,
 ) -> tuple[T, int]:
-    """Call `fn` until it succeeds, a non-retryable error occurs, or `max_attempts` are
-    spent (then the last error propagates). Returns the result and the attempts taken."""
+    """Call `fn` until it succeeds, a non-retryable error occurs, or the budget is spent
+    (then the last error propagates). Returns the result and the attempts taken here."""
     attempts = 0
 
     def count(_: RetryCallState) -> None:
         nonlocal attempts
         attempts += 1
 
-    retrying = Retrying(
-        retry=retry_if_exception(should_retry),
-        stop=stop_after_attempt(max(1, max_attempts)),
-        wait=wait or backoff_wait(),
+    policy = retrying(
+        should_retry,
+        max_attempts,
+        attempts_used=attempts_used,
+        clock=clock,
+        sleep=sleep,
+        wait=wait,
+        on_retry=on_retry,
         before=count,
-        reraise=True,
-        sleep=sleep or time.sleep,
     )
-    return retrying(fn), attempts
+    return policy(fn), attempts
