@@ -282,7 +282,7 @@ class S3Connector:
         config = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"mode": "standard", "max_attempts": sdk_max_attempts},
+            retries={"mode": "standard", "total_max_attempts": sdk_max_attempts},
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             s3={"addressing_style": self._quirks.addressing_style},

@@ -10,7 +10,7 @@ import typer
 
 from bascule import __version__
 from bascule.migration import cli_keys, cli_migrate, cli_sandbox, cli_stacks, cli_verify
-from bascule.migration.cli_common import set_debug
+from bascule.migration.cli_common import set_debug, set_verbose
 
 app = typer.Typer(
     name="bascule",
@@ -41,11 +41,19 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one line."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Also print the event log on stderr (it always goes "
+        "to the JSON log file beside the journal).",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
     set_debug(debug)
+    set_verbose(verbose)
 
 
 def main() -> None:

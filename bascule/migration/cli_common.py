@@ -23,11 +23,15 @@ err_console = Console(stderr=True, highlight=False)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_state = {"debug": False}
+_state = {"debug": False, "verbose": False}
 
 
 def set_debug(enabled: bool) -> None:
     _state["debug"] = enabled
+
+
+def set_verbose(enabled: bool) -> None:
+    _state["verbose"] = enabled
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
@@ -81,7 +85,10 @@ def setup_logging(cfg: Config) -> None:
 
     log_dir = cfg.journal.parent / "logs"
     try:
-        configure_logging(log_dir, console_level="warning")
+        # The console shows the command's own output and, on failure, one error line; the
+        # event log goes to the JSON file (and to the console with --verbose).
+        level = "info" if _state["verbose"] else "critical"
+        configure_logging(log_dir, console_level=level)
     except OSError as exc:
         raise JournalError(
             f"{log_dir}: cannot create the journal and log directory ({exc.strerror}); "

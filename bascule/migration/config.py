@@ -274,7 +274,30 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _insecure_host(url: str) -> str | None:
+    """The host of a plain-HTTP URL that is not loopback, else None."""
+    parsed = urlparse(url)
+    if parsed.scheme == "http" and parsed.hostname and not _is_loopback(parsed.hostname):
+        return parsed.hostname
+    return None
+
+
+def _azure_urls(ep: AzureBlobEndpoint) -> list[str]:
+    """The account URL and the connection string's blob endpoint (when its variable is set)."""
+    urls = [ep.account_url] if ep.account_url else []
+    conn = os.environ.get(ep.connection_string_env or "") or ""
+    fields = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    if "BlobEndpoint" in fields:
+        urls.append(fields["BlobEndpoint"])
+    elif fields.get("DefaultEndpointsProtocol") == "http" and fields.get("AccountName"):
+        suffix = fields.get("EndpointSuffix", "core.windows.net")
+        urls.append(f"http://{fields['AccountName']}.blob.{suffix}")
+    return urls
+
+
 def _check_transport(cfg: Config) -> None:
+    """Health data never crosses a network in clear: plain HTTP only to loopback, unless the
+    endpoint says `allow_insecure_http: true` (S3 only; Azure has no such escape)."""
     for name, ep in cfg.endpoints.items():
         if isinstance(ep, S3Endpoint) and ep.endpoint_url:
             url = urlparse(ep.endpoint_url)
@@ -283,13 +306,21 @@ def _check_transport(cfg: Config) -> None:
                     f"{cfg.source_path}: endpoints.{name}.endpoint_url: {ep.endpoint_url!r} is "
                     "not an http(s) URL; use e.g. https://s3.gra.io.cloud.ovh.net"
                 )
-            insecure = url.scheme == "http" and not _is_loopback(url.hostname)
-            if insecure and not ep.allow_insecure_http:
+            host = _insecure_host(ep.endpoint_url)
+            if host and not ep.allow_insecure_http:
                 raise ConfigError(
-                    f"{cfg.source_path}: endpoints.{name}.endpoint_url: plain HTTP to "
-                    f"{url.hostname} is refused; use https, or set allow_insecure_http: true "
-                    "if this network is trusted"
+                    f"{cfg.source_path}: endpoints.{name}.endpoint_url: plain HTTP to {host} is "
+                    "refused; use https, or set allow_insecure_http: true if this network is "
+                    "trusted"
                 )
+        if isinstance(ep, AzureBlobEndpoint):
+            for url_text in _azure_urls(ep):
+                host = _insecure_host(url_text)
+                if host:
+                    raise ConfigError(
+                        f"{cfg.source_path}: endpoints.{name}: plain HTTP to {host} is refused "
+                        "(account URL or connection string); use https"
+                    )
 
 
 def _env_names(ep: Endpoint) -> list[tuple[str, str]]:

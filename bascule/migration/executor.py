@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -37,10 +37,12 @@ from bascule.errors import (
 from bascule.migration.endpoints import EndpointRef, connector
 from bascule.migration.journal import Journal, KeyWrapper, ObjectRow, PartRow
 from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
+from bascule.migration.retry import call_with_retries
 from bascule.migration.retry_task import run_part_with_retries
 from bascule.migration.transfer import ObjectKey, PartResult, PartTask, composite
 
 log = structlog.get_logger("bascule.executor")
+T = TypeVar("T")
 TaskFn = Callable[[PartTask], PartResult]
 
 
@@ -151,6 +153,11 @@ class Coordinator:
         self._failure: BaseException | None = None
         self._ready: deque[ObjectJob] = deque()
 
+    def _retry(self, conn: Connector, call: Callable[[], T]) -> T:
+        """A coordinator-side storage call (open, commit, stat, abort) under the same retry
+        policy and budget as the part tasks."""
+        return call_with_retries(call, conn.should_retry, self.options.max_attempts)[0]
+
     # -- object preparation --------------------------------------------------------
 
     def _new_key_material(self, plan: ObjectPlan) -> tuple[bytes, bytes, bytes | None]:
@@ -176,7 +183,8 @@ class Coordinator:
             if resumed is not None:
                 return resumed
         if old is not None and old.resume_token and isinstance(tgt, PartWriterOpener):
-            tgt.abort_upload(plan.target_key, old.resume_token)
+            token_ = old.resume_token
+            self._retry(tgt, lambda: tgt.abort_upload(plan.target_key, token_))
         parts = plan.parts
         if len(parts) > 1 and not isinstance(tgt, PartWriterOpener):
             whole = plan_parts(plan.size, max(plan.size, 1) + 65536, plan.encrypt, 0)[0]
@@ -185,7 +193,8 @@ class Coordinator:
         token = None
         if len(parts) > 1:
             assert isinstance(tgt, PartWriterOpener)
-            token = tgt.open_writer(plan.target_key, object_metadata(plan)).resume_token
+            meta = object_metadata(plan)
+            token = self._retry(tgt, lambda: tgt.open_writer(plan.target_key, meta)).resume_token
         row = self.journal.begin_object(
             {
                 "dataset": plan.dataset,
@@ -233,10 +242,13 @@ class Coordinator:
             return None  # a single-put object: nothing on the target to resume
         if row.parts != len(plan.parts) or row.part_size != plan.part_size:
             return None
+        token = row.resume_token
         try:
             on_target = {
                 p.number: p
-                for p in tgt.open_writer(plan.target_key, None, row.resume_token).list_parts()
+                for p in self._retry(
+                    tgt, lambda: tgt.open_writer(plan.target_key, None, token).list_parts()
+                )
             }
         except ObjectNotFound:
             return self._committed_behind_our_back(plan, row, source, target, tgt)
@@ -264,7 +276,7 @@ class Coordinator:
         if len(parts) != row.parts:
             return None
         try:
-            info = tgt.stat(plan.target_key)
+            info = self._retry(tgt, lambda: tgt.stat(plan.target_key))
         except ObjectNotFound:
             return None
         if info.size != plan.target_size or info.metadata.get("bascule-source-etag") != plan.etag:
@@ -414,7 +426,7 @@ class Coordinator:
         self.stats.restarted.append(plan.source_key)
         self._abort_job(job)
         src = connector(job.source)
-        fresh = src.stat(plan.source_key)
+        fresh = self._retry(src, lambda: src.stat(plan.source_key))
         from bascule.migration.plan import ciphertext_size as csize
 
         hlen = len(job.row.header or b"") if plan.encrypt else 0
@@ -441,7 +453,8 @@ class Coordinator:
         job.pending.clear()
         tgt = connector(job.target)
         if job.row.resume_token and isinstance(tgt, PartWriterOpener):
-            tgt.abort_upload(job.plan.target_key, job.row.resume_token)
+            token = job.row.resume_token
+            self._retry(tgt, lambda: tgt.abort_upload(job.plan.target_key, token))
         self.journal.drop_object(job.row.id)
         job.row = replace(job.row, generation=-1)
 
@@ -456,9 +469,10 @@ class Coordinator:
             # An upload already gone was committed (see _committed_behind_our_back): the
             # stat below decides.
             with contextlib.suppress(ObjectNotFound):
-                tgt.open_writer(job.plan.target_key, None, row.resume_token).commit(receipts)
+                writer = tgt.open_writer(job.plan.target_key, None, row.resume_token)
+                self._retry(tgt, lambda: writer.commit(receipts))
             # Layer 2 of integrity: what the target now reports, not what commit answered.
-            info = tgt.stat(job.plan.target_key)
+            info = self._retry(tgt, lambda: tgt.stat(job.plan.target_key))
             etag = info.etag
             self._check_size(job, info.size)
         plain = composite([p.plain_sha256 for p in parts])

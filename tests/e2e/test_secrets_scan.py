@@ -298,10 +298,6 @@ def test_plain_http_s3_endpoint_refused_by_the_cli(cloud: CloudSetup) -> None:
 
 
 REMOTE_HTTP = "http://blob.example.eu/acct"
-AZURE_HTTP_GAP = (
-    "config._check_transport checks only S3 endpoint_url: an Azure account_url or a "
-    "connection string in plain HTTP to a remote host is accepted"
-)
 
 
 def azure_config(tmp_path: Path, endpoint: dict[str, str]) -> Path:
@@ -317,14 +313,12 @@ def azure_config(tmp_path: Path, endpoint: dict[str, str]) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=AZURE_HTTP_GAP)
 def test_plain_http_azure_account_url_refused(tmp_path: Path) -> None:
     path = azure_config(tmp_path, {"account_url": REMOTE_HTTP})
     with pytest.raises(ConfigError, match="plain HTTP"):
         load_config(path)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=AZURE_HTTP_GAP)
 def test_plain_http_azure_connection_string_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
