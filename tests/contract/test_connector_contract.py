@@ -11,6 +11,7 @@ cost a minute per backend. Both check that pages smaller than the listing are in
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import math
@@ -178,6 +179,20 @@ def test_put_stat_metadata_round_trip(connector_factory: Any) -> None:
     assert info.last_modified is not None
     assert info.metadata == meta
     assert read_all(connector, "meta.bin") == data
+
+
+def test_reported_checksums_are_right(connector_factory: Any) -> None:
+    connector = connector_factory()
+    data = payload(70_000, "sum")
+    put_bytes(connector, "summed.bin", data)
+    checksums = connector.stat("summed.bin").checksums
+    md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+    if connector.capabilities.server_side_checksums:
+        assert checksums, "capabilities promise provider checksums"
+    if "content-md5" in checksums:
+        assert checksums["content-md5"] == md5
+    if "sha256" in checksums:
+        assert checksums["sha256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 @pytest.mark.parametrize(
