@@ -110,7 +110,12 @@ def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
             connector=url,
             key=key,
         )
-    if isinstance(exc, ResourceModifiedError) or status == 412 or code == "ConditionNotMet":
+    # BlobAlreadyExists answers a write made under If-None-Match: * (another writer won).
+    if (
+        isinstance(exc, ResourceModifiedError)
+        or status == 412
+        or code in ("ConditionNotMet", "BlobAlreadyExists")
+    ):
         return PreconditionFailed(
             f"{where} changed since it was planned ({detail}); re-plan the object",
             connector=url,
@@ -443,9 +448,14 @@ class AzureBlobConnector:
             return
         try:
             self._do(key, blob.delete_blob)
-            return
         except ObjectNotFound:
-            pass  # the service keeps blobs without committed content out of Delete Blob
+            # Where Delete Blob does not see a blob without committed content.
+            self._discard_by_empty_commit(key)
+
+    def _discard_by_empty_commit(self, key: str) -> None:
+        """Commit an empty block list if the blob is still missing (discarding every staged
+        block), then delete that empty blob unless someone rewrote it meanwhile."""
+        blob = self._container.get_blob_client(key)
         created = self._do(
             key, blob.commit_block_list, [], match_condition=MatchConditions.IfMissing
         )

@@ -253,6 +253,7 @@ AZURE_TABLE: list[tuple[BaseException, type[ConnectorError]]] = [
     (azure_error(HttpResponseError, 403, "AuthorizationFailure"), AccessDenied),
     (azure_error(HttpResponseError, 403, "AuthorizationPermissionMismatch"), AccessDenied),
     (azure_error(ResourceModifiedError, 412, "ConditionNotMet"), PreconditionFailed),
+    (azure_error(HttpResponseError, 409, "BlobAlreadyExists"), PreconditionFailed),
     (azure_error(HttpResponseError, 503, "ServerBusy"), Throttled),
     (azure_error(HttpResponseError, 429, "TooManyRequests"), Throttled),
     (azure_error(HttpResponseError, 500, "InternalError"), TransientStorageError),
