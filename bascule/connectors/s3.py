@@ -91,6 +91,7 @@ TRANSIENT_SDK_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.ConnectionError,  # refused, reset, closed, timeouts
     botocore.exceptions.HTTPClientError,
     botocore.exceptions.ResponseStreamingError,  # connection cut mid-body
+    botocore.exceptions.IncompleteReadError,  # body shorter than its Content-Length
     urllib3.exceptions.HTTPError,  # raised by a body read after the call returned
     ConnectionError,
     TimeoutError,
@@ -467,7 +468,11 @@ class S3Connector:
     def list_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
         markers: dict[str, str] = {}
         while True:
-            page = self._call("list_multipart_uploads", Prefix=prefix, **markers)
+            try:
+                page = self._call("list_multipart_uploads", Prefix=prefix, **markers)
+            except ObjectNotFound:
+                return  # `rclone serve s3` answers NoSuchUpload when there is none
+
             for upload in page.get("Uploads", []):
                 token = TOKEN_PREFIX + _b64(upload["UploadId"])
                 yield PendingUpload(upload["Key"], token, upload.get("Initiated"))

@@ -148,4 +148,9 @@ def call_with_retries(
         on_retry=on_retry,
         before=count,
     )
-    return policy(fn), attempts
+    try:
+        return policy(fn), attempts
+    except BaseException as exc:
+        # The coordinator charges every attempt made to the journal's budget.
+        exc.bascule_attempts = attempts  # type: ignore[attr-defined]
+        raise
