@@ -1,0 +1,43 @@
+"""One `bascule migrate`, as the CLI runs it, in its own process; prints its figures as JSON.
+
+Usage: python -m benchmarks.bascule_child CONFIG EXECUTOR
+
+`engine_seconds` is the service's own run time (after the configuration is loaded, the
+listing is done and the executor is up: a Dask cluster's start-up is outside it); the parent
+times the whole process as well.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from bascule.migration import service
+from bascule.migration.cli_common import setup_logging
+from bascule.migration.config import load_config
+from bascule.migration.runners import make_runner
+
+
+def main(argv: list[str]) -> int:
+    config_path, executor = argv
+    cfg = load_config(Path(config_path))
+    setup_logging(cfg)
+    runner = make_runner(executor, cfg)
+    try:
+        outcome = service.migrate(cfg, runner=runner)
+    finally:
+        if runner is not None:
+            runner.shutdown()
+    figures = {
+        "engine_seconds": outcome.seconds,
+        "bytes": outcome.stats.bytes_sent,
+        "objects": outcome.stats.objects_committed,
+        "parts": outcome.stats.parts_sent,
+    }
+    sys.stdout.write(json.dumps(figures) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

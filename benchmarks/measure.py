@@ -1,0 +1,105 @@
+"""Run one command as a child process and measure its wall time and peak memory.
+
+Peak RSS comes from two sources:
+- the kernel's own high-water mark of the child, as reported by GNU time (`/usr/bin/time -f
+  %M`): exact, for that one process. (Not `wait4` on our own child: Linux carries the forking
+  parent's high-water mark across exec, so every child would look at least as large as us.)
+- a psutil poll (every 50 ms) of the child plus all its descendants, summed: catches Dask
+  worker processes, may miss a peak shorter than the poll, and counts shared pages once per
+  process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+POLL_S = 0.05
+GNU_TIME = "/usr/bin/time"
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    seconds: float
+    exit_code: int
+    peak_rss_bytes: int  # the child itself, from the kernel
+    peak_tree_rss_bytes: int  # child + descendants, sampled
+    stdout: str
+    stderr: str
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = proc.children(recursive=True)  # below GNU time: the measured command and workers
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue  # a worker that just exited
+    return total
+
+
+class _TreePoller(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self._proc = psutil.Process(pid)
+        self._done = threading.Event()
+        self.peak = 0
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, _tree_rss(self._proc))
+            self._done.wait(POLL_S)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def run_measured(
+    cmd: Sequence[str], env: Mapping[str, str], cwd: Path, stdout_path: Path
+) -> ProcessFigures:
+    """Run `cmd` to completion; never raises on a non-zero exit (the caller reports it)."""
+    stderr_path = stdout_path.with_suffix(".stderr")
+    rss_path = stdout_path.with_suffix(".maxrss")
+    timed = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *cmd]
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            timed, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=dict(env), cwd=cwd
+        )
+        poller = _TreePoller(proc.pid)
+        poller.start()
+        code = proc.wait()
+        seconds = time.monotonic() - started
+        poller.stop()
+    peak = _gnu_time_maxrss(rss_path)
+    return ProcessFigures(
+        seconds=seconds,
+        exit_code=code,
+        peak_rss_bytes=peak,
+        peak_tree_rss_bytes=max(poller.peak, peak),
+        stdout=stdout_path.read_text(errors="replace"),
+        stderr=stderr_path.read_text(errors="replace"),
+    )
+
+
+def _gnu_time_maxrss(path: Path) -> int:
+    """Bytes from GNU time's `%M` (KiB); its last line (a failed command adds a status line
+    before it)."""
+    lines = path.read_text().split()
+    return int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else 0
+
+
+def load_1min() -> float:
+    return os.getloadavg()[0]
