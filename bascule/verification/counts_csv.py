@@ -32,12 +32,15 @@ is reported as an error by csv.reader; unquoted fields are only bounded by the l
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable, Iterator
 
-from bascule.verification.counts_io import FormatError, MiB
+from bascule.verification.counts_io import FormatError, KiB, MiB
 
 MAX_LINE_BYTES = 64 * MiB
+MIN_BATCH_BYTES = 1 * KiB
+MAX_BATCH_BYTES = 64 * KiB
 DELIMITERS = (",", ";", "\t", "|")
 _BOM = b"\xef\xbb\xbf"
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -59,7 +62,9 @@ class _LineFeed:
     """Lines for csv.reader, cut from byte blocks (newline="" semantics: CRLF, LF, lone CR).
 
     While `between_records` is set (the reader stands at the start of a record), runs of
-    lines holding no quote are counted into `skipped` and never reach the reader."""
+    lines holding no quote are counted into `skipped` and never reach the reader. Lines that
+    do reach it are decoded in batches (1 KiB after a quote-free run, doubling up to 64 KiB while
+    every line goes to the reader) and split by io.StringIO."""
 
     def __init__(self, blocks: Iterable[bytes]) -> None:
         self._blocks = iter(blocks)
@@ -68,6 +73,7 @@ class _LineFeed:
         self._base = 0  # file offset of _buf[0], for messages
         self._eof = False
         self._first = True
+        self._batch = MIN_BATCH_BYTES
         self.between_records = True
         self.skipped = 0
 
@@ -77,20 +83,30 @@ class _LineFeed:
         return self._base + self._pos
 
     def head(self) -> bytes:
-        """The first bytes of the file (at least one block, unless the file is shorter)."""
-        if not self._buf and not self._eof:
+        """The first bytes of the file: through its first line end, or its first
+        `MAX_BATCH_BYTES` (or the whole file, if shorter). Call before anything is read."""
+        while not self._eof and len(self._buf) < MAX_BATCH_BYTES and not _EOL.search(self._buf):
             self._refill()
-        return self._buf[self._pos :]
+        return self._buf
 
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        if self.between_records:
-            self._skip_plain_lines()
-        line = self._take_line()
-        self.between_records = False
-        return line.decode("latin-1")
+    def lines(self) -> Iterator[str]:
+        """Every line the reader must see, in order, Latin-1 decoded."""
+        while True:
+            if self.between_records:
+                self._skip_plain_lines()
+            end = self._batch_end()
+            if end < 0:
+                return
+            text = self._buf[self._pos : end].decode("latin-1")
+            for line in io.StringIO(text, newline=""):
+                if self.between_records and '"' not in line:
+                    self._batch = MIN_BATCH_BYTES  # quotes are sparse here: decode little
+                    break  # back to counting quote-free lines with bytes.count
+                self.between_records = False
+                self._pos += len(line)
+                yield line
+            else:
+                self._batch = min(2 * self._batch, MAX_BATCH_BYTES)
 
     def _refill(self) -> None:
         """Append the next block to what is left unread; set `_eof` when there is none."""
@@ -134,18 +150,35 @@ class _LineFeed:
     def _last_eol(self, start: int, end: int) -> int:
         return max(self._buf.rfind(b"\n", start, end), self._buf.rfind(b"\r", start, end))
 
+    def _line_end(self, eol: int) -> int:
+        """Where the line whose terminator starts at `eol` ends; -1 when that is unknown yet
+        (a CR at the end of the buffer, with more to come: an LF may follow)."""
+        buf = self._buf
+        if buf[eol] != 13:
+            return eol + 1
+        if eol + 1 < len(buf):
+            return eol + 2 if buf[eol + 1] == 10 else eol + 1
+        return eol + 1 if self._eof else -1
+
+    def _lines_end(self, start: int, end: int) -> int:
+        """End of the last whole line within buf[start:end] (its terminator may run one byte
+        past `end`), or -1 if none is known."""
+        eol = self._last_eol(start, end)
+        while eol >= 0:
+            stop = self._line_end(eol)
+            if stop >= 0:
+                return stop
+            eol = self._last_eol(start, eol)
+        return -1
+
     def _skip_plain_lines(self) -> None:
         """Count whole quote-free lines from the current position; stop at the start of
         the line holding the next quote, or at the end of the file."""
         while True:
             buf, pos = self._buf, self._pos
             quote = buf.find(b'"', pos)
-            end = quote if quote >= 0 else len(buf)
-            last = self._last_eol(pos, end)
-            if last >= 0 and buf[last] == 13 and last + 1 == len(buf) and not self._eof:
-                last = self._last_eol(pos, last)  # CR at the block's end: LF may follow
-            if last >= 0:
-                stop = last + 1
+            stop = self._lines_end(pos, quote if quote >= 0 else len(buf))
+            if stop >= 0:
                 self.skipped += (
                     buf.count(b"\n", pos, stop)
                     + buf.count(b"\r", pos, stop)
@@ -161,20 +194,19 @@ class _LineFeed:
                 return
             self._refill()
 
-    def _take_line(self) -> bytes:
-        """The next line with its line ending; StopIteration at the end of the file."""
+    def _batch_end(self) -> int:
+        """End of the next batch of whole lines from the current position (at least one
+        line, about `_batch` bytes); -1 at the end of the file."""
         while True:
-            match = _EOL.search(self._buf, self._pos)
-            if match and (match.end() < len(self._buf) or self._eof or match.group() != b"\r"):
-                line = self._buf[self._pos : match.end()]
-                self._pos = match.end()
-                return line
+            pos = self._pos
+            stop = self._lines_end(pos, min(len(self._buf), pos + self._batch))
+            if stop < 0:  # no line ends within the batch: take the first line, however long
+                match = _EOL.search(self._buf, pos)
+                stop = self._line_end(match.start()) if match else -1
+            if stop >= 0:
+                return stop
             if self._eof:
-                if self._pos == len(self._buf):
-                    raise StopIteration
-                line = self._buf[self._pos :]
-                self._pos = len(self._buf)
-                return line
+                return len(self._buf) if pos < len(self._buf) else -1
             self._refill()
 
 
@@ -185,7 +217,9 @@ def count_csv_records(blocks: Iterable[bytes]) -> int:
     over-long line or field."""
     feed = _LineFeed(blocks)
     delimiter = sniff_delimiter(feed.head())
-    reader = csv.reader(feed, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
+    reader = csv.reader(
+        feed.lines(), delimiter=delimiter, quotechar='"', doublequote=True, strict=True
+    )
     records = 0
     try:
         for _record in reader:

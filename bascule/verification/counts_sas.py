@@ -63,18 +63,24 @@ class SasLayout:
     def pointer_size(self) -> int:
         return 24 if self.u64 else 12
 
-    def uint(self, data: bytes, offset: int, width: int) -> int:
+    def field(self, data: bytes, offset: int, width: int) -> bytes:
+        """`width` bytes at `offset` of `data`; FormatError if they lie outside it."""
         if offset < 0 or offset + width > len(data):
             raise FormatError(
                 f"a field at {offset} (+{width} bytes) lies outside its {len(data)}-byte page"
             )
-        return int.from_bytes(data[offset : offset + width], self.byteorder)
+        return data[offset : offset + width]
+
+    def uint(self, data: bytes, offset: int, width: int) -> int:
+        return int.from_bytes(self.field(data, offset, width), self.byteorder)
 
 
 def parse_header(head: bytes, file_size: int) -> SasLayout:
     """The layout from the first bytes of the file (at least 288). Raises FormatError."""
-    if len(head) < 288 or head[:32] != MAGIC:
+    if head[:32] != MAGIC:
         raise FormatError("no SAS7BDAT magic number at the start: not a SAS7BDAT file")
+    if len(head) < 288:
+        raise FormatError(f"the header is cut at {len(head)} bytes: the file is truncated")
     u64 = head[32:33] == b"3"
     shift = 4 if head[35:36] == b"3" else 0
     byteorder: Literal["little", "big"] = "little" if head[37] == 1 else "big"
@@ -103,8 +109,7 @@ def find_row_count(page: bytes, layout: SasLayout) -> int | None:
         compression = layout.uint(page, at + 2 * layout.int_size, 1)
         if length == 0 or compression == _TRUNCATED_SUBHEADER:
             continue
-        signature = page[offset : offset + layout.int_size]
-        if signature in _ROW_SIZE_SIGNATURES:
+        if layout.field(page, offset, layout.int_size) in _ROW_SIZE_SIGNATURES:
             return layout.uint(page, offset + _ROW_COUNT_INDEX * layout.int_size, layout.int_size)
     return None
 
@@ -113,11 +118,11 @@ def page_type(page: bytes, layout: SasLayout) -> int:
     return layout.uint(page, layout.page_header_size, 2) & _PAGE_TYPE_MASK
 
 
-def count_sas7bdat_rows(reader: RangeReader) -> int:
+def count_sas7bdat_rows(reader: RangeReader, first_read_bytes: int = FIRST_READ_BYTES) -> int:
     """Rows of a SAS7BDAT file, from its row-size subheader. Raises FormatError when the file
     is not SAS7BDAT, is truncated, or has no row-size subheader on its metadata pages."""
     size = reader.size
-    head = read_exact(reader, 0, min(size, FIRST_READ_BYTES))
+    head = read_exact(reader, 0, min(size, max(first_read_bytes, 1 * KiB)))
     layout = parse_header(head, size)
     for n in range(MAX_META_PAGES):
         start = layout.header_length + n * layout.page_size

@@ -1,0 +1,246 @@
+"""CSV row counts against Python's csv module: a table of tricky files, generated files cut
+into random block sizes, encodings, delimiter sniffing, and malformed files."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from typing import Literal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bascule.verification import counts_csv
+from bascule.verification.counts import RowCount, count_rows
+from bascule.verification.counts_csv import sniff_delimiter
+
+BLOCK_SIZES = (1, 2, 3, 5, 8, 64, 1000, 4 << 20)
+
+
+class CountingReader:
+    """A RangeReader over bytes in memory that records every read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.reads: list[tuple[int, int]] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.reads.append((offset, length))
+        return self.data[offset : offset + length]
+
+
+def csv_module_rows(data: bytes, delimiter: str, encoding: str = "latin-1") -> int:
+    """What csv.reader counts on the file opened as the csv docs say (newline=""), strict,
+    minus the header row."""
+    text = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
+    return max(0, sum(1 for _ in csv.reader(text, delimiter=delimiter, strict=True)) - 1)
+
+
+def our_rows(data: bytes, block_size: int) -> RowCount:
+    return count_rows("csv", CountingReader(data), block_size=block_size)
+
+
+LONG_QUOTED = b'"' + b"x;\n" * 30_000 + b'"'  # ~90 KiB: longer than one decoded batch
+
+# (name, file, delimiter the file uses, encoding csv.reader should open it with)
+TRICKY: list[tuple[str, bytes, str, str]] = [
+    ("empty file", b"", ",", "latin-1"),
+    ("header only, no newline", b"a,b,c", ",", "latin-1"),
+    ("header only", b"a,b,c\n", ",", "latin-1"),
+    ("missing final newline", b"a,b\n1,2\n3,4", ",", "latin-1"),
+    ("CRLF", b"a,b\r\n1,2\r\n3,4\r\n", ",", "latin-1"),
+    ("lone CR line ends", b"a,b\r1,2\r3,4\r", ",", "latin-1"),
+    ("mixed line ends", b"a,b\r\n1,2\n3,4\r5,6\r\n\n7,8", ",", "latin-1"),
+    ("quoted LF", b'a,b\n"x\ny",1\n2,"p\nq\nr"\n', ",", "latin-1"),
+    ("quoted CRLF and CR", b'a,b\r\n"x\r\ny",1\r\n"p\rq",2\r\n', ",", "latin-1"),
+    ("quoted newline at end, no final newline", b'a\n1\n"x\ny"', ",", "latin-1"),
+    ("doubled quotes", b'a,b\n"he said ""hi""",1\n"""",""\n', ",", "latin-1"),
+    ("quote inside an unquoted field", b'a,b\nab"c,d\nx"\ny,z\n', ",", "latin-1"),
+    ("header with a quoted newline", b'"col\none",b\n1,2\n', ",", "latin-1"),
+    ("blank lines inside and at the end", b"a,b\n1,2\n\n3,4\n\n\n", ",", "latin-1"),
+    ("blank CRLF lines", b"a\r\n\r\n1\r\n\r\n", ",", "latin-1"),
+    ("UTF-8 BOM and quoted header", b'\xef\xbb\xbf"a\nb",c\n1,2\n', ",", "utf-8-sig"),
+    ("UTF-8 BOM, plain", b"\xef\xbb\xbfa;b\n1;2\n", ";", "utf-8-sig"),
+    ("Latin-1 accents", b'nom;ville\n\xc9lodie;S\xe8te\n"Ren\xe9\n";\xc9vry\n', ";", "latin-1"),
+    ("UTF-8 accents", 'nom;ville\nÉlodie;Sète\n"René\n";Évry\n'.encode(), ";", "utf-8"),
+    ("semicolon, quoted ; and newline", b'a;b\n"x;y\nz";1\n2;"3;4"\n', ";", "latin-1"),
+    ("delimiter decides the quote", b'a;b\nx;"y\nz"\n', ";", "latin-1"),
+    ("tab", b'a\tb\n"1\n2"\t3\n', "\t", "latin-1"),
+    ("pipe", b'a|b|c\n1|"2|\n3"|4\n', "|", "latin-1"),
+    ("empty quoted fields", b'a,b\n"",""\n""\n', ",", "latin-1"),
+    ("quoted field ends at EOF", b'a\n"x"', ",", "latin-1"),
+    ("long quoted field", b"a;b\n" + LONG_QUOTED + b";1\n2;3\n", ";", "latin-1"),
+    (
+        "quoted lines then a plain run",
+        b"a,b\n" + b'"q",1\n' * 500 + b"p,2\n" * 500 + b'"r\ns",3\n' * 100,
+        ",",
+        "latin-1",
+    ),
+    (
+        "quoted CRLF lines of many lengths: batches end next to a CRLF",
+        b"a,b\r\n" + b"".join(b'"q%d",%s\r\n' % (i, b"x" * (i % 7)) for i in range(3000)),
+        ",",
+        "latin-1",
+    ),
+    ("NEL and form feed are not line ends", b"a,b\n1\x85,2\x0c\n3\x0b,4\n", ",", "latin-1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "delimiter", "encoding"), TRICKY, ids=[c[0] for c in TRICKY]
+)
+def test_tricky_csv_counts_as_the_csv_module_does(
+    name: str, data: bytes, delimiter: str, encoding: str
+) -> None:
+    expected = csv_module_rows(data, delimiter, encoding)
+    for block_size in BLOCK_SIZES:
+        assert our_rows(data, block_size) == RowCount(expected, "csv"), (name, block_size)
+
+
+def test_the_tricky_table_is_not_trivial() -> None:
+    """The oracle gives different answers from naive newline counting on most cases."""
+    naive_differs = [
+        name
+        for name, data, delimiter, encoding in TRICKY
+        if csv_module_rows(data, delimiter, encoding) != max(0, data.count(b"\n") - 1)
+    ]
+    assert len(naive_differs) >= 12, naive_differs
+
+
+def test_the_count_does_not_depend_on_the_encoding() -> None:
+    text = "nom;commune;note\n" + '"Hélène\nAçaï";Besançon;"très ""bien"""\nZoé;Étienne;ok\n' * 50
+    counts = {
+        encoding: our_rows(text.encode(encoding), 7)
+        for encoding in ("utf-8", "latin-1", "cp1252", "utf-8-sig")
+    }
+    assert set(counts.values()) == {RowCount(100, "csv")}, counts
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"a;b;c\n1,5;2,5;3\n", ";"),  # French decimals in the data do not count
+        (b"a,b,c\n", ","),
+        (b"a\tb\tc\r\n", "\t"),
+        (b"a|b\n", "|"),
+        (b'"x;y;z",b,c\n', ","),  # inside quotes does not count
+        (b"single\n", ","),
+        (b"", ","),
+        (b"a,b;c\n", ","),  # a tie goes to the comma
+        (b"a;b;c", ";"),  # no newline at all
+    ],
+)
+def test_sniff_delimiter(head: bytes, expected: str) -> None:
+    assert sniff_delimiter(head) == expected
+
+
+def test_a_semicolon_file_counts_differently_when_read_with_commas() -> None:
+    """The sniffed delimiter matters: read with ',' this file has one row more."""
+    data = b'a;b\nx;"y\nz"\n'
+    assert sniff_delimiter(data) == ";"
+    assert csv_module_rows(data, ";") == 1
+    assert csv_module_rows(data, ",") == 2
+    assert our_rows(data, 3) == RowCount(1, "csv")
+
+
+# -- generated files --------------------------------------------------------------------------
+
+FIELD_PIECES = [*'ab é;,"\n\r\t|', "\r\n", '""', "1"]
+FIELDS = st.lists(st.sampled_from(FIELD_PIECES), max_size=8).map("".join)
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> tuple[bytes, int]:
+    """A file written by csv.writer and the number of data rows written."""
+    delimiter = draw(st.sampled_from([";", ",", "\t"]))
+    columns = draw(st.integers(2, 5))
+    rows = draw(
+        st.lists(
+            st.one_of(st.lists(FIELDS, min_size=columns, max_size=columns), st.just([])),
+            max_size=25,
+        )
+    )
+    sink = io.StringIO(newline="")
+    terminator = draw(st.sampled_from(["\r\n", "\n"]))
+    quoting: Literal[0, 1] = csv.QUOTE_ALL if draw(st.booleans()) else csv.QUOTE_MINIMAL
+    if terminator == "\n" and quoting == csv.QUOTE_MINIMAL:
+        # csv.writer quotes a field for the characters of its own line terminator only: a
+        # lone CR would go out unquoted and csv.reader would not read the row back
+        rows = [[field.replace("\r", "\r\n") for field in row] for row in rows]
+    writer = csv.writer(sink, delimiter=delimiter, lineterminator=terminator, quoting=quoting)
+    writer.writerow([f"col{i}" for i in range(columns)])
+    writer.writerows(rows)
+    text = sink.getvalue()
+    if rows and rows[-1] and draw(st.booleans()):  # no final newline
+        text = text[: -len(terminator)]
+    encoding = draw(st.sampled_from(["utf-8", "latin-1", "utf-8-sig"]))
+    return text.encode(encoding), len(rows)
+
+
+@settings(max_examples=300, deadline=None)
+@given(csv_files(), st.one_of(st.integers(1, 40), st.sampled_from([4096, 4 << 20])))
+def test_generated_csv_counts_the_rows_written(file: tuple[bytes, int], block_size: int) -> None:
+    data, written = file
+    plain = data.removeprefix(codecs.BOM_UTF8)
+    assert csv_module_rows(plain, sniff_delimiter(plain)) == written  # the oracle agrees
+    assert our_rows(data, block_size) == RowCount(written, "csv")
+
+
+def test_reads_are_consecutive_blocks_of_the_given_size() -> None:
+    data = b"a;b\n" + b'1;"x\ny"\n' * 300
+    reader = CountingReader(data)
+    count_rows("csv", reader, block_size=100)
+    assert reader.reads == [(o, min(100, len(data) - o)) for o in range(0, len(data), 100)]
+
+
+# -- malformed --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'a,b\n"open,1\n2,3\n', "unexpected end of data"),
+        (b'a,b\n1,"open', "unexpected end of data"),
+        (b'a,b\n"x"y,1\n', "',' expected after '\"'"),
+        (b'a;b\n"x" ;1\n', "';' expected after '\"'"),
+        (b"a,b\n1,\x002\n", "NUL byte at byte 6"),
+        (b"a,b\n" + b"1,2\n" * 1000 + b"\x00", "NUL byte at byte 4004"),
+        ("a,b\n1,2\n".encode("utf-16"), "UTF-16"),
+        (b'a\n"' + b"x" * (csv.field_size_limit() + 10) + b'"\n', "field larger than field limit"),
+    ],
+)
+def test_a_malformed_csv_is_a_finding_not_an_exception(data: bytes, message: str) -> None:
+    for block_size in (3, 4 << 20):
+        result = our_rows(data, block_size)
+        assert result.rows is None and result.format == "csv"
+        assert result.error is not None and message in result.error, result.error
+
+
+def test_the_malformed_table_matches_the_csv_module() -> None:
+    """Each quote error above is one csv.reader raises too (NUL bytes it would accept)."""
+    for data in (b'a,b\n"open,1\n', b'a,b\n"x"y,1\n'):
+        with pytest.raises(csv.Error):
+            csv_module_rows(data, ",")
+
+
+def test_a_line_longer_than_the_limit_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(counts_csv, "MAX_LINE_BYTES", 1000)
+    result = our_rows(b"a,b\n" + b"x" * 5000 + b"\n", 100)
+    assert result.rows is None and result.error and "a line longer than" in result.error
+    assert our_rows(b"a,b\n" + b"x" * 900 + b"\n", 100) == RowCount(1, "csv")
+
+
+def test_csv_shorter_than_listed_is_a_finding() -> None:
+    class Short(CountingReader):
+        @property
+        def size(self) -> int:
+            return len(self.data) + 1
+
+    result = count_rows("csv", Short(b"a\n1\n2\n"), block_size=2)
+    assert result.rows is None and result.error and "shorter than its listed size" in result.error
