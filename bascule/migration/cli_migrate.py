@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bascule.errors import ConnectorError
 from bascule.migration import service
 from bascule.migration.cli_common import console, handle_errors, setup_logging
 from bascule.migration.config import Config, load_config
@@ -197,6 +198,14 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
             outcome = service.migrate(
                 cfg, dataset, runner=runner, progress=RichProgress(bar), stop=stop
             )
+        except ConnectorError as exc:
+            if not exc.retryable:
+                raise
+            raise type(exc)(
+                f"{exc}; the journal keeps what is done: run `bascule migrate` again to resume",
+                connector=exc.connector,
+                key=exc.key,
+            ) from None
         finally:
             if runner is not None:
                 runner.shutdown()

@@ -14,7 +14,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from bascule.errors import ExitCode
-from bascule.migration.cli_common import console, handle_errors
+from bascule.migration.cli_common import console, handle_errors, setup_logging
 from bascule.migration.cli_migrate import CONFIG_OPT, DATASET_OPT, human_bytes, make_progress
 from bascule.migration.config import load_config
 from bascule.verification.evidence import KINDS, VerifyReport
@@ -80,6 +80,7 @@ def _verify(
     from bascule.verification.verify import verify
 
     cfg = load_config(config)
+    setup_logging(cfg)
     if level not in ("quick", "full"):
         from bascule.errors import UsageError
 

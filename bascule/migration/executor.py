@@ -388,8 +388,8 @@ class Coordinator:
 
     def _record(self, job: ObjectJob, result: PartResult, attempts: int) -> None:
         row = job.row
-        for _ in range(attempts - 1):
-            self.journal.add_attempt(row.id, row.generation, result.number, "retried")
+        if attempts > 1:
+            self.journal.add_attempt(row.id, row.generation, result.number, "retried", attempts - 1)
         part = PartRow(
             result.number,
             result.size,
@@ -413,8 +413,11 @@ class Coordinator:
         if isinstance(exc, PreconditionFailed):
             self._restart_object(job)
             return
-        self.journal.add_attempt(row.id, row.generation, part.number, str(exc))
-        log.error("part.failed", key=job.plan.target_key, part=part.number, error=str(exc))
+        spent = int(getattr(exc, "bascule_attempts", 1) or 1)
+        self.journal.add_attempt(row.id, row.generation, part.number, str(exc), spent)
+        log.error(
+            "part.failed", key=job.plan.target_key, part=part.number, error=str(exc), attempts=spent
+        )
         if self._failure is None:
             self._failure = exc
 

@@ -91,6 +91,7 @@ class ObjectRow:
     resume_token: str | None
     plain_sha256: str | None
     cipher_sha256: str | None
+    target_etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -367,13 +368,17 @@ class Journal:
         with self.transaction() as db:
             db.execute("DELETE FROM objects WHERE id=?", (object_id,))
 
-    def add_attempt(self, object_id: int, generation: int, number: int, error: str) -> int:
-        """Count one failed attempt of a part; returns the total so far (survives restarts)."""
+    def add_attempt(
+        self, object_id: int, generation: int, number: int, error: str, count: int = 1
+    ) -> int:
+        """Count `count` failed attempts of a part; returns the total so far (survives
+        restarts)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO attempts VALUES (?, ?, ?, 1, ?) ON CONFLICT (object_id, generation, "
-                "number) DO UPDATE SET count = count + 1, last_error = excluded.last_error",
-                (object_id, generation, number, error[:500]),
+                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?) ON CONFLICT (object_id, generation, "
+                "number) DO UPDATE SET count = count + excluded.count, "
+                "last_error = excluded.last_error",
+                (object_id, generation, number, count, error[:500]),
             )
             row = db.execute(
                 "SELECT count FROM attempts WHERE object_id=? AND generation=? AND number=?",
@@ -489,7 +494,7 @@ class Facts:
 _OBJECT_COLS = (
     "id, dataset, source_key, target_key, source_etag, source_size, target_size, encrypt, "
     "part_size, parts, state, generation, header, nonce, wrapped_key, resume_token, "
-    "plain_sha256, cipher_sha256"
+    "plain_sha256, cipher_sha256, target_etag"
 )
 
 

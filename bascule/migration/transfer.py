@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from bascule.connectors.base import ByteRange, PartWriterOpener
+from bascule.connectors.base import ByteRange, PartWriter, PartWriterOpener
 from bascule.errors import TransientStorageError, UnsupportedOperation
 from bascule.migration.endpoints import EndpointRef, connector
 from bascule.migration.journal import KeyWrapper
@@ -156,6 +156,25 @@ def _with_last(pieces: Iterator[bytes], length: int) -> Iterator[tuple[bytes, bo
         yield previous, True
 
 
+_writers: dict[tuple[str, str, str], PartWriter] = {}
+
+
+def _writer(target: PartWriterOpener, task: PartTask) -> PartWriter:
+    """The process's writer for this upload: reattaching checks the upload once, not once
+    per part."""
+    assert task.resume_token is not None
+    key = (task.target.cache_key, task.target_key, task.resume_token)
+    with _wrappers_lock:
+        found = _writers.get(key)
+    if found is None:
+        found = target.open_writer(task.target_key, task.metadata, task.resume_token)
+        with _wrappers_lock:
+            if len(_writers) > 1024:
+                _writers.clear()
+            _writers[key] = found
+    return found
+
+
 def run_part(task: PartTask) -> PartResult:
     """Transfer one part. Raises ConnectorError subclasses (PreconditionFailed when the source
     changed since it was planned); the coordinator decides about retries."""
@@ -169,8 +188,7 @@ def run_part(task: PartTask) -> PartResult:
             raise UnsupportedOperation(
                 "target cannot write parts", connector=target.url, key=task.target_key
             )
-        writer = target.open_writer(task.target_key, task.metadata, task.resume_token)
-        etag = writer.write_part(task.part.number, data).etag
+        etag = _writer(target, task).write_part(task.part.number, data).etag
     return PartResult(
         result.number,
         result.size,

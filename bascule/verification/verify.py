@@ -121,12 +121,6 @@ def _list(cfg: Config, ds: Dataset) -> _Listing:
 
 def _copies(journal: Journal, dataset: str) -> dict[str, Copy]:
     """The journal's record of each target key of `dataset`."""
-    # The etag recorded at commit is not on ObjectRow: read the column directly.
-    etags = dict(
-        journal._db.execute(
-            "SELECT target_key, target_etag FROM objects WHERE dataset=?", (dataset,)
-        ).fetchall()
-    )
     out = {}
     for row in journal.objects(dataset):
         part_etags = tuple(p.etag for p in journal.parts(row.id)) if row.parts > 1 else ()
@@ -139,7 +133,7 @@ def _copies(journal: Journal, dataset: str) -> dict[str, Copy]:
             row.state in ("committed", "verified"),
             row.plain_sha256,
             row.cipher_sha256,
-            etags.get(row.target_key) or None,
+            row.target_etag or None,
             part_etags,
         )
     return out
