@@ -1,8 +1,10 @@
 """CSV record counting: Python's csv module, streamed block by block, with a quote-free fast path.
 
 Contract: `count_csv_records(blocks)` returns exactly ``len(list(csv.reader(f, delimiter=d,
-strict=True)))`` for ``f = open(path, newline="", encoding="latin-1")`` and the delimiter `d`
-sniffed from the first line (`sniff_delimiter`), header row included (the caller drops it).
+strict=True)))`` for ``f = open(path, newline="", encoding="latin-1")`` (a leading UTF-8
+byte-order mark dropped first) and the delimiter `d` sniffed from the first line
+(`sniff_delimiter`), header row included (the caller drops it); FormatError where that
+csv.reader raises csv.Error, and on a NUL byte or an over-long line.
 
 Dialect assumptions, and why:
 - quote character ``"``, doubled to escape it (RFC 4180, what Excel, SAS and pandas write);
