@@ -57,10 +57,24 @@ class ScanningRunner:
         self.inner.shutdown()
 
 
-def test_dask_local_cluster_migrates_byte_identically_and_tasks_carry_no_secret(
+def _seed_sandbox_data(cloud: CloudSetup) -> dict[str, bytes]:
+    """The sandbox's own seeded SNDS-shaped datasets (small scale), under snds/."""
+    from bascule.sandbox.seed import SeedOptions, build_objects
+
+    objects = {}
+    for obj in build_objects(SeedOptions(seed=7, scale=0.02, part_size=5 * MiB)):
+        objects[f"snds/{obj.key}"] = obj.data
+        cloud.upload(f"snds/{obj.key}", obj.data)
+    return objects
+
+
+def test_dask_local_cluster_migrates_and_verifies_the_seeded_data_and_tasks_carry_no_secret(
     cloud: CloudSetup,
 ) -> None:
-    objects = _seed(cloud)
+    from bascule.verification.runner import make_task_runner
+    from bascule.verification.verify import verify
+
+    objects = _seed_sandbox_data(cloud)
     cfg = cloud.config(concurrency=4)
     inner = make_runner("dask-local:2", cfg)
     assert isinstance(inner, DaskRunner)
@@ -75,6 +89,15 @@ def test_dask_local_cluster_migrates_byte_identically_and_tasks_carry_no_secret(
     assert len(runner.pickled) == outcome.stats.parts_sent
     hits = [s for s in cloud.secrets for blob in runner.pickled if s.encode() in blob]
     assert hits == []
+    tasks = make_task_runner("dask-local:2", cfg.transfer.concurrency)
+    try:
+        report = verify(cfg, level="full", rows=True, runner=tasks)
+    finally:
+        tasks.shutdown()
+    assert report.ok, report.findings
+    assert len(report.records) == len(objects)
+    counted = [r for r in report.records if r.source_rows is not None]
+    assert counted and all(r.source_rows == r.target_rows for r in counted)
 
 
 class KillOneWorker:
