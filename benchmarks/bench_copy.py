@@ -64,7 +64,7 @@ def _row(r: LineResult) -> str:
     status = "ok" if not r.error else f"FAILED: {r.error}"
     return (
         f"{r.dataset:<6} {r.line:<34} {r.mb_per_s:8.1f} {engine_s} {r.seconds:8.2f} "
-        f"{_mib(r.peak_rss_bytes):>7} {_mib(r.peak_tree_rss_bytes):>7} "
+        f"{_mib(r.peak_rss_bytes):>7} {_mib(r.peak_tree_rss_bytes):>7} {r.cpu_seconds:6.1f} "
         f"{r.load_1min_before:5.1f} {status}"
     )
 
@@ -89,7 +89,7 @@ def ratios(results: list[LineResult]) -> list[dict[str, Any]]:
 def print_report(results: list[LineResult]) -> None:
     print(
         f"{'data':<6} {'line':<34} {'MB/s':>8} {'eng MB/s':>8} {'seconds':>8} "
-        f"{'RSS MiB':>7} {'tree':>7} {'load':>5} status"
+        f"{'RSS MiB':>7} {'tree':>7} {'CPU s':>6} {'load':>5} status"
     )
     for r in results:
         print(_row(r))
@@ -138,6 +138,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=8, help="parts/transfers at a time")
     p.add_argument("--part-size-mib", type=int, default=16, help="bascule part, rclone chunk")
     p.add_argument("--lines", help="comma-separated subset of: " + ", ".join(LINES))
+    p.add_argument(
+        "--py-spy", action="store_true", help="profile bascule lines (py-spy must be installed)"
+    )
     p.add_argument("--workdir", type=Path, help="keep servers' data here (default: a temp dir)")
     return p.parse_args(argv)
 
@@ -149,7 +152,11 @@ def main(argv: list[str]) -> int:
     if args.lines:
         lines = [line.strip() for line in args.lines.split(",")]
     settings = Settings(
-        args.concurrency, args.part_size_mib * MiB, None, defaults=bool(args.memory)
+        args.concurrency,
+        args.part_size_mib * MiB,
+        None,
+        defaults=bool(args.memory),
+        profile=bool(args.py_spy),
     )
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bascule-bench-"))
     meta = _meta(args, shapes, settings)

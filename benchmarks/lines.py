@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ class Settings:
     part_size: int
     max_bytes_in_flight: int | None  # None: bascule's default
     defaults: bool = False  # True: no transfer section at all (bascule's defaults)
+    profile: bool = False  # bascule lines under py-spy (slower: for where-time-goes only)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class LineResult:
     engine_seconds: float | None  # bascule's run alone (after start-up and listing)
     peak_rss_bytes: int
     peak_tree_rss_bytes: int
+    cpu_seconds: float
     stored_objects: int
     stored_bytes: int
     load_1min_before: float
@@ -215,7 +218,8 @@ class Lines:
             encrypt = "encrypted" in line
             executor = line.split("[", 1)[1].rstrip("]") if "[" in line else "local"
             config = self._bascule_config(shape, bucket, encrypt, dir_)
-            return [*py, "benchmarks.bascule_child", str(config), executor], self._bench_env()
+            cmd = [*py, "benchmarks.bascule_child", str(config), executor]
+            return _profiled(cmd, dir_) if s.profile else cmd, self._bench_env()
         if line == "rclone plain":
             return self._rclone_cmd(shape, f"dst:{bucket}"), self._rclone_env(bucket)
         if line == "rclone crypt":
@@ -231,6 +235,34 @@ class Lines:
         raise ValueError(f"unknown line {line!r}")
 
 
+def _profiled(cmd: list[str], dir_: Path) -> list[str]:
+    """`cmd` under py-spy (installed by hand, not a project dependency): collapsed stacks,
+    one file per line, idle threads excluded."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out = dir_ / "py-spy.txt"
+    return [
+        py_spy,
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--subprocesses",
+        "-o",
+        str(out),
+        "--",
+        *cmd,
+    ]
+
+
+def _engine_seconds(stdout: str) -> float | None:
+    """The child's JSON line (py-spy, when used, writes its own lines after it)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            return float(json.loads(line)["engine_seconds"])
+    return None
+
+
 def _result(
     shape: DatasetShape,
     line: str,
@@ -244,7 +276,7 @@ def _result(
     if figures.exit_code != 0:
         error = (figures.stderr.strip().splitlines() or ["(no stderr)"])[-1][:300]
     elif line.startswith("bascule"):
-        engine = float(json.loads(figures.stdout.strip().splitlines()[-1])["engine_seconds"])
+        engine = _engine_seconds(figures.stdout)
     if not error and line != "raw read" and stored[0] != shape.count:
         error = f"target holds {stored[0]} objects, expected {shape.count}"
     return LineResult(
@@ -256,6 +288,7 @@ def _result(
         engine_seconds=engine,
         peak_rss_bytes=figures.peak_rss_bytes,
         peak_tree_rss_bytes=figures.peak_tree_rss_bytes,
+        cpu_seconds=figures.cpu_seconds,
         stored_objects=stored[0],
         stored_bytes=stored[1],
         load_1min_before=load_before,

@@ -31,6 +31,7 @@ class ProcessFigures:
     exit_code: int
     peak_rss_bytes: int  # the child itself, from the kernel
     peak_tree_rss_bytes: int  # child + descendants, sampled
+    cpu_seconds: float  # user + system, of the command and the descendants it waited for
     stdout: str
     stderr: str
 
@@ -72,7 +73,7 @@ def run_measured(
     """Run `cmd` to completion; never raises on a non-zero exit (the caller reports it)."""
     stderr_path = stdout_path.with_suffix(".stderr")
     rss_path = stdout_path.with_suffix(".maxrss")
-    timed = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *cmd]
+    timed = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_path), *cmd]
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         started = time.monotonic()
         proc = subprocess.Popen(
@@ -83,22 +84,25 @@ def run_measured(
         code = proc.wait()
         seconds = time.monotonic() - started
         poller.stop()
-    peak = _gnu_time_maxrss(rss_path)
+    peak, cpu = _gnu_time(rss_path)
     return ProcessFigures(
         seconds=seconds,
         exit_code=code,
         peak_rss_bytes=peak,
         peak_tree_rss_bytes=max(poller.peak, peak),
+        cpu_seconds=cpu,
         stdout=stdout_path.read_text(errors="replace"),
         stderr=stderr_path.read_text(errors="replace"),
     )
 
 
-def _gnu_time_maxrss(path: Path) -> int:
-    """Bytes from GNU time's `%M` (KiB); its last line (a failed command adds a status line
-    before it)."""
-    lines = path.read_text().split()
-    return int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else 0
+def _gnu_time(path: Path) -> tuple[int, float]:
+    """(peak RSS bytes, CPU seconds) from GNU time's `%M %U %S` line, its last line (a failed
+    command adds a status line before it)."""
+    fields = path.read_text().splitlines()[-1].split() if path.read_text().strip() else []
+    if len(fields) != 3:
+        return 0, 0.0
+    return int(fields[0]) * 1024, float(fields[1]) + float(fields[2])
 
 
 def load_1min() -> float:
