@@ -9,7 +9,15 @@ from __future__ import annotations
 import typer
 
 from bascule import __version__
-from bascule.migration import cli_keys, cli_migrate, cli_sandbox, cli_stacks, cli_verify
+from bascule.migration import (
+    cli_keys,
+    cli_migrate,
+    cli_runbook,
+    cli_sandbox,
+    cli_stacks,
+    cli_status,
+    cli_verify,
+)
 from bascule.migration.cli_common import set_debug, set_verbose
 
 app = typer.Typer(
@@ -30,6 +38,9 @@ app.command("verify")(cli_verify.verify_command)
 app.add_typer(cli_sandbox.app, name="sandbox", help="Local Azurite + S3 servers on 127.0.0.1.")
 app.add_typer(cli_keys.app, name="keys", help="Generate and check age keys.")
 app.add_typer(cli_stacks.app, name="stacks", help="Pulumi landing zones: parity and policy.")
+app.add_typer(cli_runbook.app, name="runbook", help="Rehearse, execute or roll back a runbook.")
+app.command("status")(cli_status.status_command)
+app.command("report")(cli_status.report_command)
 
 
 def _version(value: bool) -> None:

@@ -129,6 +129,58 @@ class Transfer(_Strict):
         return value
 
 
+class RoutingPlace(_Strict):
+    """Where the routing record (which site is active) lives: a local file (`path`, relative
+    to the config file) or an object (`endpoint` + `bucket`/`container` + `key`)."""
+
+    path: Path | None = None
+    endpoint: str | None = None
+    container: str | None = None
+    bucket: str | None = None
+    key: str = "bascule/routing.json"
+
+
+class Switchover(_Strict):
+    """Runbook and readiness settings (all optional).
+
+    `rehearsal_prefix` is put before each dataset's target prefix during a rehearsal
+    (``{id}`` is the rehearsal id). `rehearsal_valid_days`: how recent a passing rehearsal
+    `runbook execute` needs. `production_volume` and `workers` (machines copying in parallel)
+    scale the measured throughput into a projection; `final_delta` is the volume the last
+    copy under freeze moves (default 1% of the production volume); `freeze_window` is the
+    freeze the business accepts."""
+
+    routing: RoutingPlace = Field(default_factory=RoutingPlace)
+    rehearsal_prefix: str = "rehearsal/{id}/"
+    rehearsal_valid_days: int = Field(default=14, ge=1)
+    production_volume: int | None = None
+    workers: int = Field(default=1, ge=1)
+    final_delta: int | None = None
+    freeze_window: float = 8 * 3600  # seconds; YAML takes e.g. 8h, 90m, 2d
+
+    @field_validator("freeze_window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> float:
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        if isinstance(value, str) and value[-1:] in units and value[:-1].strip().isdigit():
+            return float(value[:-1]) * units[value[-1]]
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        raise ValueError(f"not a duration: {value!r} (use e.g. 8h, 90m, 2d)")
+
+    @field_validator("production_volume", "final_delta", mode="before")
+    @classmethod
+    def _sizes(cls, value: Any) -> int | None:
+        return None if value is None else parse_size(value)
+
+    @field_validator("rehearsal_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if "{id}" not in value or not value.endswith("/"):
+            raise ValueError("must contain {id} and end with /, e.g. rehearsal/{id}/")
+        return value
+
+
 class Config(_Strict):
     project: str
     deadline: date | None = None
@@ -138,6 +190,7 @@ class Config(_Strict):
     transfer: Transfer = Field(default_factory=Transfer)
     production_volume: int | None = None  # bytes, for readiness projections
     datasets: list[Dataset]
+    switchover: Switchover = Field(default_factory=Switchover)
     source_path: Path = Path("bascule.yaml")
 
     @field_validator("production_volume", mode="before")

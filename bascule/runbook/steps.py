@@ -1,0 +1,431 @@
+"""The step kinds: each takes the run's `Context` and its step, and returns a `StepReport`.
+
+A step reports a failure as ``StepReport(FAILED, message)``; a `BasculeError` it lets
+through is turned into one by the engine. Hooks (freeze, switch) run in execute and rollback
+modes only: a rehearsal never revokes production writes or moves DNS.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, cast
+
+from bascule.errors import BasculeError, ConfigError, ConnectorError
+from bascule.migration.config import Config, Dataset, identity_path
+from bascule.migration.endpoints import connector
+from bascule.migration.service import migrate, source_ref, target_ref
+from bascule.runbook.context import FAILED, PASSED, SKIPPED, Context, StepReport
+from bascule.runbook.routing import RoutingStore, site_name
+from bascule.runbook.schema import (
+    ApproveStep,
+    CheckStep,
+    CopyStep,
+    FreezeStep,
+    GateCondition,
+    GateStep,
+    Hook,
+    ShellStep,
+    SmokeStep,
+    Step,
+    SwitchStep,
+    VerifyStep,
+)
+
+_TAIL_CHARS = 400
+
+
+def _tail(text: str) -> str:
+    from bascule.logging import redact_text
+
+    return redact_text(text[-_TAIL_CHARS:])
+
+
+def run_command(ctx: Context, command: str, timeout_s: float) -> tuple[int, str]:
+    """Run `command` in a shell; (exit status, redacted output tail). 124 on timeout."""
+    env = dict(os.environ)
+    env.update(
+        BASCULE_MODE=ctx.mode,
+        BASCULE_RUN_ID=str(ctx.run_id),
+        BASCULE_REHEARSAL_ID=ctx.rehearsal_id or "",
+        BASCULE_CONFIG=str(ctx.main_cfg.source_path),
+    )
+    try:
+        done = subprocess.run(
+            command, shell=True, env=env, capture_output=True, text=True, timeout=timeout_s,
+            cwd=ctx.runbook.path.parent, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return 124, f"timed out after {timeout_s:.0f}s"
+    return done.returncode, _tail(done.stdout + done.stderr)
+
+
+def _hooks(ctx: Context, hooks: tuple[Hook, ...]) -> tuple[list[str], str | None]:
+    """Run hooks in execute/rollback mode; (what ran, first failure message or None)."""
+    if ctx.mode == "rehearse":
+        return [f"not run in a rehearsal: {h.command}" for h in hooks], None
+    ran = []
+    for hook in hooks:
+        status, tail = run_command(ctx, hook.command, hook.timeout_s)
+        ran.append(f"{hook.command} -> {status}")
+        if status:
+            return ran, f"hook at {hook.where} exited {status}: {tail.strip()}"
+    return ran, None
+
+
+# -- check -------------------------------------------------------------------------------
+
+
+def _probe(cfg: Config, ds: Dataset) -> list[str]:
+    problems = []
+    for side, ref, prefix in (
+        ("source", source_ref(cfg, ds), ds.source.prefix),
+        ("target", target_ref(cfg, ds), ds.target.prefix),
+    ):
+        try:
+            next(iter(connector(ref).list(prefix)), None)
+        except ConnectorError as exc:
+            problems.append(f"{ds.name} {side}: {exc}")
+    return problems
+
+
+def _stacks(step: CheckStep) -> tuple[str, list[str]]:
+    """('skipped'|'checked', problems)."""
+    assert step.stacks is not None
+    if not (step.stacks.project_dir / "Pulumi.yaml").is_file():
+        return "skipped", [f"stacks not declared (no Pulumi.yaml in {step.stacks.project_dir})"]
+    from bascule.stacks.parity import compare_runs
+    from bascule.stacks.policy import check_run
+    from bascule.stacks.project import load_stacks, pick_pairs, run_all
+
+    stacks = load_stacks(step.stacks.project_dir)
+    runs = run_all(stacks)
+    problems = []
+    if step.stacks.parity:
+        src, dst = pick_pairs(stacks, None, [])
+        for d in dst:
+            report = compare_runs(runs[src.stack], runs[d.stack])
+            if not report.ok:
+                problems.append(f"parity gaps {src.stack} -> {d.stack}")
+    if step.stacks.policy:
+        violations = [v for s in stacks for v in check_run(runs[s.stack])]
+        problems += [f"policy {v.stack}/{v.resource}: {v.message}" for v in violations[:5]]
+    return "checked", problems
+
+
+def _needs_identity(ctx: Context) -> bool:
+    steps = [s for _, s in ctx.runbook.steps()]
+    reads = any(isinstance(s, VerifyStep) and (s.level == "full" or s.rows) for s in steps)
+    reads = reads or any(isinstance(s, SmokeStep) for s in steps)
+    return reads and any(ds.encrypt for ds in ctx.cfg.datasets)
+
+
+def check(ctx: Context, step: CheckStep) -> StepReport:
+    problems: list[str] = []
+    detail: dict[str, Any] = {}
+    if step.endpoints:
+        for ds in ctx.datasets(step):
+            problems += _probe(ctx.cfg, ds)
+        detail["endpoints"] = "reachable" if not problems else "unreachable"
+    if step.recipients:
+        from bascule.connectors.age import X25519Recipient, load_identities
+
+        for value in ctx.cfg.encryption.recipients:
+            X25519Recipient.parse(value)  # the config loader checked them; cheap to repeat
+        path = identity_path(ctx.cfg, required=_needs_identity(ctx), why="this runbook")
+        if path is not None:
+            load_identities(path)
+        detail["recipients"] = len(ctx.cfg.encryption.recipients)
+    if step.stacks is not None:
+        state, stack_problems = _stacks(step)
+        detail["stacks"] = state
+        if state == "skipped" and step.optional:
+            detail["stacks_note"] = stack_problems[0]
+        else:
+            problems += stack_problems
+    if problems:
+        return StepReport(FAILED, "; ".join(problems[:5]), detail)
+    note = f"skipped: {detail['stacks_note']}" if "stacks_note" in detail else "all checks passed"
+    return StepReport(PASSED, note, detail)
+
+
+# -- copy, verify --------------------------------------------------------------------------
+
+
+def copy(ctx: Context, step: CopyStep) -> StepReport:
+    per: dict[str, dict[str, Any]] = {}
+    total_bytes = total_objects = 0
+    started = time.monotonic()
+    for ds in ctx.datasets(step):
+        try:
+            out = migrate(
+                ctx.cfg, ds.name, progress=ctx.options.progress, stop=ctx.options.stop,
+                command="migrate",
+            )  # fmt: skip
+        except ConnectorError as exc:
+            return StepReport(FAILED, f"{ds.name}: {exc}", {"datasets": per}, (ds.name,))
+        unchanged = sum(len(d.unchanged) for d in out.plan.datasets)
+        per[ds.name] = {
+            "objects": out.stats.objects_committed, "bytes": out.stats.bytes_sent,
+            "seconds": round(out.seconds, 3), "unchanged": unchanged,
+            "restarted": len(out.stats.restarted),
+        }  # fmt: skip
+        total_bytes += out.stats.bytes_sent
+        total_objects += out.stats.objects_committed
+    seconds = time.monotonic() - started
+    rate = total_bytes / seconds if seconds > 0 else 0.0
+    detail = {"mode": step.mode, "bytes": total_bytes, "objects": total_objects,
+              "seconds": round(seconds, 3), "rate_bps": rate, "datasets": per}  # fmt: skip
+    return StepReport(PASSED, f"{total_objects} objects, {total_bytes} bytes ({step.mode})", detail)
+
+
+def verify_step(ctx: Context, step: VerifyStep) -> StepReport:
+    from bascule.verification.verify import verify
+
+    per: dict[str, dict[str, Any]] = {}
+    first: list[str] = []
+    for ds in ctx.datasets(step):
+        report = verify(
+            ctx.cfg, ds.name, level="full" if step.level == "full" else "quick", rows=step.rows,
+            sample=step.sample,
+        )  # fmt: skip
+        per[ds.name] = {
+            "objects": len(report.records), "verified": sum(not r.findings for r in report.records),
+            "findings": len(report.findings), "level": step.level, "rows": step.rows,
+            "bytes": sum(r.source_size or 0 for r in report.records if not r.findings),
+            "run_id": report.run_id,
+        }  # fmt: skip
+        first += [f.message for f in report.findings[:3]]
+    findings = sum(d["findings"] for d in per.values())
+    detail = {"datasets": per, "findings": findings, "first_findings": first[:5]}
+    verified = sum(d["verified"] for d in per.values())
+    if findings and step.require == "no_findings":
+        bad = tuple(n for n, d in per.items() if d["findings"])
+        return StepReport(FAILED, f"{findings} finding(s); first: {first[0]}", detail, bad)
+    return StepReport(PASSED, f"{verified} objects verified, {findings} finding(s)", detail)
+
+
+# -- freeze and gate ------------------------------------------------------------------------
+
+
+def _inventory(cfg: Config, ds: Dataset) -> dict[str, list[Any]]:
+    src = connector(source_ref(cfg, ds))
+    return {o.key: [o.etag, o.size] for o in src.list(ds.source.prefix)}
+
+
+def freeze(ctx: Context, step: FreezeStep) -> StepReport:
+    snapshot = {ds.name: _inventory(ctx.cfg, ds) for ds in ctx.datasets(step)}
+    ran, failure = _hooks(ctx, step.hooks)
+    count = sum(len(v) for v in snapshot.values())
+    detail = {"snapshot": snapshot, "objects": count, "hooks": ran, "at": time.time()}
+    if failure:
+        return StepReport(FAILED, failure, detail)
+    return StepReport(PASSED, f"source inventory of {count} objects recorded", detail)
+
+
+def _drift(ctx: Context, freeze_row: dict[str, Any]) -> tuple[dict[str, list[str]], list[str]]:
+    """(changes per dataset, one line per drifted object)."""
+    per: dict[str, list[str]] = {}
+    lines = []
+    for name, before in freeze_row["detail"]["snapshot"].items():
+        now = _inventory(ctx.cfg, ctx.cfg.dataset(name))
+        new = sorted(set(now) - set(before))
+        deleted = sorted(set(before) - set(now))
+        changed = sorted(k for k in set(now) & set(before) if list(now[k]) != list(before[k]))
+        items = [f"new {k}" for k in new] + [f"changed {k}" for k in changed]
+        items += [f"deleted {k}" for k in deleted]
+        if items:
+            per[name] = items
+            lines += [f"{name}: {i}" for i in items]
+    return per, lines
+
+
+def _last(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    found = [r for r in rows if r["kind"] == kind and r["outcome"] == PASSED]
+    return found[-1] if found else None
+
+
+def _condition(ctx: Context, cond: GateCondition, rows: list[dict[str, Any]]) -> list[str]:
+    """Problems with one gate condition ([] when it holds)."""
+    if cond.kind == "no_verification_findings":
+        verifies = [r for r in rows if r["kind"] == "verify" and r["outcome"] != "running"]
+        if not verifies:
+            return ["no verification ran before this gate; add a verify step"]
+        bad = [r for r in verifies if r["detail"].get("findings")]
+        return [f"verification '{r['step']}' has {r['detail']['findings']} finding(s)" for r in bad]
+    if cond.kind == "no_source_drift":
+        frozen = _last(rows, "freeze")
+        if frozen is None:
+            return ["no freeze before this gate; add a freeze step"]
+        _, lines = _drift(ctx, frozen)
+        if lines:
+            return [f"source changed since the freeze: {', '.join(lines[:10])}"]
+        return []
+    window = cond.window_s or ctx.main_cfg.switchover.freeze_window
+    frozen = _last(rows, "freeze")
+    since = float(frozen["started"]) if frozen else ctx.started
+    elapsed = time.time() - since
+    if elapsed > window:
+        return [f"{elapsed:.0f}s elapsed since the freeze, over the {window:.0f}s window"]
+    return []
+
+
+def gate(ctx: Context, step: GateStep) -> StepReport:
+    rows = ctx.step_rows()
+    problems: list[str] = []
+    failed: set[str] = set()
+    for cond in step.conditions:
+        found = _condition(ctx, cond, rows)
+        problems += found
+        if found and cond.kind == "no_source_drift":
+            frozen = _last(rows, "freeze")
+            assert frozen is not None
+            failed |= set(_drift(ctx, frozen)[0])
+    detail = {"conditions": [c.kind for c in step.conditions], "problems": problems}
+    if problems:
+        return StepReport(FAILED, "; ".join(problems), detail, tuple(sorted(failed)))
+    return StepReport(PASSED, "all conditions hold", detail)
+
+
+# -- switch, smoke, approve, shell -----------------------------------------------------------
+
+
+def routing_store(ctx: Context) -> RoutingStore:
+    return RoutingStore(ctx.main_cfg, ctx.rehearsal_id)
+
+
+def switch(ctx: Context, step: SwitchStep) -> StepReport:
+    store = routing_store(ctx)
+    before = store.read()
+    record = {
+        "active": step.to, "site": site_name(ctx.main_cfg, step.to),
+        "switched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runbook": ctx.runbook.name, "runbook_sha256": ctx.runbook.sha256,
+        "run_id": ctx.run_id, "mode": ctx.mode, "by": ctx.options.who or getpass.getuser(),
+    }  # fmt: skip
+    store.write(record)
+    ran, failure = _hooks(ctx, step.hooks)
+    detail = {"record": record, "previous": before, "where": store.where, "hooks": ran}
+    if failure:
+        return StepReport(FAILED, failure, detail)
+    return StepReport(PASSED, f"routing record at {store.where}: active = {step.to}", detail)
+
+
+class _Sha256Sink:
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _source_digest(cfg: Config, ds: Dataset, key: str) -> tuple[str, int]:
+    sink = _Sha256Sink()
+    with connector(source_ref(cfg, ds)).open_read(key) as fh:
+        while chunk := fh.read(1024 * 1024):
+            sink.write(chunk)
+    return sink.hash.hexdigest(), sink.size
+
+
+def _target_digest(cfg: Config, ds: Dataset, key: str) -> tuple[str, int]:
+    sink = _Sha256Sink()
+    with connector(target_ref(cfg, ds)).open_read(key) as fh:
+        if ds.encrypt:
+            from bascule.connectors.age import decrypt_stream, load_identities
+
+            path = identity_path(cfg, required=True, why="smoke (reading encrypted objects)")
+            assert path is not None
+            decrypt_stream(fh, cast(BinaryIO, sink), load_identities(path), armored=False)
+        else:
+            while chunk := fh.read(1024 * 1024):
+                sink.write(chunk)
+    return sink.hash.hexdigest(), sink.size
+
+
+def _sample(ctx: Context, step: SmokeStep) -> list[tuple[Dataset, str]]:
+    """`step.sample` objects spread evenly over the sorted keys of the step's datasets."""
+    keys = []
+    for ds in ctx.datasets(step):
+        src = connector(source_ref(ctx.cfg, ds))
+        keys += [(ds, o.key) for o in src.list(ds.source.prefix)]
+    keys.sort(key=lambda item: (item[0].name, item[1]))
+    if len(keys) <= step.sample:
+        return keys
+    stride = len(keys) / step.sample
+    return [keys[int(i * stride)] for i in range(step.sample)]
+
+
+def smoke(ctx: Context, step: SmokeStep) -> StepReport:
+    record = routing_store(ctx).read()
+    active = record.get("active", "source") if record else "source"
+    problems: list[str] = []
+    failed: set[str] = set()
+    checked = []
+    for ds, key in _sample(ctx, step):
+        target_key = ds.target.prefix + key[len(ds.source.prefix) :]
+        try:
+            expected = _source_digest(ctx.cfg, ds, key)
+            if active == "target":
+                got = _target_digest(ctx.cfg, ds, target_key)
+                if got != expected:
+                    problems.append(f"{ds.name}:{target_key} differs from the source")
+                    failed.add(ds.name)
+        except (ConnectorError, BasculeError) as exc:
+            problems.append(f"{ds.name}:{key}: {exc}")
+            failed.add(ds.name)
+        checked.append(f"{ds.name}:{key}")
+    detail = {"active": active, "objects": checked, "problems": problems}
+    if problems:
+        return StepReport(FAILED, "; ".join(problems[:5]), detail, tuple(sorted(failed)))
+    how = "decrypted and matched the source" if active == "target" else "read from the source"
+    return StepReport(PASSED, f"{len(checked)} objects {how} (active: {active})", detail)
+
+
+def approve(ctx: Context, step: ApproveStep) -> StepReport:
+    who = ctx.options.who or getpass.getuser()
+    if ctx.mode == "rehearse":
+        return StepReport(PASSED, "rehearsal: approval recorded as rehearsed", {"by": who})
+    if step.name in ctx.options.approvals:
+        return StepReport(PASSED, f"approved by {who} (--approve)", {"by": who, "how": "flag"})
+    confirm = ctx.options.confirm
+    if confirm is not None and confirm(f"{step.prompt} [{step.name}]"):
+        return StepReport(PASSED, f"approved by {who} (interactive)", {"by": who, "how": "prompt"})
+    return StepReport(
+        FAILED, f"not approved; pass --approve '{step.name}' or answer yes at the prompt"
+    )
+
+
+def shell(ctx: Context, step: ShellStep) -> StepReport:
+    if ctx.mode not in step.modes:
+        return StepReport(SKIPPED, f"not run in {ctx.mode} mode (modes: {', '.join(step.modes)})")
+    status, tail = run_command(ctx, step.command, step.timeout_s)
+    detail = {"exit": status, "output_tail": tail}
+    if status:
+        return StepReport(FAILED, f"command exited {status}: {tail.strip()[-200:]}", detail)
+    return StepReport(PASSED, "command exited 0", detail)
+
+
+def _dispatch() -> dict[type[Step], Callable[[Context, Any], StepReport]]:
+    return {
+        CheckStep: check, CopyStep: copy, VerifyStep: verify_step, FreezeStep: freeze,
+        GateStep: gate, SwitchStep: switch, SmokeStep: smoke, ApproveStep: approve,
+        ShellStep: shell,
+    }  # fmt: skip
+
+
+def run_step(ctx: Context, step: Step) -> StepReport:
+    """Run one step. ConfigError and ConnectorError become a failed report; Interrupted and
+    KeyboardInterrupt pass through (the run is resumable)."""
+    func = _dispatch()[type(step)]
+    try:
+        return func(ctx, step)
+    except (ConfigError, ConnectorError) as exc:
+        return StepReport(FAILED, str(exc))
