@@ -282,9 +282,8 @@ def gate(ctx: Context, step: GateStep) -> StepReport:
     for cond in step.conditions:
         found = _condition(ctx, cond, rows)
         problems += found
-        if found and cond.kind == "no_source_drift":
-            frozen = _last(rows, "freeze")
-            assert frozen is not None
+        frozen = _last(rows, "freeze")
+        if found and cond.kind == "no_source_drift" and frozen is not None:
             failed |= set(_drift(ctx, frozen)[0])
     detail = {"conditions": [c.kind for c in step.conditions], "problems": problems}
     if problems:
