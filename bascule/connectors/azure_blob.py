@@ -372,6 +372,8 @@ class AzureBlobConnector:
         key: str,
         metadata: Mapping[str, str] | None = None,
         resume_token: str | None = None,
+        *,
+        check: bool = True,
     ) -> AzurePartWriter:
         """Start staging blocks, or reattach by token (ObjectNotFound if none is staged).
 
@@ -380,7 +382,7 @@ class AzureBlobConnector:
             self._do(key, self._container.get_container_properties)  # ContainerNotFound early
             return AzurePartWriter(self, key, uuid.uuid4().hex, metadata)
         writer = AzurePartWriter(self, key, _token_hex(resume_token, self.url, key), metadata)
-        if not writer.list_parts():
+        if check and not writer.list_parts():
             raise ObjectNotFound(
                 f"no staged blocks of {self.url}/{key} for this resume token; start again",
                 connector=self.url,

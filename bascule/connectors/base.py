@@ -170,10 +170,16 @@ class PartWriterOpener(Protocol):
         key: str,
         metadata: Mapping[str, str] | None = None,
         resume_token: str | None = None,
+        *,
+        check: bool = True,
     ) -> PartWriter:
         """Start a new upload of `key`, or with `resume_token` reattach to an unfinished one.
 
-        Resuming an upload the target no longer has raises ObjectNotFound."""
+        Resuming an upload the target no longer has raises ObjectNotFound. With
+        `check=False` the reattach makes no request (the caller knows the upload exists: it
+        opened it, e.g. a worker writing one part); a missing upload then fails at
+        `write_part` or `commit`. Azure needs this: a fresh upload with no block staged yet
+        cannot be told from one that is gone."""
         ...
 
     def list_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:

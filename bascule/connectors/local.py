@@ -270,6 +270,8 @@ class LocalConnector:
         key: str,
         metadata: Mapping[str, str] | None = None,
         resume_token: str | None = None,
+        *,
+        check: bool = True,
     ) -> LocalPartWriter:
         """Start an upload (a staging folder), or reattach by token (ObjectNotFound if gone)."""
         self._path(key)

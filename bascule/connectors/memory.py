@@ -175,6 +175,8 @@ class MemoryConnector:
         key: str,
         metadata: Mapping[str, str] | None = None,
         resume_token: str | None = None,
+        *,
+        check: bool = True,
     ) -> MemoryPartWriter:
         """Start an upload, or reattach to one by token (ObjectNotFound if it is gone)."""
         self._check_container()

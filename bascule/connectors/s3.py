@@ -454,6 +454,8 @@ class S3Connector:
         key: str,
         metadata: Mapping[str, str] | None = None,
         resume_token: str | None = None,
+        *,
+        check: bool = True,
     ) -> S3PartWriter:
         """CreateMultipartUpload, or reattach to one (ObjectNotFound if it is gone)."""
         if resume_token is None:
@@ -462,7 +464,8 @@ class S3Connector:
             )
             return S3PartWriter(self, key, str(created["UploadId"]))
         writer = S3PartWriter(self, key, _upload_id(resume_token, self.url, key))
-        writer.list_parts()  # NoSuchUpload -> ObjectNotFound
+        if check:
+            writer.list_parts()  # NoSuchUpload -> ObjectNotFound
         return writer
 
     def list_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:

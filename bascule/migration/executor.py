@@ -472,7 +472,10 @@ class Coordinator:
             # An upload already gone was committed (see _committed_behind_our_back): the
             # stat below decides.
             with contextlib.suppress(ObjectNotFound):
-                writer = tgt.open_writer(job.plan.target_key, None, row.resume_token)
+                # Azure applies metadata at commit: give it again.
+                writer = tgt.open_writer(
+                    job.plan.target_key, object_metadata(job.plan), row.resume_token, check=False
+                )
                 self._retry(tgt, lambda: writer.commit(receipts))
             # Layer 2 of integrity: what the target now reports, not what commit answered.
             info = self._retry(tgt, lambda: tgt.stat(job.plan.target_key))

@@ -167,7 +167,7 @@ def _writer(target: PartWriterOpener, task: PartTask) -> PartWriter:
     with _wrappers_lock:
         found = _writers.get(key)
     if found is None:
-        found = target.open_writer(task.target_key, task.metadata, task.resume_token)
+        found = target.open_writer(task.target_key, task.metadata, task.resume_token, check=False)
         with _wrappers_lock:
             if len(_writers) > 1024:
                 _writers.clear()
