@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 from bascule.migration import service
-from bascule.migration.cli_common import setup_logging
+from bascule.migration.cli_common import setup_logging, tune_allocator
 from bascule.migration.config import load_config
 from bascule.migration.runners import make_runner
 
 
 def main(argv: list[str]) -> int:
+    tune_allocator()  # as the CLI does
     config_path, executor = argv
     cfg = load_config(Path(config_path))
     setup_logging(cfg)

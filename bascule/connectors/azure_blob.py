@@ -230,7 +230,13 @@ class AzureBlobConnector:
         sdk_retry_total: int = 0,
         list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
     ) -> None:
-        options: dict[str, Any] = {"retry_total": sdk_retry_total}
+        # Ranged reads stream in 4 MiB pieces: by default the SDK buffers the first 32 MiB of
+        # every download in one piece, which a part read would hold entirely in memory.
+        options: dict[str, Any] = {
+            "retry_total": sdk_retry_total,
+            "max_single_get_size": 4 * 1024 * 1024,
+            "max_chunk_get_size": 4 * 1024 * 1024,
+        }
         if connection_string:
             service = BlobServiceClient.from_connection_string(connection_string, **options)
         elif account_url:

@@ -18,7 +18,7 @@ from bascule.migration import (
     cli_status,
     cli_verify,
 )
-from bascule.migration.cli_common import set_debug, set_verbose
+from bascule.migration.cli_common import set_debug, set_verbose, tune_allocator
 
 app = typer.Typer(
     name="bascule",
@@ -68,6 +68,7 @@ def _root(
 
 
 def main() -> None:
+    tune_allocator()
     app()
 
 

@@ -98,5 +98,27 @@ def setup_logging(cfg: Config) -> None:
         register_secret(value)
 
 
+def tune_allocator() -> None:
+    """Make glibc hand part-sized buffers (>= 1 MiB) back to the OS when freed.
+
+    By default glibc raises its mmap threshold after the first large free, so later 16 MiB
+    part buffers come from per-thread arenas that keep the memory: RSS then grows well past
+    the bytes in flight. A fixed threshold keeps RSS near the documented bound. Elsewhere
+    (musl, macOS) this does nothing."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_mmap_threshold = -3  # from glibc's malloc.h
+    mallopt(m_mmap_threshold, 1024 * 1024)
+
+
 def stdout_is_tty() -> bool:
     return sys.stdout.isatty()

@@ -404,7 +404,6 @@ class Coordinator:
         self.stats.parts_sent += 1
         self.stats.bytes_sent += result.size
         self.progress.advance(result.size)
-        log.debug("part.done", key=job.plan.target_key, part=result.number, bytes=result.size)
         if job.complete:
             self._finish_object(job)
 

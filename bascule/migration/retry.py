@@ -62,6 +62,9 @@ class RetryEvent:
         )
 
 
+_RNG = random.Random()  # one per process: seeding a new one per task costs ~0.5 ms
+
+
 class backoff_wait(wait_base):
     """Full-jitter exponential backoff (AWS architecture blog), at least Retry-After."""
 
@@ -70,7 +73,7 @@ class backoff_wait(wait_base):
     ):
         self.base_s = base_s
         self.cap_s = cap_s
-        self.rng = rng or random.Random()
+        self.rng = rng or _RNG
 
     def __call__(self, retry_state: RetryCallState) -> float:
         ceiling = min(self.cap_s, self.base_s * 2 ** (retry_state.attempt_number - 1))

@@ -112,33 +112,47 @@ def _plain_pieces(task: PartTask) -> Iterator[bytes]:
 
 
 def build_part(task: PartTask) -> tuple[bytes, PartResult]:
-    """Read, hash, encrypt and hash one part; returns (bytes to write, result sans etag)."""
+    """Read, hash, encrypt and hash one part; returns (bytes to write, result sans etag).
+
+    The ciphertext is sealed in place into one buffer of the planned size (no growing, no
+    per-chunk allocation); unencrypted, the bytes written are the bytes read, so their hash
+    is computed once."""
+    part = task.part
     plain_hash = hashlib.sha256()
-    out = bytearray(task.header) if task.part.number == 1 else bytearray()
+    out = bytearray(part.cipher_length)
+    view = memoryview(out)
+    pos = 0
+    if part.number == 1 and task.header:
+        view[: len(task.header)] = task.header
+        pos = len(task.header)
     cipher = None
     if task.encrypt:
         from bascule.connectors.age import PayloadCipher
 
         assert task.key is not None
         cipher = PayloadCipher(_file_key(task.key), task.nonce)
-    chunk_index = task.part.first_chunk
-    for piece, last in _with_last(_plain_pieces(task), task.part.plain_length):
+    chunk_index = part.first_chunk
+    for piece, last in _with_last(_plain_pieces(task), part.plain_length):
         plain_hash.update(piece)
         if cipher is None:
-            out += piece
+            view[pos : pos + len(piece)] = piece
+            pos += len(piece)
             continue
-        out += cipher.encrypt_chunks(chunk_index, piece, last and task.part.final)
+        pos += cipher.encrypt_chunks_into(chunk_index, piece, last and part.final, view[pos:])
         chunk_index += -(-len(piece) // CHUNK)
+    if pos != len(out):
+        raise TransientStorageError(
+            f"part {part.number} of {task.source_key} came to {pos} bytes, "
+            f"{len(out)} planned; the part is retried",
+            connector=task.source.name,
+            key=task.source_key,
+        )
+    plain_hex = plain_hash.hexdigest()
+    cipher_hex = hashlib.sha256(view).hexdigest() if cipher is not None else plain_hex
+    view.release()
     data = bytes(out)
-    result = PartResult(
-        task.part.number,
-        task.part.plain_length,
-        len(data),
-        plain_hash.hexdigest(),
-        hashlib.sha256(data).hexdigest(),
-        "",
-    )
-    return data, result
+    del out
+    return data, PartResult(part.number, part.plain_length, len(data), plain_hex, cipher_hex, "")
 
 
 def _with_last(pieces: Iterator[bytes], length: int) -> Iterator[tuple[bytes, bool]]:
