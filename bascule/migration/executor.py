@@ -13,9 +13,7 @@ is always allowed, however large), so RSS is about 100 MiB + 1.1 x max_bytes_in_
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,8 +25,6 @@ import structlog
 
 from bascule.connectors.base import Connector, PartReceipt, PartWriterOpener
 from bascule.errors import (
-    BasculeError,
-    ConnectorError,
     Interrupted,
     ObjectNotFound,
     PreconditionFailed,
@@ -43,6 +39,7 @@ from bascule.migration.transfer import ObjectKey, PartResult, PartTask, composit
 
 log = structlog.get_logger("bascule.executor")
 T = TypeVar("T")
+UNJOURNALED = -1  # ObjectRow.id of a single-request object not yet in the journal
 TaskFn = Callable[[PartTask], PartResult]
 
 
@@ -195,25 +192,46 @@ class Coordinator:
             assert isinstance(tgt, PartWriterOpener)
             meta = object_metadata(plan)
             token = self._retry(tgt, lambda: tgt.open_writer(plan.target_key, meta)).resume_token
-        row = self.journal.begin_object(
-            {
-                "dataset": plan.dataset,
-                "source_key": plan.source_key,
-                "target_key": plan.target_key,
-                "source_etag": plan.etag,
-                "source_size": plan.size,
-                "target_size": plan.target_size,
-                "encrypt": int(plan.encrypt),
-                "part_size": plan.part_size,
-                "parts": len(parts),
-                "header": header or None,
-                "nonce": nonce or None,
-                "wrapped_key": wrapped,
-                "resume_token": token,
-                "run_id": self.run_id,
-            }
-        )
+        values = {
+            "dataset": plan.dataset,
+            "source_key": plan.source_key,
+            "target_key": plan.target_key,
+            "source_etag": plan.etag,
+            "source_size": plan.size,
+            "target_size": plan.target_size,
+            "encrypt": int(plan.encrypt),
+            "part_size": plan.part_size,
+            "parts": len(parts),
+            "header": header or None,
+            "nonce": nonce or None,
+            "wrapped_key": wrapped,
+            "resume_token": token,
+            "run_id": self.run_id,
+        }
+        if token is None:
+            # One request writes the whole object: nothing to resume after a crash, so the
+            # journal learns of it once, at commit (and never holds its file key).
+            row = self._unjournaled_row(plan, old, header, nonce, wrapped)
+        else:
+            row = self.journal.begin_object(values)
         return self._job(plan, row, source, target, deque(parts), {})
+
+    def _unjournaled_row(
+        self,
+        plan: ObjectPlan,
+        old: ObjectRow | None,
+        header: bytes,
+        nonce: bytes,
+        wrapped: bytes | None,
+    ) -> ObjectRow:
+        return ObjectRow(
+            id=UNJOURNALED, dataset=plan.dataset, source_key=plan.source_key,
+            target_key=plan.target_key, source_etag=plan.etag, source_size=plan.size,
+            target_size=plan.target_size, encrypt=plan.encrypt, part_size=plan.part_size,
+            parts=1, state="in_progress", generation=old.generation + 1 if old else 1,
+            header=header or None, nonce=nonce or None, wrapped_key=wrapped,
+            resume_token=None, plain_sha256=None, cipher_sha256=None,
+        )  # fmt: skip
 
     def _job(
         self,
@@ -359,7 +377,9 @@ class Coordinator:
             resume_token=row.resume_token,
             metadata=object_metadata(job.plan),
         )
-        used = self.journal.attempts(row.id, row.generation, part.number)
+        used = 0
+        if row.id != UNJOURNALED:
+            used = self.journal.attempts(row.id, row.generation, part.number)
         left = max(1, self.options.max_attempts - used)
         future = self.runner.submit(task, left)
         self._futures[future] = (job, part)
@@ -388,7 +408,7 @@ class Coordinator:
 
     def _record(self, job: ObjectJob, result: PartResult, attempts: int) -> None:
         row = job.row
-        if attempts > 1:
+        if attempts > 1 and row.id != UNJOURNALED:
             self.journal.add_attempt(row.id, row.generation, result.number, "retried", attempts - 1)
         part = PartRow(
             result.number,
@@ -413,7 +433,8 @@ class Coordinator:
             self._restart_object(job)
             return
         spent = int(getattr(exc, "bascule_attempts", 1) or 1)
-        self.journal.add_attempt(row.id, row.generation, part.number, str(exc), spent)
+        if row.id != UNJOURNALED:
+            self.journal.add_attempt(row.id, row.generation, part.number, str(exc), spent)
         log.error(
             "part.failed", key=job.plan.target_key, part=part.number, error=str(exc), attempts=spent
         )
@@ -457,7 +478,8 @@ class Coordinator:
         if job.row.resume_token and isinstance(tgt, PartWriterOpener):
             token = job.row.resume_token
             self._retry(tgt, lambda: tgt.abort_upload(job.plan.target_key, token))
-        self.journal.drop_object(job.row.id)
+        if job.row.id != UNJOURNALED:
+            self.journal.drop_object(job.row.id)
         job.row = replace(job.row, generation=-1)
 
     def _finish_object(self, job: ObjectJob) -> None:
@@ -482,7 +504,10 @@ class Coordinator:
             self._check_size(job, info.size)
         plain = composite([p.plain_sha256 for p in parts])
         cipher = composite([p.cipher_sha256 for p in parts])
-        self.journal.commit_object(row.id, plain, cipher, etag, self.run_id)
+        if row.id == UNJOURNALED:
+            self.journal.record_committed(_committed_values(row), plain, cipher, etag, self.run_id)
+        else:
+            self.journal.commit_object(row.id, plain, cipher, etag, self.run_id)
         self.stats.objects_committed += 1
         self.progress.object_done(job.plan.target_key)
         log.info("object.committed", key=job.plan.target_key, bytes=job.plan.size, parts=len(parts))
@@ -499,6 +524,14 @@ class Coordinator:
         """Wait for in-flight parts and record what finished (a stop loses nothing done)."""
         while self._futures:
             self._settle_some()
+
+
+def _committed_values(row: ObjectRow) -> dict[str, Any]:
+    keys = ("dataset", "source_key", "target_key", "source_etag", "source_size",
+            "target_size", "part_size", "parts", "generation")  # fmt: skip
+    values = {k: getattr(row, k) for k in keys}
+    values["encrypt"] = int(row.encrypt)
+    return values
 
 
 def abort_orphans(journal: Journal, dataset: str, target: EndpointRef, prefix: str) -> int:
@@ -518,16 +551,3 @@ def abort_orphans(journal: Journal, dataset: str, target: EndpointRef, prefix: s
             tgt.abort_upload(upload.key, upload.resume_token)
             aborted += 1
     return aborted
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectorError):
-        where = f" ({exc.connector}/{exc.key})" if exc.key else ""
-        return f"{exc}{where}"
-    if isinstance(exc, BasculeError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def pid_info() -> dict[str, Any]:
-    return {"pid": os.getpid(), "started": time.time()}

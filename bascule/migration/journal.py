@@ -364,6 +364,27 @@ class Journal:
                 (plain, cipher, etag, run, time.time(), object_id),
             )
 
+    def record_committed(
+        self, values: Mapping[str, Any], plain: str, cipher: str, etag: str, run: int
+    ) -> None:
+        """Record an object written in one request, already committed: one transaction
+        replacing any earlier generation's row."""
+        with self.transaction() as db:
+            old = db.execute(
+                "SELECT id FROM objects WHERE dataset=? AND target_key=?",
+                (values["dataset"], values["target_key"]),
+            ).fetchone()
+            if old:
+                db.execute("DELETE FROM parts WHERE object_id=?", (old[0],))
+                db.execute("DELETE FROM objects WHERE id=?", (old[0],))
+            cols = dict(
+                values, state="committed", plain_sha256=plain, cipher_sha256=cipher,
+                target_etag=etag, run_id=run, updated=time.time(),
+            )  # fmt: skip
+            names = ", ".join(cols)
+            marks = ", ".join("?" for _ in cols)
+            db.execute(f"INSERT INTO objects ({names}) VALUES ({marks})", tuple(cols.values()))
+
     def drop_object(self, object_id: int) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM objects WHERE id=?", (object_id,))
