@@ -35,6 +35,7 @@ from bascule.sandbox import servers
 
 if TYPE_CHECKING:
     from bascule.connectors.base import Connector
+    from tests.integration.cloud import CloudSetup
 
 CREDENTIAL_ENV_PREFIXES = ("AWS_", "AZURE_", "OVH_", "RCLONE_CONFIG_", "BASCULE_AGE_")
 CREDENTIAL_ENV_NAMES = ("RCLONE_CONFIG", "RCLONE_AUTH_KEY", "AZURE_STORAGE_CONNECTION_STRING")
@@ -335,3 +336,30 @@ def connector_factory(backend: Backend) -> Callable[[], Connector]:
     Calling it twice gives two connectors on the same container (e.g. to resume an
     upload from a "restarted" process)."""
     return backend.make
+
+
+# --- a bascule.yaml on the emulators (Azurite source, S3 target) ------------------------------
+
+
+@pytest.fixture()
+def cloud(
+    tmp_path: Path, azurite: AzuriteServer, rclone_s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CloudSetup]:
+    """Azurite as the source, `rclone serve s3` as the target (see tests/integration/cloud.py)."""
+    from tests.integration.cloud import CloudSetup
+
+    setup = CloudSetup(tmp_path, azurite, rclone_s3, monkeypatch)
+    yield setup
+    setup.close()
+
+
+@pytest.fixture()
+def cloud_moto(
+    tmp_path: Path, azurite: AzuriteServer, moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CloudSetup]:
+    """Azurite as the source, moto's S3 (IAM users, multipart listing) as the target."""
+    from tests.integration.cloud import CloudSetup
+
+    setup = CloudSetup(tmp_path, azurite, moto_s3, monkeypatch)
+    yield setup
+    setup.close()

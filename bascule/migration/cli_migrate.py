@@ -113,9 +113,9 @@ def _plan(config: Path, dataset: str | None, as_json: bool) -> None:
 class RichProgress:
     """The executor's ProgressSink drawn as a rich bar (bytes, objects, rate, ETA)."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, label: str = "copy") -> None:
         self._progress = progress
-        self._bytes: TaskID = progress.add_task("copy", total=0)
+        self._bytes: TaskID = progress.add_task(label, total=0)
         self._objects: TaskID = progress.add_task("objects", total=0)
 
     def add_total(self, objects: int, nbytes: int) -> None:

@@ -10,36 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from bascule.errors import ExitCode
 from bascule.migration.cli_common import console, handle_errors, setup_logging
-from bascule.migration.cli_migrate import CONFIG_OPT, DATASET_OPT, human_bytes, make_progress
+from bascule.migration.cli_migrate import (
+    CONFIG_OPT,
+    DATASET_OPT,
+    RichProgress,
+    human_bytes,
+    make_progress,
+)
 from bascule.migration.config import load_config
 from bascule.verification.evidence import KINDS, VerifyReport
 
 _SHOWN_FINDINGS = 50
-
-
-class _Bar:
-    """verify's progress (bytes read on both sides, objects done) as a rich bar."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-        self._bytes: TaskID = progress.add_task("read", total=0)
-        self._objects: TaskID = progress.add_task("objects", total=0)
-
-    def add_total(self, objects: int, nbytes: int) -> None:
-        for task, extra in ((self._bytes, nbytes), (self._objects, objects)):
-            current = self._progress.tasks[task].total or 0
-            self._progress.update(task, total=current + extra)
-
-    def advance(self, nbytes: int) -> None:
-        self._progress.advance(self._bytes, nbytes)
-
-    def object_done(self, key: str) -> None:
-        self._progress.advance(self._objects, 1)
 
 
 def verify_command(
@@ -90,7 +75,7 @@ def _verify(
         with make_progress() as bar:
             result = verify(
                 cfg, dataset, level="full" if level == "full" else "quick", rows=rows,
-                sample=sample, runner=runner, progress=_Bar(bar),
+                sample=sample, runner=runner, progress=RichProgress(bar, "read"),
             )  # fmt: skip
     finally:
         runner.shutdown()

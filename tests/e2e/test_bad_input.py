@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ import boto3
 import pytest
 
 from bascule.migration.journal import Journal
-from tests.conftest import AzuriteServer, S3Server, moto_authentication
+from tests.conftest import S3Server, moto_authentication
 from tests.integration.cloud import ENV, CloudSetup
 
 pytestmark = pytest.mark.servers
@@ -213,13 +213,8 @@ def _read_only_user(s3: S3Server) -> tuple[str, str]:
 
 
 @pytest.fixture()
-def cloud(
-    tmp_path: Path, azurite: AzuriteServer, moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CloudSetup]:
-    setup = CloudSetup(tmp_path, azurite, moto_s3, monkeypatch)
-    setup.upload("snds/a.csv", b"x;y\n1;2\n")
-    yield setup
-    setup.close()
+def cloud(cloud_moto: CloudSetup) -> CloudSetup:
+    return cloud_moto
 
 
 def _journal_state(path: Path) -> str | None:

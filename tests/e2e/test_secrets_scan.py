@@ -42,7 +42,6 @@ from bascule.errors import ConfigError
 from bascule.migration.config import load_config
 from bascule.migration.endpoints import EndpointRef, build_connector
 from bascule.sandbox.servers import AZURITE_KEY, azurite_connection_string
-from tests.conftest import AzuriteServer, S3Server
 from tests.faults.proxy import FaultPlan, FaultProxy
 from tests.integration.cloud import ENV, CloudSetup, MiB
 
@@ -64,12 +63,8 @@ class Hit:
 
 
 @pytest.fixture()
-def cloud(
-    tmp_path: Path, azurite: AzuriteServer, moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CloudSetup]:
-    setup = CloudSetup(tmp_path, azurite, moto_s3, monkeypatch)
-    yield setup
-    setup.close()
+def cloud(cloud_moto: CloudSetup) -> CloudSetup:
+    return cloud_moto
 
 
 # --- the source: plaintext markers in every format ------------------------------------------

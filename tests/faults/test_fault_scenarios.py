@@ -35,7 +35,6 @@ import pytest
 
 from bascule.migration.plan import age_header_length, plan_parts
 from bascule.sandbox.servers import azurite_connection_string
-from tests.conftest import AzuriteServer, S3Server
 from tests.faults.proxy import FAULTS, FaultPlan, FaultProxy
 from tests.integration.cloud import ENV, CloudSetup, MiB, sha256
 
@@ -78,12 +77,8 @@ class Proxies:
 
 
 @pytest.fixture()
-def cloud(
-    tmp_path: Path, azurite: AzuriteServer, moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CloudSetup]:
-    setup = CloudSetup(tmp_path, azurite, moto_s3, monkeypatch)
-    yield setup
-    setup.close()
+def cloud(cloud_moto: CloudSetup) -> CloudSetup:
+    return cloud_moto
 
 
 @contextmanager

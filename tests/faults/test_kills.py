@@ -10,12 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import AzuriteServer, S3Server
 from tests.faults.proxy import FaultPlan, FaultProxy
 from tests.integration.cloud import CloudSetup, MiB, sha256
 
@@ -25,12 +24,8 @@ PART = 5 * MiB
 
 
 @pytest.fixture()
-def cloud(
-    tmp_path: Path, azurite: AzuriteServer, moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CloudSetup]:
-    setup = CloudSetup(tmp_path, azurite, moto_s3, monkeypatch)
-    yield setup
-    setup.close()
+def cloud(cloud_moto: CloudSetup) -> CloudSetup:
+    return cloud_moto
 
 
 def _seed(cloud: CloudSetup, rng: random.Random, large: int, small: int) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -20,7 +20,9 @@ from azure.storage.blob import BlobServiceClient
 from bascule.connectors.age import X25519Identity, write_identity_file
 from bascule.migration.config import Config, load_config
 from bascule.migration.endpoints import clear_cache
-from tests.conftest import AzuriteServer, S3Server
+
+if TYPE_CHECKING:
+    from tests.conftest import AzuriteServer, S3Server
 
 MiB = 1024 * 1024
 ENV = {

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
-from pathlib import Path
 
 import cloudpickle
 import pytest
@@ -15,19 +13,9 @@ import pytest
 from bascule.migration import service
 from bascule.migration.runners import DaskRunner, make_runner
 from bascule.migration.transfer import PartResult, PartTask
-from tests.conftest import AzuriteServer, S3Server
 from tests.integration.cloud import CloudSetup, MiB, sha256
 
 pytestmark = pytest.mark.servers
-
-
-@pytest.fixture()
-def cloud(
-    tmp_path: Path, azurite: AzuriteServer, rclone_s3: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CloudSetup]:
-    setup = CloudSetup(tmp_path, azurite, rclone_s3, monkeypatch)
-    yield setup
-    setup.close()
 
 
 def _seed(cloud: CloudSetup) -> dict[str, bytes]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,19 +17,9 @@ from bascule.migration import service
 from bascule.migration.config import load_config
 from bascule.migration.executor import ThreadRunner
 from bascule.migration.transfer import PartResult, PartTask
-from tests.conftest import AzuriteServer, S3Server
 from tests.integration.cloud import ENV, CloudSetup, MiB, sha256
 
 pytestmark = pytest.mark.servers
-
-
-@pytest.fixture()
-def cloud(
-    tmp_path: Path, azurite: AzuriteServer, rclone_s3: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CloudSetup]:
-    setup = CloudSetup(tmp_path, azurite, rclone_s3, monkeypatch)
-    yield setup
-    setup.close()
 
 
 def _reverse(cloud: CloudSetup) -> dict[str, Any]:
