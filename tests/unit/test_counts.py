@@ -19,22 +19,7 @@ from bascule.verification.counts import (
     count_rows,
     detect_format,
 )
-
-
-class CountingReader:
-    """A RangeReader over bytes in memory that records every read."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.reads: list[tuple[int, int]] = []
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read(self, offset: int, length: int) -> bytes:
-        self.reads.append((offset, length))
-        return self.data[offset : offset + length]
+from tests.unit.readers import CountingReader
 
 
 class ShortReader(CountingReader):

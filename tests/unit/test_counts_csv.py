@@ -15,24 +15,9 @@ from hypothesis import strategies as st
 from bascule.verification import counts_csv
 from bascule.verification.counts import RowCount, count_rows
 from bascule.verification.counts_csv import sniff_delimiter
+from tests.unit.readers import CountingReader
 
 BLOCK_SIZES = (1, 2, 3, 5, 8, 64, 1000, 4 << 20)
-
-
-class CountingReader:
-    """A RangeReader over bytes in memory that records every read."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.reads: list[tuple[int, int]] = []
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read(self, offset: int, length: int) -> bytes:
-        self.reads.append((offset, length))
-        return self.data[offset : offset + length]
 
 
 def csv_module_rows(data: bytes, delimiter: str, encoding: str = "latin-1") -> int:

@@ -15,6 +15,7 @@ from bascule.verification.counts_sas import (
     count_sas7bdat_rows,
     parse_header,
 )
+from tests.unit.readers import CountingReader
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sas7bdat"
 
@@ -31,22 +32,6 @@ EXPECTED_CONTENT = {
     "test14.sas7bdat": "test_sas7bdat_1.csv",
     "test16.sas7bdat": "test_sas7bdat_2.csv",
 }
-
-
-class CountingReader:
-    """A RangeReader over bytes in memory that records every read."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.reads: list[tuple[int, int]] = []
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read(self, offset: int, length: int) -> bytes:
-        self.reads.append((offset, length))
-        return self.data[offset : offset + length]
 
 
 def expected_rows(sas_file: str) -> int:
