@@ -39,8 +39,8 @@ from bascule.migration.retry import call_with_retries
 from tests.conftest import Backend
 
 IN_PROCESS = ("local", "memory")
-SERVER_LISTING = 1_000
-SERVER_PAGE_SIZE = 200
+SERVER_LISTING = 10_000
+SERVER_PAGE_SIZE = 1_000
 
 
 def payload(size: int, seed: str = "x") -> bytes:
