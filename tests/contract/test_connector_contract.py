@@ -4,9 +4,8 @@ Every test runs on every backend of `tests.conftest.BACKENDS`. A test is skipped
 the connector's `Capabilities` declare the lack (the reason names it), or where the backend
 has no such thing at all (no credentials on a local folder or in memory).
 
-Listing sizes: 10,000 objects on local and memory (in-process, quick); 1,000 objects with a
-page size of 200 on the servers (Azurite, rclone serve s3, moto), where 10,000 uploads would
-cost a minute per backend. Both check that pages smaller than the listing are in use.
+Listing sizes: 10,000 objects on every backend; pages of 1,000 (about a minute of uploads
+per server backend). Each checks that pages smaller than the listing are in use.
 """
 
 from __future__ import annotations
