@@ -218,15 +218,24 @@ class X25519Identity:
     __str__ = __repr__
 
 
+def shown_key(value: str) -> str:
+    """`value` as safe to print in an error: a secret key pasted by mistake is redacted."""
+    if "SECRET-KEY" in value.upper():
+        return "'AGE-SECRET-KEY-... (redacted: a secret key, not a recipient)'"
+    return repr(value if len(value) < 80 else value[:77] + "...")
+
+
 def parse_recipients(values: Sequence[str]) -> list[X25519Recipient]:
-    """Parse age recipients; raises ConfigError naming the bad value and its 1-based index."""
+    """Parse age recipients; raises ConfigError naming the bad value and its 1-based index.
+
+    A secret key given by mistake is never echoed (see `shown_key`)."""
     recipients = []
     for index, value in enumerate(values, start=1):
         try:
             recipients.append(X25519Recipient.parse(value))
         except ValueError as exc:
             raise ConfigError(
-                f"recipient {index} of {len(values)} ({value!r}) is invalid: {exc}; "
+                f"recipient {index} of {len(values)} ({shown_key(value)}) is invalid: {exc}; "
                 "give the public key printed by 'bascule keys generate' or 'age-keygen -y'"
             ) from None
     return recipients

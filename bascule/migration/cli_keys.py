@@ -19,6 +19,7 @@ from bascule.connectors.age import (
     load_identities,
     write_identity_file,
 )
+from bascule.connectors.age_keys import shown_key
 from bascule.errors import ConfigError
 from bascule.migration.cli_common import console, err_console, handle_errors
 
@@ -79,7 +80,7 @@ def check(
         try:
             parsed = X25519Recipient.parse(value)
         except ValueError as exc:
-            problems.append(f"recipient {index} ({value!r}) is invalid: {exc}")
+            problems.append(f"recipient {index} ({shown_key(value)}) is invalid: {exc}")
             continue
         console.print(f"ok  recipient {index}: {parsed}", markup=False, soft_wrap=True)
     for path in identity_file:

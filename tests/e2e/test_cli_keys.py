@@ -112,6 +112,15 @@ def test_check_names_the_bad_key(tmp_path: Path, setup: str, args: list[str], me
     assert "AGE-SECRET-KEY-1NOTAKEY" not in done.stderr
 
 
+def test_check_never_echoes_a_secret_given_as_recipient(tmp_path: Path) -> None:
+    bascule("keys", "generate", "-o", "id.txt", cwd=tmp_path)
+    secret = secret_of(tmp_path / "id.txt")
+    done = bascule("keys", "check", "-r", secret, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "redacted" in done.stderr
+    assert secret not in done.stderr + done.stdout
+
+
 def test_check_with_nothing_to_check(tmp_path: Path) -> None:
     done = bascule("keys", "check", cwd=tmp_path)
     assert done.returncode == 2

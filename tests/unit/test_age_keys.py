@@ -108,6 +108,13 @@ def test_parse_recipients_names_the_bad_index() -> None:
         parse_recipients([good, "age1oops", good])
 
 
+def test_parse_recipients_never_echoes_a_secret_key() -> None:
+    secret = X25519Identity.generate().to_secret_string()
+    with pytest.raises(ConfigError, match="redacted") as info:
+        parse_recipients([secret])
+    assert secret not in str(info.value)
+
+
 def test_identity_parse_rejects_pq_and_lowercase() -> None:
     with pytest.raises(ValueError, match="post-quantum"):
         X25519Identity.parse("AGE-SECRET-KEY-PQ-1HZLGZUPT4ETPKDEV8HSGFDCYZ4E522W0A7PU")
