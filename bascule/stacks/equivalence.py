@@ -6,11 +6,11 @@ value came from) and the values that would have been accepted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -124,56 +124,40 @@ def _choices(names: Iterable[str]) -> str:
     return ", ".join(sorted(names))
 
 
+T = TypeVar("T")
+
+
+def _lookup(table: Mapping[str, T], key: str, name: str, where: str, problem: str) -> T:
+    """`table[key]`, or ConfigError "<where>: <problem> '<name>'; use one of ..."."""
+    found = table.get(key)
+    if found is None:
+        raise ConfigError(f"{where}: {problem} {name!r}; use one of {_choices(table)}")
+    return found
+
+
 def azure_region(name: str, where: str) -> AzureRegion:
     """The Azure region `name`; ConfigError if the tables do not know it."""
-    found = tables().azure_regions.get(name)
-    if found is None:
-        raise ConfigError(
-            f"{where}: unknown Azure region {name!r}; use one of {_choices(tables().azure_regions)}"
-        )
-    return found
+    return _lookup(tables().azure_regions, name, name, where, "unknown Azure region")
 
 
 def ovh_region(name: str, where: str) -> OvhRegion:
     """The OVHcloud region `name` (GRA, SBG, RBX, EU-WEST-PAR...); ConfigError if unknown."""
-    found = tables().ovh_regions.get(name.upper())
-    if found is None:
-        raise ConfigError(
-            f"{where}: unknown OVHcloud region {name!r}; "
-            f"use one of {_choices(tables().ovh_regions)}"
-        )
-    return found
+    return _lookup(tables().ovh_regions, name.upper(), name, where, "unknown OVHcloud region")
 
 
 def family_of(name: str, where: str) -> tuple[str, str]:
     """(Azure series letter, OVHcloud flavor family) of a neutral machine family."""
-    found = tables().families.get(name)
-    if found is None:
-        raise ConfigError(
-            f"{where}: unknown machine family {name!r}; use one of {_choices(tables().families)}"
-        )
-    return found
+    return _lookup(tables().families, name, name, where, "unknown machine family")
 
 
 def azure_size(name: str, where: str) -> MachineShape:
     """Shape of an Azure VM size; ConfigError if the tables do not know it."""
-    found = tables().azure_sizes.get(name)
-    if found is None:
-        raise ConfigError(
-            f"{where}: unknown Azure VM size {name!r}; use one of {_choices(tables().azure_sizes)}"
-        )
-    return found
+    return _lookup(tables().azure_sizes, name, name, where, "unknown Azure VM size")
 
 
 def ovh_flavor(name: str, where: str) -> MachineShape:
     """Shape of an OVHcloud flavor; ConfigError if the tables do not know it."""
-    found = tables().ovh_flavors.get(name)
-    if found is None:
-        raise ConfigError(
-            f"{where}: unknown OVHcloud flavor {name!r}; "
-            f"use one of {_choices(tables().ovh_flavors)}"
-        )
-    return found
+    return _lookup(tables().ovh_flavors, name, name, where, "unknown OVHcloud flavor")
 
 
 def _match(candidates: dict[str, MachineShape], prefix: str, vcpu: int, ram_gb: int) -> str | None:
@@ -210,23 +194,13 @@ def node_flavor(family: str, vcpu: int, ram_gb: int, where: str) -> str:
 
 def flavor_for_vm_size(size: str, where: str) -> str:
     """The OVHcloud flavor equivalent to an Azure node size (same vCPU and RAM)."""
-    found = tables().node_sizes.get(size)
-    if found is None:
-        raise ConfigError(
-            f"{where}: no OVHcloud equivalent for Azure VM size {size!r}; "
-            f"use one of {_choices(tables().node_sizes)}"
-        )
-    return found
+    problem = "no OVHcloud equivalent for Azure VM size"
+    return _lookup(tables().node_sizes, size, size, where, problem)
 
 
 def storage_tier(name: str, where: str) -> tuple[str, str]:
     """(Azure access tier, OVHcloud storage class) of a neutral tier (hot/cool/cold/archive)."""
-    found = tables().storage_tiers.get(name)
-    if found is None:
-        raise ConfigError(
-            f"{where}: unknown storage tier {name!r}; use one of {_choices(tables().storage_tiers)}"
-        )
-    return found
+    return _lookup(tables().storage_tiers, name, name, where, "unknown storage tier")
 
 
 def tier_of_azure(azure_tier: str) -> str:
@@ -260,12 +234,7 @@ def ovh_storage_class(tier: str, region: OvhRegion, where: str) -> str:
 
 
 def pg_tier(name: str, where: str) -> PostgresTier:
-    found = tables().pg_tiers.get(name)
-    if found is None:
-        raise ConfigError(
-            f"{where}: unknown PostgreSQL tier {name!r}; use one of {_choices(tables().pg_tiers)}"
-        )
-    return found
+    return _lookup(tables().pg_tiers, name, name, where, "unknown PostgreSQL tier")
 
 
 def pg_azure_sku(tier: PostgresTier, vcpu: int, ram_gb: int, where: str) -> str:
