@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from bascule.cli.common import setup_logging, tune_allocator
+from bascule.config import load_config
 from bascule.migration import service
-from bascule.migration.cli_common import setup_logging, tune_allocator
-from bascule.migration.config import load_config
 from bascule.migration.runners import make_runner
 
 

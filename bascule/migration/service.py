@@ -15,10 +15,10 @@ from pathlib import Path
 
 import structlog
 
+from bascule.config import Config, Dataset, identity_path
+from bascule.endpoints import EndpointRef, connector
 from bascule.errors import PlanError
-from bascule.migration.config import Config, Dataset, identity_path
-from bascule.migration.endpoints import EndpointRef, connector
-from bascule.migration.executor import (
+from bascule.migration.coordinator import (
     Coordinator,
     ExecutorOptions,
     PartRunner,
@@ -81,7 +81,7 @@ def check_identity_file(cfg: Config) -> None:
     """A private key readable by others is refused even where it is not needed."""
     path = identity_path(cfg, required=False, why="")
     if path is not None:
-        from bascule.connectors.age import load_identities
+        from bascule.age.stream import load_identities
 
         load_identities(path)
 

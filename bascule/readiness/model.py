@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from bascule.migration.config import Config
+from bascule.config import Config
 from bascule.migration.journal import Facts, Journal
 from bascule.migration.service import open_journal
 

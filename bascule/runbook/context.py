@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bascule.migration.config import Config, Dataset
-from bascule.migration.executor import ProgressSink
+from bascule.config import Config, Dataset
+from bascule.migration.coordinator import ProgressSink
 from bascule.migration.journal import Facts, Journal
 from bascule.runbook.schema import Runbook, Step
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import structlog
 
+from bascule.config import Config
+from bascule.endpoints import connector
 from bascule.errors import BasculeError, ConnectorError, Interrupted, UsageError
-from bascule.migration.config import Config
-from bascule.migration.endpoints import connector
 from bascule.migration.journal import Facts, Journal
 from bascule.migration.service import open_journal, target_ref
 from bascule.runbook.context import (

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bascule.config import Config, RoutingPlace
+from bascule.endpoints import EndpointRef, connector
 from bascule.errors import ConfigError, ObjectNotFound
-from bascule.migration.config import Config, RoutingPlace
-from bascule.migration.endpoints import EndpointRef, connector
 
 
 def rehearsal_dir(cfg: Config, rehearsal_id: str) -> Path:

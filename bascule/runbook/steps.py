@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, cast
 
+from bascule.config import Config, Dataset, identity_path
+from bascule.endpoints import connector
 from bascule.errors import BasculeError, ConfigError, ConnectorError
-from bascule.migration.config import Config, Dataset, identity_path
-from bascule.migration.endpoints import connector
 from bascule.migration.service import migrate, source_ref, target_ref
 from bascule.runbook.context import FAILED, PASSED, SKIPPED, Context, StepReport
 from bascule.runbook.routing import RoutingStore, site_name
@@ -133,7 +133,7 @@ def check(ctx: Context, step: CheckStep) -> StepReport:
             problems += _probe(ctx.cfg, ds)
         detail["endpoints"] = "reachable" if not problems else "unreachable"
     if step.recipients:
-        from bascule.connectors.age import X25519Recipient, load_identities
+        from bascule.age.stream import X25519Recipient, load_identities
 
         for value in ctx.cfg.encryption.recipients:
             X25519Recipient.parse(value)  # the config loader checked them; cheap to repeat
@@ -338,7 +338,7 @@ def _target_digest(cfg: Config, ds: Dataset, key: str) -> tuple[str, int]:
     sink = _Sha256Sink()
     with connector(target_ref(cfg, ds)).open_read(key) as fh:
         if ds.encrypt:
-            from bascule.connectors.age import decrypt_stream, load_identities
+            from bascule.age.stream import decrypt_stream, load_identities
 
             path = identity_path(cfg, required=True, why="smoke (reading encrypted objects)")
             assert path is not None

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bascule.connectors.age import X25519Identity, load_identities, write_identity_file
+from bascule.age.stream import X25519Identity, load_identities, write_identity_file
+from bascule.connectors.rclone import rclone_binary
 from bascule.errors import ConfigError, UsageError
 from bascule.sandbox import servers
 from bascule.sandbox.seed import DEFAULT_PART_SIZE, SEED_GROUPS, SOURCE_CONTAINER, TARGET_BUCKET
@@ -328,7 +329,7 @@ def up(
     if AZURE in to_start:
         servers.azurite_command()  # UsageError now if Node.js or Azurite is missing
     if S3 in to_start:
-        servers.rclone_binary()
+        rclone_binary()
     _check_ports_free({name: ports[name] for name in to_start})
     (paths.data_dir(S3) / TARGET_BUCKET).mkdir(parents=True, exist_ok=True)
     started: list[str] = []

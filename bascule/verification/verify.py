@@ -19,14 +19,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from bascule.config import Config, Dataset, identity_path
 from bascule.connectors.base import ObjectInfo
 from bascule.errors import UsageError
-from bascule.migration.config import Config, Dataset, identity_path
-from bascule.migration.executor import NullProgress, ProgressSink
+from bascule.migration.coordinator import NullProgress, ProgressSink
 from bascule.migration.journal import Facts, Journal
 from bascule.migration.plan import age_header_length, part_count
 from bascule.migration.service import open_journal, source_ref, target_ref
-from bascule.migration.transfer import composite
+from bascule.migration.tasks import composite
 from bascule.verification.checks import (
     Copy,
     Pair,
@@ -104,13 +104,13 @@ def _check_identity(cfg: Config, datasets: list[Dataset], level: str, rows: bool
     why = "verify --level full" if level == "full" else "verify --rows"
     path = identity_path(cfg, required=True, why=f"{why} of an encrypted dataset")
     assert path is not None
-    from bascule.connectors.age import load_identities
+    from bascule.age.stream import load_identities
 
     load_identities(path)  # a missing, unreadable or shared key file stops here, not per task
 
 
 def _list(cfg: Config, ds: Dataset) -> _Listing:
-    from bascule.migration.endpoints import connector
+    from bascule.endpoints import connector
 
     src = connector(source_ref(cfg, ds))
     tgt = connector(target_ref(cfg, ds))

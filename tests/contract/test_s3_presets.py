@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bascule.connectors.s3 import S3Connector, endpoint_for, load_quirks
+from bascule.connectors.s3.connector import S3Connector, endpoint_for, load_quirks
 from bascule.errors import ConfigError
 from tests.conftest import S3Server, new_container_name
 

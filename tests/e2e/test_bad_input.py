@@ -28,7 +28,7 @@ from tests.integration.cloud import ENV, CloudSetup
 pytestmark = pytest.mark.servers
 AUTH_CASES = {"target-denied", "target-read-only"}
 README = Path(__file__).resolve().parents[2] / "README.md"
-BASCULE = [sys.executable, "-m", "bascule.migration.cli"]
+BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from bascule.migration.config import load_config
+from bascule.config import load_config
 from bascule.sandbox import servers
 
 BASCULE = str(Path(sys.executable).parent / "bascule")

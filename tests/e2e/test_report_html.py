@@ -36,7 +36,7 @@ phases:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bascule.migration.cli", *args],
+        [sys.executable, "-m", "bascule.cli.app", *args],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 

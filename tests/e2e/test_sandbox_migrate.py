@@ -19,7 +19,7 @@ from azure.storage.blob import BlobServiceClient
 from bascule.sandbox.servers import free_port
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
-BASCULE = [sys.executable, "-m", "bascule.migration.cli"]
+BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 
 
 def run(*args: str, env: dict[str, str], ok: bool = True) -> subprocess.CompletedProcess[str]:

@@ -37,16 +37,16 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from bascule.connectors.age_keys import bech32_decode
+from bascule.age.keys import bech32_decode
+from bascule.config import load_config
+from bascule.endpoints import EndpointRef, build_connector
 from bascule.errors import ConfigError
-from bascule.migration.config import load_config
-from bascule.migration.endpoints import EndpointRef, build_connector
 from bascule.sandbox.servers import AZURITE_KEY, azurite_connection_string
 from tests.faults.proxy import FaultPlan, FaultProxy
 from tests.integration.cloud import ENV, CloudSetup, MiB
 
 pytestmark = pytest.mark.servers
-BASCULE = [sys.executable, "-m", "bascule.migration.cli"]
+BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 MARKER = f"PLAINTEXT-MARKER-{secrets.token_hex(8)}"
 
 

@@ -19,7 +19,7 @@ from tests.faults.proxy import FaultPlan, FaultProxy
 from tests.integration.cloud import CloudSetup, MiB, sha256
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
-BASCULE = [sys.executable, "-m", "bascule.migration.cli"]
+BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 PART = 5 * MiB
 
 

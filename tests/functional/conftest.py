@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bascule.connectors.age import X25519Identity, write_identity_file
-from bascule.migration.config import Config, load_config
-from bascule.migration.endpoints import clear_cache
+from bascule.age.stream import X25519Identity, write_identity_file
+from bascule.config import Config, load_config
+from bascule.endpoints import clear_cache
 
 MiB = 1024 * 1024
 

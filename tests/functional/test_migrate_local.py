@@ -11,8 +11,8 @@ import pytest
 
 from bascule.errors import Interrupted
 from bascule.migration import service
-from bascule.migration.executor import ThreadRunner
-from bascule.migration.transfer import PartResult, PartTask
+from bascule.migration.coordinator import ThreadRunner
+from bascule.migration.tasks import PartResult, PartTask
 from tests.functional.conftest import LocalConfig, MiB, age_decrypt, sha256
 
 SIZES = {"empty": 0, "one": 1, "chunk": 64 * 1024, "chunk+1": 64 * 1024 + 1,

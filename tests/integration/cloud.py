@@ -17,9 +17,9 @@ import pytest
 import yaml
 from azure.storage.blob import BlobServiceClient
 
-from bascule.connectors.age import X25519Identity, write_identity_file
-from bascule.migration.config import Config, load_config
-from bascule.migration.endpoints import clear_cache
+from bascule.age.stream import X25519Identity, write_identity_file
+from bascule.config import Config, load_config
+from bascule.endpoints import clear_cache
 
 if TYPE_CHECKING:
     from tests.conftest import AzuriteServer, S3Server

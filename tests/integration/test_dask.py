@@ -12,7 +12,7 @@ import pytest
 
 from bascule.migration import service
 from bascule.migration.runners import DaskRunner, make_runner
-from bascule.migration.transfer import PartResult, PartTask
+from bascule.migration.tasks import PartResult, PartTask
 from tests.integration.cloud import CloudSetup, MiB, sha256
 
 pytestmark = pytest.mark.servers

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from bascule.config import load_config
 from bascule.connectors.azure_blob import AzureBlobConnector
 from bascule.errors import Interrupted
 from bascule.migration import service
-from bascule.migration.config import load_config
-from bascule.migration.executor import ThreadRunner
-from bascule.migration.transfer import PartResult, PartTask
+from bascule.migration.coordinator import ThreadRunner
+from bascule.migration.tasks import PartResult, PartTask
 from tests.integration.cloud import ENV, CloudSetup, MiB, sha256
 
 pytestmark = pytest.mark.servers

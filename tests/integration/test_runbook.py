@@ -88,7 +88,7 @@ class Box:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "bascule.migration.cli", "runbook", *args,
+            [sys.executable, "-m", "bascule.cli.app", "runbook", *args,
              "-c", str(self.config)],
             capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -237,7 +237,7 @@ def test_execute_resumes_at_the_step_it_stopped_in(box: Box) -> None:
         if not marker.exists():
             marker.write_text("x")
             pid = os.getppid()
-            cli = b"bascule.migration.cli"
+            cli = b"bascule.cli.app"
             while cli not in pathlib.Path(f"/proc/{{pid}}/cmdline").read_bytes():
                 stat = pathlib.Path(f"/proc/{{pid}}/stat").read_text()
                 pid = int(stat.rsplit(")", 1)[1].split()[1])

@@ -65,7 +65,7 @@ def test_bad_runbook_names_file_and_line_and_runs_nothing(
     book.write_text(text)
     extra = ["--yes", "--force", "--reason", "r"] if mode == "execute" else []
     done = subprocess.run(
-        [sys.executable, "-m", "bascule.migration.cli", "runbook", mode, str(book),
+        [sys.executable, "-m", "bascule.cli.app", "runbook", mode, str(book),
          "-c", str(config), *extra],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -85,7 +85,7 @@ def test_good_runbook_of_the_table_runs(tmp_path: Path) -> None:
     book = tmp_path / "good.yaml"
     book.write_text(GOOD)
     done = subprocess.run(
-        [sys.executable, "-m", "bascule.migration.cli", "runbook", "rehearse", str(book),
+        [sys.executable, "-m", "bascule.cli.app", "runbook", "rehearse", str(book),
          "-c", str(config), "--keep"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

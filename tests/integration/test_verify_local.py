@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from bascule.connectors.age import X25519Identity, write_identity_file
+from bascule.age.stream import X25519Identity, write_identity_file
+from bascule.config import Config, load_config
+from bascule.endpoints import clear_cache
 from bascule.errors import ConfigError
 from bascule.migration import service
-from bascule.migration.config import Config, load_config
-from bascule.migration.endpoints import clear_cache
 from bascule.migration.journal import Facts
 from bascule.verification.verify import verify
 

@@ -22,11 +22,11 @@ import pytest
 import yaml
 from azure.storage.blob import BlobServiceClient
 
-from bascule.connectors.age import X25519Identity, load_identities, write_identity_file
+from bascule.age.stream import X25519Identity, load_identities, write_identity_file
+from bascule.config import Config, load_config
 from bascule.connectors.base import ByteRange, Capabilities, Connector, ObjectInfo
+from bascule.endpoints import EndpointRef, clear_cache, connector
 from bascule.migration import service
-from bascule.migration.config import Config, load_config
-from bascule.migration.endpoints import EndpointRef, clear_cache, connector
 from bascule.verification.reread import count_target_rows
 from bascule.verification.verify import verify
 from tests.conftest import AzuriteServer, S3Server
@@ -124,7 +124,7 @@ def _cli(box: Sandbox, *args: str, drop: str = "") -> subprocess.CompletedProces
     env = {k: v for k, v in os.environ.items() if k != drop}
     env.update({k: v for k, v in box.env.items() if k != drop})
     return subprocess.run(
-        [sys.executable, "-m", "bascule.migration.cli", "verify", "-c", str(box.path), *args],
+        [sys.executable, "-m", "bascule.cli.app", "verify", "-c", str(box.path), *args],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
 

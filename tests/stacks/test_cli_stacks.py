@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
-from bascule.migration.cli import app
+from bascule.cli.app import app
 
 from .conftest import ROOT, ProjectMaker
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bascule.connectors.age import (
+from bascule.age.stream import (
     CHUNK_OVERHEAD,
     CHUNK_SIZE,
     ENCRYPTED_CHUNK_SIZE,

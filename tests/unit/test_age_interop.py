@@ -16,7 +16,7 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from bascule.connectors.age import (
+from bascule.age.stream import (
     CHUNK_SIZE,
     AgeRangeReader,
     PayloadCipher,

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bascule.connectors.age import (
+from bascule.age.keys import Bech32Error, bech32_decode, bech32_encode
+from bascule.age.stream import (
     X25519Identity,
     X25519Recipient,
     load_identities,
     parse_recipients,
     write_identity_file,
 )
-from bascule.connectors.age_keys import Bech32Error, bech32_decode, bech32_encode
 from bascule.errors import ConfigError
 
 AGE_KEYGEN = "/usr/bin/age-keygen"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from bascule.connectors.age import (
+from bascule.age.stream import (
     AgeArmorError,
     AgeHeaderError,
     AgeHeaderMacError,

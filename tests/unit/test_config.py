@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bascule.connectors.age import X25519Identity
+from bascule.age.stream import X25519Identity
+from bascule.config import load_config, parse_size
 from bascule.errors import ConfigError
-from bascule.migration.config import load_config, parse_size
 
 RECIPIENT = str(X25519Identity.generate().recipient())
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bascule.connectors.age import AgeRangeReader, X25519Identity, encrypt_stream
+from bascule.age.stream import AgeRangeReader, X25519Identity, encrypt_stream
 from bascule.errors import TransientStorageError, UsageError
 from bascule.verification.counts import (
     FORMATS,

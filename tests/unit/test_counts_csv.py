@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bascule.verification import counts_csv
 from bascule.verification.counts import RowCount, count_rows
-from bascule.verification.counts_csv import sniff_delimiter
+from bascule.verification.counts import csv as counts_csv
+from bascule.verification.counts.csv import sniff_delimiter
 from tests.unit.readers import CountingReader
 
 BLOCK_SIZES = (1, 2, 3, 5, 8, 64, 1000, 4 << 20)

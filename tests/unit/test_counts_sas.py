@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bascule.verification.counts import RowCount, count_rows
-from bascule.verification.counts_sas import (
+from bascule.verification.counts.sas import (
     FIRST_READ_BYTES,
     count_sas7bdat_rows,
     parse_header,

@@ -26,11 +26,12 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from bascule.connectors import azure_blob, local, rclone, s3
+from bascule.connectors import azure_blob, local, rclone
 from bascule.connectors.azure_blob import AzureBlobConnector
 from bascule.connectors.base import Connector, PartReceipt, PartWriterOpener
 from bascule.connectors.rclone import RcloneConnector, s3_remote_env
-from bascule.connectors.s3 import S3Connector
+from bascule.connectors.s3 import connector as s3
+from bascule.connectors.s3.connector import S3Connector
 from bascule.errors import (
     AccessDenied,
     ConnectorError,

@@ -47,7 +47,7 @@ def test_ciphertext_size_matches_age_stream(size: int, expected: int) -> None:
 
 
 def test_header_length_matches_what_age_writes() -> None:
-    from bascule.connectors import age
+    from bascule.age import stream as age
 
     for n in (1, 2, 5):
         rs = [age.X25519Identity.generate().recipient() for _ in range(n)]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bascule.verification.counts_io import FormatError, KiB, RangeReader, read_exact
+from bascule.verification.counts.io import FormatError, KiB, RangeReader, read_exact
 
 FIRST_READ_BYTES = 128 * KiB
 MAX_META_PAGES = 64

@@ -23,10 +23,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bascule.cli.common import console, handle_errors, setup_logging
+from bascule.config import Config, load_config
 from bascule.errors import ConnectorError
 from bascule.migration import service
-from bascule.migration.cli_common import console, handle_errors, setup_logging
-from bascule.migration.config import Config, load_config
 from bascule.migration.plan import MigrationPlan
 
 CONFIG_OPT = typer.Option(

@@ -115,7 +115,7 @@ class S3Quirks:
 @cache
 def load_quirks(provider: str) -> S3Quirks:
     """The preset for `provider`; ConfigError naming the known ones if there is none."""
-    folder = resources.files("bascule.connectors") / "quirks"
+    folder = resources.files("bascule.connectors.s3") / "quirks"
     known = sorted(
         p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
     )

@@ -38,7 +38,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 
-from bascule.verification.counts_io import FormatError, KiB, MiB
+from bascule.verification.counts.io import FormatError, KiB, MiB
 
 MAX_LINE_BYTES = 64 * MiB
 MIN_BATCH_BYTES = 1 * KiB

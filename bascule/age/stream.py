@@ -23,15 +23,15 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from bascule.connectors.age_armor import ArmorReader, ByteSource, is_armored
-from bascule.connectors.age_errors import (
+from bascule.age.armor import ArmorReader, ByteSource, is_armored
+from bascule.age.errors import (
     AgeArmorError,
     AgeHeaderError,
     AgeHeaderMacError,
     AgeNoMatchError,
     AgePayloadError,
 )
-from bascule.connectors.age_header import (
+from bascule.age.header import (
     MAX_HEADER_BYTES,
     Header,
     encode_header,
@@ -39,7 +39,7 @@ from bascule.connectors.age_header import (
     parse_header_prefix,
     unwrap_header,
 )
-from bascule.connectors.age_keys import (
+from bascule.age.keys import (
     FILE_KEY_SIZE,
     X25519Identity,
     X25519Recipient,

@@ -1,6 +1,6 @@
 """The `bascule` command line: the only place that prints.
 
-Sub-command groups live in `cli_<group>.py` modules; this module wires them together and
+Sub-command groups live in one module each in `bascule/cli/`; this module wires them together and
 maps errors to the documented exit codes (see `bascule.errors.ExitCode`).
 """
 
@@ -9,16 +9,14 @@ from __future__ import annotations
 import typer
 
 from bascule import __version__
-from bascule.migration import (
-    cli_keys,
-    cli_migrate,
-    cli_runbook,
-    cli_sandbox,
-    cli_stacks,
-    cli_status,
-    cli_verify,
-)
-from bascule.migration.cli_common import set_debug, set_verbose, tune_allocator
+from bascule.cli import keys as cli_keys
+from bascule.cli import migrate as cli_migrate
+from bascule.cli import runbook as cli_runbook
+from bascule.cli import sandbox as cli_sandbox
+from bascule.cli import stacks as cli_stacks
+from bascule.cli import status as cli_status
+from bascule.cli import verify as cli_verify
+from bascule.cli.common import set_debug, set_verbose, tune_allocator
 
 app = typer.Typer(
     name="bascule",

@@ -11,9 +11,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bascule.migration.cli_common import console, handle_errors
-from bascule.migration.cli_migrate import CONFIG_OPT, human_bytes, human_duration
-from bascule.migration.config import load_config
+from bascule.cli.common import console, handle_errors
+from bascule.cli.migrate import CONFIG_OPT, human_bytes, human_duration
+from bascule.config import load_config
 from bascule.readiness.model import CONDITIONAL, NOT_READY, READY, Readiness, compute_readiness
 
 STYLE = {READY: "green", CONDITIONAL: "yellow", NOT_READY: "bold red"}

@@ -24,18 +24,23 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from bascule.connectors.base import Connector, PartReceipt, PartWriterOpener
+from bascule.endpoints import EndpointRef, connector
 from bascule.errors import (
     Interrupted,
     ObjectNotFound,
     PreconditionFailed,
     VerificationError,
 )
-from bascule.migration.endpoints import EndpointRef, connector
 from bascule.migration.journal import Journal, KeyWrapper, ObjectRow, PartRow
 from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
 from bascule.migration.retry import call_with_retries
-from bascule.migration.retry_task import run_part_with_retries
-from bascule.migration.transfer import ObjectKey, PartResult, PartTask, composite
+from bascule.migration.tasks import (
+    ObjectKey,
+    PartResult,
+    PartTask,
+    composite,
+    run_part_with_retries,
+)
 
 log = structlog.get_logger("bascule.executor")
 T = TypeVar("T")
@@ -160,7 +165,7 @@ class Coordinator:
     def _new_key_material(self, plan: ObjectPlan) -> tuple[bytes, bytes, bytes | None]:
         if not plan.encrypt:
             return b"", b"", None
-        from bascule.connectors import age
+        from bascule.age import stream as age
 
         recipients = age.parse_recipients(self.recipients)
         material = age.new_file(recipients)

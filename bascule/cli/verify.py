@@ -12,16 +12,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bascule.errors import ExitCode
-from bascule.migration.cli_common import console, handle_errors, setup_logging
-from bascule.migration.cli_migrate import (
+from bascule.cli.common import console, handle_errors, setup_logging
+from bascule.cli.migrate import (
     CONFIG_OPT,
     DATASET_OPT,
     RichProgress,
     human_bytes,
     make_progress,
 )
-from bascule.migration.config import load_config
+from bascule.config import load_config
+from bascule.errors import ExitCode
 from bascule.verification.evidence import KINDS, VerifyReport
 
 _SHOWN_FINDINGS = 50

@@ -16,7 +16,7 @@ import base64
 import binascii
 from collections.abc import Callable
 
-from bascule.connectors.age_errors import AgeArmorError
+from bascule.age.errors import AgeArmorError
 
 BEGIN_LINE = b"-----BEGIN AGE ENCRYPTED FILE-----"
 END_LINE = b"-----END AGE ENCRYPTED FILE-----"

@@ -301,7 +301,7 @@ def _check_references(cfg: Config) -> None:
 
 
 def _check_recipients(cfg: Config) -> None:
-    from bascule.connectors.age import X25519Recipient
+    from bascule.age.stream import X25519Recipient
 
     for i, value in enumerate(cfg.encryption.recipients):
         try:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import typer
 
+from bascule.cli.common import console, err_console, handle_errors, setup_logging
+from bascule.cli.migrate import CONFIG_OPT, graceful_stop, human_duration
+from bascule.config import Config, load_config
 from bascule.errors import ExitCode, UsageError
-from bascule.migration.cli_common import console, err_console, handle_errors, setup_logging
-from bascule.migration.cli_migrate import CONFIG_OPT, graceful_stop, human_duration
-from bascule.migration.config import Config, load_config
 from bascule.runbook import engine
 from bascule.runbook.context import FAILED, PASSED, SKIPPED, RunOptions, StepResult
 from bascule.runbook.schema import Runbook, Step, load_runbook

@@ -24,8 +24,8 @@ from hashlib import sha256
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from bascule.connectors.age_errors import AgeHeaderError, AgeHeaderMacError, AgeNoMatchError
-from bascule.connectors.age_keys import FILE_KEY_SIZE, X25519Identity, X25519Recipient, hkdf_sha256
+from bascule.age.errors import AgeHeaderError, AgeHeaderMacError, AgeNoMatchError
+from bascule.age.keys import FILE_KEY_SIZE, X25519Identity, X25519Recipient, hkdf_sha256
 
 VERSION_LINE = b"age-encryption.org/v1"
 MAC_PREFIX = b"--- "

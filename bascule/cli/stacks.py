@@ -14,8 +14,8 @@ import typer
 import yaml
 from rich.table import Table
 
+from bascule.cli.common import console, err_console, handle_errors
 from bascule.errors import ConfigError, ExitCode
-from bascule.migration.cli_common import console, err_console, handle_errors
 from bascule.stacks.endpoints import endpoints_section, storage_names
 from bascule.stacks.parity import ACCEPTED, EQUIVALENT, ParityReport, compare_runs
 from bascule.stacks.policy import Violation, check_run

@@ -14,8 +14,8 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from bascule.config import Config
 from bascule.errors import BasculeError, ExitCode, JournalError
-from bascule.migration.config import Config
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -80,8 +80,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def setup_logging(cfg: Config) -> None:
     """JSON log file beside the journal, secrets from the config's env variables redacted."""
+    from bascule.config import secret_values
     from bascule.logging import configure_logging, register_secret
-    from bascule.migration.config import secret_values
 
     log_dir = cfg.journal.parent / "logs"
     try:

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bascule.connectors.base import ByteRange, PartWriter, PartWriterOpener
+from bascule.endpoints import EndpointRef, connector
 from bascule.errors import TransientStorageError, UnsupportedOperation
-from bascule.migration.endpoints import EndpointRef, connector
 from bascule.migration.journal import KeyWrapper
 from bascule.migration.plan import CHUNK, PartSpec
+from bascule.migration.retry import call_with_retries
 
 READ_SIZE = 16 * CHUNK  # 1 MiB reads: whole age chunks, bounded memory
 
@@ -127,7 +128,7 @@ def build_part(task: PartTask) -> tuple[bytes, PartResult]:
         pos = len(task.header)
     cipher = None
     if task.encrypt:
-        from bascule.connectors.age import PayloadCipher
+        from bascule.age.stream import PayloadCipher
 
         assert task.key is not None
         cipher = PayloadCipher(_file_key(task.key), task.nonce)
@@ -217,3 +218,16 @@ def composite(hex_digests: list[str]) -> str:
     """SHA-256 over the parts' SHA-256 digests, suffixed with the part count (like S3's)."""
     joined = b"".join(bytes.fromhex(h) for h in hex_digests)
     return f"{hashlib.sha256(joined).hexdigest()}-{len(hex_digests)}"
+
+
+def run_part_with_retries(task: PartTask, attempts_left: int) -> tuple[PartResult, int]:
+    """`run_part` retried on transient errors (the connectors decide which), at most
+    `attempts_left` attempts. Returns the result and the attempts it took; the last error
+    propagates once the budget is spent."""
+    target = connector(task.target)
+    source = connector(task.source)
+
+    def should_retry(exc: BaseException) -> bool:
+        return source.should_retry(exc) or target.should_retry(exc)
+
+    return call_with_retries(lambda: run_part(task), should_retry, attempts_left)

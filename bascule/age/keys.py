@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from bascule.connectors.age_errors import AgeHeaderError
+from bascule.age.errors import AgeHeaderError
 from bascule.errors import ConfigError
 
 RECIPIENT_HRP = "age"

@@ -12,15 +12,15 @@ import os
 import threading
 from dataclasses import dataclass
 
-from bascule.connectors.base import Connector
-from bascule.errors import ConfigError
-from bascule.migration.config import (
+from bascule.config import (
     AzureBlobEndpoint,
     Endpoint,
     LocalEndpoint,
     RcloneEndpoint,
     S3Endpoint,
 )
+from bascule.connectors.base import Connector
+from bascule.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def build_connector(ref: EndpointRef) -> Connector:
         conn = _env(ep.connection_string_env, where)
         return AzureBlobConnector(ref.store, connection_string=conn, account_url=ep.account_url)
     if isinstance(ep, S3Endpoint):
-        from bascule.connectors.s3 import S3Connector
+        from bascule.connectors.s3.connector import S3Connector
 
         return S3Connector(
             ref.store,

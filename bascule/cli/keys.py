@@ -13,15 +13,15 @@ from typing import Annotated
 
 import typer
 
-from bascule.connectors.age import (
+from bascule.age.keys import shown_key
+from bascule.age.stream import (
     X25519Identity,
     X25519Recipient,
     load_identities,
     write_identity_file,
 )
-from bascule.connectors.age_keys import shown_key
+from bascule.cli.common import console, err_console, handle_errors
 from bascule.errors import ConfigError
-from bascule.migration.cli_common import console, err_console, handle_errors
 
 IDENTITY_ENV = "BASCULE_AGE_IDENTITY"
 

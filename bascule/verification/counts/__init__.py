@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bascule.errors import UsageError
-from bascule.verification.counts_csv import count_csv_records
-from bascule.verification.counts_io import (
+from bascule.verification.counts.csv import count_csv_records
+from bascule.verification.counts.io import (
     FormatError,
     KiB,
     MiB,
@@ -36,7 +36,7 @@ from bascule.verification.counts_io import (
     iter_blocks,
     read_exact,
 )
-from bascule.verification.counts_sas import count_sas7bdat_rows
+from bascule.verification.counts.sas import count_sas7bdat_rows
 
 __all__ = [
     "EXTENSIONS",

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bascule.cli.common import console, handle_errors
+from bascule.config import parse_size
 from bascule.errors import UsageError
 from bascule.logging import configure_logging, get_logger, is_configured, register_secret
-from bascule.migration.cli_common import console, handle_errors
-from bascule.migration.config import parse_size
 from bascule.sandbox import control
 from bascule.sandbox.seed import (
     DEFAULT_PART_SIZE,

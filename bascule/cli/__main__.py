@@ -1,0 +1,5 @@
+"""`python -m bascule.cli`: the same as the `bascule` command."""
+
+from bascule.cli.app import main
+
+main()
