@@ -48,6 +48,16 @@ from bascule.age.keys import (
     parse_recipients,
     write_identity_file,
 )
+from bascule.age.sizes import (
+    CHUNK_OVERHEAD,
+    CHUNK_SIZE,
+    ENCRYPTED_CHUNK_SIZE,
+    NONCE_SIZE,
+    chunk_count,
+    chunk_offset,
+    ciphertext_size,
+    plaintext_size,
+)
 from bascule.errors import ConfigError
 
 __all__ = [
@@ -80,10 +90,6 @@ __all__ = [
     "write_identity_file",
 ]
 
-CHUNK_SIZE = 64 * 1024  # plaintext bytes per STREAM chunk
-CHUNK_OVERHEAD = 16  # Poly1305 tag
-NONCE_SIZE = 16  # payload nonce after the header
-ENCRYPTED_CHUNK_SIZE = CHUNK_SIZE + CHUNK_OVERHEAD  # 65,552
 HEADER_ALLOWANCE = 16 * 1024  # first ranged read: header (X25519 ~ 130 B a recipient) + chunk 0
 _STREAM_BATCH_CHUNKS = 16  # encrypt_stream seals 1 MiB per call
 
@@ -108,39 +114,6 @@ def new_file(recipients: Sequence[X25519Recipient]) -> FileKeyMaterial:
         raise ConfigError("no age recipient: set encryption.recipients (age1...) in the config")
     file_key = os.urandom(FILE_KEY_SIZE)
     return FileKeyMaterial(file_key, encode_header(file_key, recipients), os.urandom(NONCE_SIZE))
-
-
-def chunk_count(plaintext_size: int) -> int:
-    """Number of STREAM chunks (1 for an empty file: the empty final chunk)."""
-    return max(1, -(-plaintext_size // CHUNK_SIZE))
-
-
-def ciphertext_size(plaintext_size: int, header_len: int) -> int:
-    """Size of the whole age file."""
-    return header_len + NONCE_SIZE + plaintext_size + CHUNK_OVERHEAD * chunk_count(plaintext_size)
-
-
-def chunk_offset(index: int, header_len: int) -> int:
-    """Offset in the age file where chunk `index` starts."""
-    return header_len + NONCE_SIZE + index * ENCRYPTED_CHUNK_SIZE
-
-
-def plaintext_size(ciphertext_size: int, header_len: int) -> int:
-    """The plaintext size an age file of this size holds.
-
-    Raises AgeHeaderError if the nonce is cut, AgePayloadError if no chunk layout gives this
-    size (truncated mid-chunk, empty final chunk after a full one, no chunk at all)."""
-    payload = ciphertext_size - header_len - NONCE_SIZE
-    if payload < 0:
-        raise AgeHeaderError("the age file ends inside the payload nonce (truncated)")
-    full, rest = divmod(payload, ENCRYPTED_CHUNK_SIZE)
-    if rest == 0 and full == 0:
-        raise AgePayloadError("the age payload has no chunk at all (truncated)")
-    if 0 < rest < CHUNK_OVERHEAD or (rest == CHUNK_OVERHEAD and full > 0):
-        raise AgePayloadError(
-            f"the age payload size {payload} is not a valid chunk layout (truncated or extended)"
-        )
-    return full * CHUNK_SIZE + max(0, rest - CHUNK_OVERHEAD)
 
 
 class PayloadCipher:

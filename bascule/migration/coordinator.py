@@ -455,7 +455,7 @@ class Coordinator:
         self._abort_job(job)
         src = connector(job.source)
         fresh = self._retry(src, lambda: src.stat(plan.source_key))
-        from bascule.migration.plan import ciphertext_size as csize
+        from bascule.age.sizes import ciphertext_size as csize
 
         hlen = len(job.row.header or b"") if plan.encrypt else 0
         size_on_target = csize(fresh.size, hlen) if plan.encrypt else fresh.size

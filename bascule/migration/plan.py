@@ -14,35 +14,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bascule.age.sizes import (
+    CHUNK_SIZE,
+    ENCRYPTED_CHUNK_SIZE,
+    NONCE_SIZE,
+    ciphertext_size,
+    encrypted_length,
+    header_length,
+)
 from bascule.connectors.base import Capabilities, ObjectInfo
 
-CHUNK = 64 * 1024  # age STREAM plaintext chunk
-CHUNK_ON_DISK = CHUNK + 16  # with its Poly1305 tag
-NONCE = 16
-AGE_INTRO = len(b"age-encryption.org/v1\n")
-X25519_STANZA = len(b"-> X25519 ") + 43 + 1 + 43 + 1  # share line + wrapped key line
-MAC_LINE = len(b"--- ") + 43 + 1
-
 Action = Literal["new", "changed", "missing-on-target", "resume"]
-
-
-def age_header_length(recipients: int) -> int:
-    """Bytes of an age v1 header with `recipients` X25519 stanzas (fixed-length lines)."""
-    return AGE_INTRO + recipients * X25519_STANZA + MAC_LINE
-
-
-def chunk_count(plain_size: int) -> int:
-    """STREAM chunks for `plain_size` bytes; an empty file still has one (empty, final) chunk."""
-    return max(1, -(-plain_size // CHUNK))
-
-
-def encrypted_length(plain_length: int) -> int:
-    """Ciphertext bytes of `plain_length` plaintext bytes made of whole chunks (+ a short last)."""
-    return plain_length + 16 * chunk_count(plain_length)
-
-
-def ciphertext_size(plain_size: int, header_len: int) -> int:
-    return header_len + NONCE + encrypted_length(plain_size)
 
 
 def part_count(size: int, part_size: int) -> int:
@@ -86,12 +68,12 @@ def plan_parts(size: int, part_size: int, encrypt: bool, header_len: int) -> tup
         length = min(part_size, size - offset) if size else 0
         final = i == total - 1
         if encrypt:
-            first = offset // CHUNK
-            prefix = header_len + NONCE
-            c_off = 0 if i == 0 else prefix + first * CHUNK_ON_DISK
+            first = offset // CHUNK_SIZE
+            prefix = header_len + NONCE_SIZE
+            c_off = 0 if i == 0 else prefix + first * ENCRYPTED_CHUNK_SIZE
             c_len = (prefix if i == 0 else 0) + encrypted_length(length)
         else:
-            first, c_off, c_len = offset // CHUNK, offset, length
+            first, c_off, c_len = offset // CHUNK_SIZE, offset, length
         parts.append(PartSpec(i + 1, offset, length, c_off, c_len, first, final))
     return tuple(parts)
 
@@ -251,7 +233,7 @@ def plan_dataset(
     """Decide what to copy for one dataset. `target` lists the target prefix; `journal` is
     keyed by target key."""
     target_by_key = {o.key: o for o in target}
-    header_len = age_header_length(spec.recipients) if spec.encrypt else 0
+    header_len = header_length(spec.recipients) if spec.encrypt else 0
     objects: list[ObjectPlan] = []
     unchanged: list[str] = []
     unchanged_bytes = 0

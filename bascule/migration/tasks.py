@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from bascule.age.sizes import CHUNK_SIZE
 from bascule.connectors.base import ByteRange, PartWriter, PartWriterOpener
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import TransientStorageError, UnsupportedOperation
 from bascule.migration.journal import KeyWrapper
-from bascule.migration.plan import CHUNK, PartSpec
+from bascule.migration.plan import PartSpec
 from bascule.migration.retry import call_with_retries
 
-READ_SIZE = 16 * CHUNK  # 1 MiB reads: whole age chunks, bounded memory
+READ_SIZE = 16 * CHUNK_SIZE  # 1 MiB reads: whole age chunks, bounded memory
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def build_part(task: PartTask) -> tuple[bytes, PartResult]:
             pos += len(piece)
             continue
         pos += cipher.encrypt_chunks_into(chunk_index, piece, last and part.final, view[pos:])
-        chunk_index += -(-len(piece) // CHUNK)
+        chunk_index += -(-len(piece) // CHUNK_SIZE)
     if pos != len(out):
         raise TransientStorageError(
             f"part {part.number} of {task.source_key} came to {pos} bytes, "

@@ -20,8 +20,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bascule.age.sizes import NONCE_SIZE, ciphertext_size, encrypted_length
 from bascule.connectors.base import ObjectInfo
-from bascule.migration.plan import NONCE, ciphertext_size, encrypted_length, target_key_for
+from bascule.migration.plan import target_key_for
 from bascule.verification.evidence import Finding, Kind, SampleInfo
 
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
@@ -87,7 +88,7 @@ class Pair:
 
 def header_len_of(copy: Copy) -> int:
     """The age header length implied by a committed encrypted copy's sizes."""
-    return copy.target_size - NONCE - encrypted_length(copy.source_size)
+    return copy.target_size - NONCE_SIZE - encrypted_length(copy.source_size)
 
 
 def in_sample(relative_key: str, percent: float) -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from bascule.age.sizes import CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE, NONCE_SIZE, encrypted_length
 from bascule.age.stream import (
     AgeRangeReader,
     PayloadCipher,
@@ -40,7 +41,6 @@ from bascule.age.stream import (
 from bascule.connectors.base import ByteRange, Connector
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import ConfigError, ConnectorError, EncryptionError
-from bascule.migration.plan import CHUNK, CHUNK_ON_DISK, NONCE, encrypted_length
 from bascule.migration.retry import call_with_retries
 from bascule.verification.counts import RowCount, count_rows
 
@@ -59,14 +59,16 @@ class PartRange:
 
     @property
     def first_chunk(self) -> int:
-        return self.offset // CHUNK
+        return self.offset // CHUNK_SIZE
 
     def cipher_range(self, header_len: int) -> ByteRange:
         """Where this part lies in the age file (part 1 also holds the header and nonce)."""
-        prefix = header_len + NONCE
+        prefix = header_len + NONCE_SIZE
         if self.number == 1:
             return ByteRange(0, prefix + encrypted_length(self.length))
-        return ByteRange(prefix + self.first_chunk * CHUNK_ON_DISK, encrypted_length(self.length))
+        return ByteRange(
+            prefix + self.first_chunk * ENCRYPTED_CHUNK_SIZE, encrypted_length(self.length)
+        )
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ def _read_source(task: ReadTask, conn: Connector) -> tuple[list[str], str | None
     for part in task.parts:
         h = hashlib.sha256()
         with conn.open_read(task.source_key, ByteRange(part.offset, part.length)) as stream:
-            for data in _pieces(stream, part.length, READ_CHUNKS * CHUNK):
+            for data in _pieces(stream, part.length, READ_CHUNKS * CHUNK_SIZE):
                 h.update(data)
                 if md5 is not None:
                     md5.update(data)
@@ -176,16 +178,16 @@ def _cipher(task: ReadTask, window: bytes) -> PayloadCipher:
     """The payload cipher from the object's first bytes (header + nonce); EncryptionError if
     the header is bad or not the length the copy had (object replaced)."""
     header, length = parse_header(window)
-    if length != task.header_len or len(window) < length + NONCE:
+    if length != task.header_len or len(window) < length + NONCE_SIZE:
         raise EncryptionError(
             f"the age header is {length} bytes, {task.header_len} expected (object replaced)"
         )
     identities = worker_identities(task.identity_env)
-    return PayloadCipher(unwrap_file_key(header, identities), window[length : length + NONCE])
+    return PayloadCipher(unwrap_file_key(header, identities), window[length : length + NONCE_SIZE])
 
 
 def _head(task: ReadTask, conn: Connector) -> bytes:
-    want = task.header_len + NONCE
+    want = task.header_len + NONCE_SIZE
     with conn.open_read(task.target_key, ByteRange(0, want)) as stream:
         return bytes(stream.read(want))
 
@@ -200,8 +202,8 @@ def _read_target_part(
     rng = (
         part.cipher_range(task.header_len) if task.encrypt else ByteRange(part.offset, part.length)
     )
-    skip = task.header_len + NONCE if task.encrypt and part.number == 1 else 0
-    step = READ_CHUNKS * CHUNK_ON_DISK if task.encrypt else READ_CHUNKS * CHUNK
+    skip = task.header_len + NONCE_SIZE if task.encrypt and part.number == 1 else 0
+    step = READ_CHUNKS * ENCRYPTED_CHUNK_SIZE if task.encrypt else READ_CHUNKS * CHUNK_SIZE
     index, done = part.first_chunk, 0
     with conn.open_read(task.target_key, rng) as stream:
         if skip:

@@ -19,12 +19,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from bascule.age.sizes import header_length
 from bascule.config import Config, Dataset, identity_path
 from bascule.connectors.base import ObjectInfo
 from bascule.errors import UsageError
 from bascule.migration.coordinator import NullProgress, ProgressSink
 from bascule.migration.journal import Facts, Journal
-from bascule.migration.plan import age_header_length, part_count
+from bascule.migration.plan import part_count
 from bascule.migration.service import open_journal, source_ref, target_ref
 from bascule.migration.tasks import composite
 from bascule.verification.checks import (
@@ -194,7 +195,7 @@ def _run(
 def _pair_all(
     ctx: _Context, journal: Journal, listings: list[_Listing], sample: float | None
 ) -> SampleInfo | None:
-    default_hlen = age_header_length(len(ctx.cfg.encryption.recipients))
+    default_hlen = header_length(len(ctx.cfg.encryption.recipients))
     kept = total = 0
     for li in listings:
         ds = li.dataset

@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from bascule.migration.plan import age_header_length, plan_parts
+from bascule.age.sizes import header_length
+from bascule.migration.plan import plan_parts
 from bascule.sandbox.servers import azurite_connection_string
 from tests.faults.proxy import FAULTS, FaultPlan, FaultProxy
 from tests.integration.cloud import ENV, CloudSetup, MiB, sha256
@@ -162,7 +163,7 @@ def check_target(cloud: CloudSetup, objects: dict[str, bytes]) -> None:
 def check_parts(cloud: CloudSetup, journal: Path, objects: dict[str, bytes]) -> None:
     """The journal against the plan: each object committed once, with parts 1..N exactly,
     their sizes adding up to the source and target sizes; S3 agrees on the part count."""
-    header_len = age_header_length(1)
+    header_len = header_length(1)
     db = sqlite3.connect(journal)
     try:
         rows = db.execute(

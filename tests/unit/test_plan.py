@@ -6,16 +6,18 @@ import itertools
 
 import pytest
 
+from bascule.age.sizes import (
+    CHUNK_SIZE,
+    ENCRYPTED_CHUNK_SIZE,
+    NONCE_SIZE,
+    ciphertext_size,
+    header_length,
+)
 from bascule.connectors.base import Capabilities, ObjectInfo
 from bascule.migration.plan import (
-    CHUNK,
-    CHUNK_ON_DISK,
-    NONCE,
     DatasetSpec,
     JournalObject,
     MigrationPlan,
-    age_header_length,
-    ciphertext_size,
     fit_part_size,
     part_count,
     plan_dataset,
@@ -38,12 +40,12 @@ def test_part_count(size: int, part_size: int, parts: int) -> None:
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [(0, 16), (1, 17), (CHUNK, CHUNK_ON_DISK), (CHUNK + 1, CHUNK_ON_DISK + 17),
-     (3 * CHUNK, 3 * CHUNK_ON_DISK)],
+    [(0, 16), (1, 17), (CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE),
+     (CHUNK_SIZE + 1, ENCRYPTED_CHUNK_SIZE + 17), (3 * CHUNK_SIZE, 3 * ENCRYPTED_CHUNK_SIZE)],
 )  # fmt: skip
 def test_ciphertext_size_matches_age_stream(size: int, expected: int) -> None:
-    hlen = age_header_length(1)
-    assert ciphertext_size(size, hlen) == hlen + NONCE + expected
+    hlen = header_length(1)
+    assert ciphertext_size(size, hlen) == hlen + NONCE_SIZE + expected
 
 
 def test_header_length_matches_what_age_writes() -> None:
@@ -51,18 +53,18 @@ def test_header_length_matches_what_age_writes() -> None:
 
     for n in (1, 2, 5):
         rs = [age.X25519Identity.generate().recipient() for _ in range(n)]
-        assert len(age.new_file(rs).header) == age_header_length(n)
+        assert len(age.new_file(rs).header) == header_length(n)
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK, 8 * MiB, 8 * MiB + 1, 20 * MiB + 12345])
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE, 8 * MiB, 8 * MiB + 1, 20 * MiB + 12345])
 def test_encrypted_parts_tile_the_ciphertext(size: int) -> None:
-    hlen = age_header_length(2)
+    hlen = header_length(2)
     parts = plan_parts(size, 8 * MiB, True, hlen)
     assert parts[0].cipher_offset == 0
     for a, b in itertools.pairwise(parts):
         assert a.cipher_offset + a.cipher_length == b.cipher_offset
         assert a.plain_offset + a.plain_length == b.plain_offset
-        assert b.cipher_offset == hlen + NONCE + b.first_chunk * CHUNK_ON_DISK
+        assert b.cipher_offset == hlen + NONCE_SIZE + b.first_chunk * ENCRYPTED_CHUNK_SIZE
     last = parts[-1]
     assert last.final and not any(p.final for p in parts[:-1])
     assert last.cipher_offset + last.cipher_length == ciphertext_size(size, hlen)
@@ -98,7 +100,7 @@ def _obj(key: str, size: int = 10, etag: str = "e1") -> ObjectInfo:
 
 
 def test_plan_decides_new_changed_unchanged_missing_and_extra() -> None:
-    hlen = age_header_length(1)
+    hlen = header_length(1)
     source = [_obj("src/new"), _obj("src/same"), _obj("src/changed", etag="e2"),
               _obj("src/gone"), _obj("src/half")]  # fmt: skip
     target = [_obj("dst/same", size=ciphertext_size(10, hlen)), _obj("dst/stray")]

@@ -5,18 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bascule.connectors.base import Capabilities, ObjectInfo
-from bascule.migration.plan import (
-    CHUNK,
-    CHUNK_ON_DISK,
-    NONCE,
-    DatasetSpec,
-    JournalObject,
-    age_header_length,
+from bascule.age.sizes import (
+    CHUNK_SIZE,
+    ENCRYPTED_CHUNK_SIZE,
+    NONCE_SIZE,
     ciphertext_size,
-    plan_dataset,
-    plan_parts,
+    header_length,
 )
+from bascule.connectors.base import Capabilities, ObjectInfo
+from bascule.migration.plan import DatasetSpec, JournalObject, plan_dataset, plan_parts
 
 MiB = 1024 * 1024
 sizes = st.integers(min_value=0, max_value=200 * MiB)
@@ -28,12 +25,12 @@ part_sizes = st.sampled_from([5 * MiB, 8 * MiB, 16 * MiB, 64 * MiB])
 def test_parts_tile_plaintext_and_ciphertext_exactly(
     size: int, part_size: int, recipients: int, encrypt: bool
 ) -> None:
-    hlen = age_header_length(recipients) if encrypt else 0
+    hlen = header_length(recipients) if encrypt else 0
     parts = plan_parts(size, part_size, encrypt, hlen)
     plain_end = cipher_end = 0
     for p in parts:
         assert p.plain_offset == plain_end and p.cipher_offset == cipher_end
-        assert p.plain_offset % CHUNK == 0 and p.first_chunk == p.plain_offset // CHUNK
+        assert p.plain_offset % CHUNK_SIZE == 0 and p.first_chunk == p.plain_offset // CHUNK_SIZE
         assert p.plain_length <= part_size
         plain_end += p.plain_length
         cipher_end += p.cipher_length
@@ -45,14 +42,16 @@ def test_parts_tile_plaintext_and_ciphertext_exactly(
 @settings(max_examples=300, deadline=None)
 @given(size=st.integers(1, 50 * MiB), offset=st.integers(0, 50 * MiB))
 def test_chunk_k_sits_at_its_fixed_offset(size: int, offset: int) -> None:
-    hlen = age_header_length(2)
-    k = min(offset, size - 1) // CHUNK
+    hlen = header_length(2)
+    k = min(offset, size - 1) // CHUNK_SIZE
     parts = plan_parts(size, 5 * MiB, True, hlen)
     part = next(
-        p for p in parts if p.first_chunk <= k < p.first_chunk + -(-p.plain_length // CHUNK)
+        p for p in parts if p.first_chunk <= k < p.first_chunk + -(-p.plain_length // CHUNK_SIZE)
     )
-    start = hlen + NONCE + k * CHUNK_ON_DISK
-    inner = (k - part.first_chunk) * CHUNK_ON_DISK + (hlen + NONCE if part.number == 1 else 0)
+    start = hlen + NONCE_SIZE + k * ENCRYPTED_CHUNK_SIZE
+    inner = (k - part.first_chunk) * ENCRYPTED_CHUNK_SIZE + (
+        hlen + NONCE_SIZE if part.number == 1 else 0
+    )
     assert part.cipher_offset + inner == start
 
 
@@ -68,7 +67,7 @@ def test_plan_diff_partitions_the_source_and_finds_every_extra(
     keys: list[str], data: st.DataObject
 ) -> None:
     spec = DatasetSpec("ds", "s/", "t/", True, 5 * MiB, 1)
-    hlen = age_header_length(1)
+    hlen = header_length(1)
     source = [ObjectInfo(f"s/{k}", size=len(k), etag=f"e-{k}") for k in keys]
     copied = data.draw(st.sets(st.sampled_from(keys))) if keys else set()
     changed = data.draw(st.sets(st.sampled_from(sorted(copied)))) if copied else set()

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from bascule.age.sizes import ciphertext_size, header_length
 from bascule.connectors.base import ObjectInfo
-from bascule.migration.plan import age_header_length, ciphertext_size
 from bascule.verification.checks import (
     Copy,
     Pair,
@@ -24,7 +24,7 @@ from bascule.verification.checks import (
 )
 from bascule.verification.evidence import Finding, ObjectRecord, VerifyReport
 
-HLEN = age_header_length(1)
+HLEN = header_length(1)
 
 
 def _copy(size: int, encrypt: bool = True, **kw: object) -> Copy:
