@@ -1,4 +1,5 @@
-# bascule: the two entry points are `make demo` (a full local rehearsal) and `make test`.
+# bascule: the two entry points are `make demo` (a full local rehearsal) and `make test`;
+# `make lint`, `make typecheck` and `make test-fast` are the quick loop (venv only).
 # Both install what they need first (Debian packages when run as root, the Python venv,
 # Azurite through npm), so they work on a fresh machine.
 
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 STATE ?= .bascule/sandbox
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test lint typecheck clean
+.PHONY: setup system-deps venv demo test test-fast lint typecheck clean
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -25,17 +26,27 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: system-deps $(VENV)/.installed node_modules/.installed
+venv: $(VENV)/.installed
+
+setup: system-deps venv node_modules/.installed
 
 LINTED := $(wildcard bascule tests benchmarks stacks)
 
-lint: setup
+# lint, typecheck and test-fast need only the venv (no root, no Debian packages, no servers).
+lint: venv
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/lint-imports
+
+typecheck: venv
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Everything that needs no emulator and is not marked slow: the inner dev loop.
+test-fast: venv
+	$(BIN)/pytest -m "not servers and not slow" $(PYTEST_ARGS)
 
 demo: setup
 	@bash scripts/demo.sh "$(STATE)"
