@@ -8,6 +8,11 @@ Session-scoped servers (started once, on demand, stopped by pid at session end):
 - ``moto_s3`` -> `S3Server` for moto's server; its access key is a real moto IAM key, so
   wrong credentials are refused inside `moto_authentication(server)` blocks.
 
+Tests that start the sandbox themselves (`bascule sandbox up`) request ``server_binaries``.
+Every test that uses one of these fixtures, or a contract-suite backend that is a server, is
+marked ``servers`` at collection (`pytest_collection_modifyitems`): nobody marks by hand, and
+`make test-fast` (``-m "not servers and not slow"``) runs the rest without any emulator.
+
 Function-scoped:
 
 - an autouse fixture removes cloud credentials (AWS_*, AZURE_*, OVH_*, RCLONE_CONFIG_*,
@@ -55,6 +60,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+SERVER_FIXTURES = frozenset({"azurite", "rclone_s3", "moto_s3", "server_binaries"})
+SERVER_BACKENDS = frozenset({"azure_blob", "s3_rclone", "s3_moto", "rclone"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `servers` every test that reaches an emulator through a fixture."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if fixtures & SERVER_FIXTURES or backend in SERVER_BACKENDS:
+            item.add_marker(pytest.mark.servers)
+
+
 @dataclass(frozen=True)
 class AzuriteServer:
     connection_string: str
@@ -79,6 +98,22 @@ def _no_cloud_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(CREDENTIAL_ENV_PREFIXES) or name in CREDENTIAL_ENV_NAMES:
             monkeypatch.delenv(name, raising=False)
+
+
+@dataclass(frozen=True)
+class ServerBinaries:
+    azurite: list[str]
+    rclone: str
+
+
+@pytest.fixture(scope="session")
+def server_binaries() -> ServerBinaries:
+    """The emulators' launchers, for tests that start the sandbox through the CLI.
+
+    Fails (never skips) when one is missing: `make test` installs both."""
+    from bascule.connectors.rclone import rclone_binary
+
+    return ServerBinaries(servers.azurite_command(), rclone_binary())
 
 
 @pytest.fixture(scope="session")

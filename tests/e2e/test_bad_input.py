@@ -25,7 +25,6 @@ from bascule.migration.journal import Journal
 from tests.conftest import S3Server, moto_authentication
 from tests.integration.cloud import ENV, CloudSetup
 
-pytestmark = pytest.mark.servers
 AUTH_CASES = {"target-denied", "target-read-only"}
 README = Path(__file__).resolve().parents[2] / "README.md"
 BASCULE = [sys.executable, "-m", "bascule.cli.app"]

@@ -19,11 +19,10 @@ from azure.storage.blob import BlobServiceClient
 
 from bascule.config import load_config
 from bascule.sandbox import servers
+from tests.conftest import ServerBinaries
 
 BASCULE = str(Path(sys.executable).parent / "bascule")
 SEED_ARGS = ["--scale", "0.01", "--part-size", "256KiB"]
-
-pytestmark = pytest.mark.servers
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,9 @@ def stop_all(state_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, server_binaries: ServerBinaries
+) -> Iterator[Sandbox]:
     root = tmp_path_factory.mktemp("sandbox")
     sb = Sandbox(root / "state", servers.free_port(), servers.free_port(), root)
     result = up(sb)

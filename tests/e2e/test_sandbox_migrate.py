@@ -17,8 +17,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from bascule.sandbox.servers import free_port
+from tests.conftest import ServerBinaries
 
-pytestmark = [pytest.mark.servers, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 
 
@@ -40,7 +41,9 @@ def sandbox_env(state: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, server_binaries: ServerBinaries
+) -> Iterator[Path]:
     state = tmp_path_factory.mktemp("sandbox")
     env = dict(os.environ)
     up = [

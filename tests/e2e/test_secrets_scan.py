@@ -45,7 +45,6 @@ from bascule.sandbox.servers import AZURITE_KEY, azurite_connection_string
 from tests.faults.proxy import FaultPlan, FaultProxy
 from tests.integration.cloud import ENV, CloudSetup, MiB
 
-pytestmark = pytest.mark.servers
 BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 MARKER = f"PLAINTEXT-MARKER-{secrets.token_hex(8)}"
 

@@ -39,7 +39,7 @@ from bascule.sandbox.servers import azurite_connection_string
 from tests.faults.proxy import FAULTS, FaultPlan, FaultProxy
 from tests.integration.cloud import ENV, CloudSetup, MiB, sha256
 
-pytestmark = [pytest.mark.servers, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 PART = 5 * MiB
 Rule = Callable[[str, str], bool]

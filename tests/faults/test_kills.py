@@ -18,7 +18,7 @@ import pytest
 from tests.faults.proxy import FaultPlan, FaultProxy
 from tests.integration.cloud import CloudSetup, MiB, sha256
 
-pytestmark = [pytest.mark.servers, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 PART = 5 * MiB
 

@@ -8,14 +8,11 @@ import threading
 from concurrent.futures import Future
 
 import cloudpickle
-import pytest
 
 from bascule.migration import service
 from bascule.migration.runners import DaskRunner, make_runner
 from bascule.migration.tasks import PartResult, PartTask
 from tests.integration.cloud import CloudSetup, MiB, sha256
-
-pytestmark = pytest.mark.servers
 
 
 def _seed(cloud: CloudSetup) -> dict[str, bytes]:

@@ -19,8 +19,6 @@ from bascule.migration.coordinator import ThreadRunner
 from bascule.migration.tasks import PartResult, PartTask
 from tests.integration.cloud import ENV, CloudSetup, MiB, sha256
 
-pytestmark = pytest.mark.servers
-
 
 def _reverse(cloud: CloudSetup) -> dict[str, Any]:
     """The rollback config: the S3 bucket's hdh/ prefix back into a fresh Azure container."""

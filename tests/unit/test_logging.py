@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from bascule import logging as blog
 from bascule.sandbox import servers
+from tests.conftest import ServerBinaries
 
 BASCULE = str(Path(sys.executable).parent / "bascule")
 AZURITE_KEY = servers.AZURITE_KEY
@@ -70,7 +71,7 @@ def test_secret_named_keys_are_redacted_at_any_depth() -> None:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[dict[str, dict[str, str]]]:
+def sandbox(tmp_path: Path, server_binaries: ServerBinaries) -> Iterator[dict[str, dict[str, str]]]:
     state_dir = tmp_path / "state"
     ports = ["--azure-port", str(servers.free_port()), "--s3-port", str(servers.free_port())]
     cmd = [BASCULE, "sandbox", "up", "--state-dir", str(state_dir), *ports]
@@ -85,7 +86,6 @@ def sandbox(tmp_path: Path) -> Iterator[dict[str, dict[str, str]]]:
                        cwd=tmp_path, capture_output=True, timeout=60, check=True)  # fmt: skip
 
 
-@pytest.mark.servers
 def test_real_sandbox_credentials_never_reach_the_log_file(
     sandbox: dict[str, dict[str, str]], log_dir: Path
 ) -> None:
