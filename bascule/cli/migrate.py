@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bascule.cli.common import console, handle_errors, setup_logging
+from bascule.cli.tables import dataset_table
 from bascule.config import Config, load_config
 from bascule.errors import ConnectorError
 from bascule.migration import service
@@ -56,20 +57,21 @@ def human_duration(seconds: float) -> str:
 
 
 def _plan_table(plan: MigrationPlan) -> Table:
-    table = Table(title="Migration plan")
-    for col in ("dataset", "to copy", "bytes", "parts", "unchanged", "extra on target", "blocked"):
-        table.add_column(col, justify="left" if col == "dataset" else "right")
-    for d in plan.datasets:
-        table.add_row(
+    # most important first: at a narrow width the right-most columns are left out first
+    headers = ("dataset", "to copy", "bytes", "parts", "blocked", "unchanged", "extra on target")
+    rows = [
+        (
             d.dataset,
             str(len(d.objects)),
             human_bytes(d.bytes_to_copy),
             str(d.parts),
+            str(len(d.blocked)),
             str(len(d.unchanged)),
             str(len(d.extra)),
-            str(len(d.blocked)),
         )
-    return table
+        for d in plan.datasets
+    ]
+    return dataset_table(console, "Migration plan", headers, rows)
 
 
 def print_plan(cfg: Config, plan: MigrationPlan) -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from bascule.cli.common import console, handle_errors
 from bascule.cli.migrate import CONFIG_OPT, human_bytes, human_duration
+from bascule.cli.tables import dataset_table
 from bascule.config import load_config
 from bascule.readiness.model import CONDITIONAL, NOT_READY, READY, Readiness, compute_readiness
 
@@ -46,19 +48,21 @@ def summary_lines(r: Readiness) -> list[str]:
 
 
 def _table(r: Readiness) -> Table:
-    table = Table(title=f"readiness of {r.project}")
-    for col in ("dataset", "status", "reasons", "rehearsal verified", "copied", "verified"):
-        table.add_column(col, overflow="fold")
-    for d in r.datasets:
-        table.add_row(
+    headers = ("dataset", "status", "reasons", "rehearsal verified", "copied", "verified")
+    rows = [
+        (
             d.name,
-            f"[{STYLE.get(d.status, 'dim')}]{d.status}[/]",
+            Text(d.status, style=STYLE.get(d.status, "dim")),
             "\n".join(d.reasons),
             f"{d.rehearsal_objects} ({human_bytes(d.rehearsal_bytes)})",
             f"{d.objects_copied} ({human_bytes(d.bytes_copied)})",
             str(d.objects_verified),
         )
-    return table
+        for d in r.datasets
+    ]
+    return dataset_table(
+        console, f"readiness of {r.project}", headers, rows, left=("status", "reasons")
+    )
 
 
 def status_command(

@@ -20,6 +20,7 @@ from bascule.cli.migrate import (
     human_bytes,
     make_progress,
 )
+from bascule.cli.tables import dataset_table
 from bascule.config import load_config
 from bascule.errors import ExitCode
 from bascule.verification.evidence import KINDS, VerifyReport
@@ -87,20 +88,20 @@ def _verify(
 
 
 def _table(result: VerifyReport) -> Table:
+    """One row per dataset; a column per finding kind that occurred (all in --json)."""
     title = f"verify --level {result.level}" + (" --rows" if result.rows else "")
-    table = Table(title=title)
-    table.add_column("dataset")
-    for col in ("objects", "verified", *KINDS):
-        table.add_column(col, justify="right")
-    for name, row in result.summary["datasets"].items():
-        counts = row["findings"]
-        table.add_row(
+    datasets = result.summary["datasets"]
+    kinds = [k for k in KINDS if any(row["findings"].get(k) for row in datasets.values())]
+    rows = [
+        (
             name,
             str(row["objects"]),
             str(row["verified"]),
-            *(str(counts.get(k, 0)) if counts.get(k) else "-" for k in KINDS),
+            *(str(row["findings"].get(k, 0)) for k in kinds),
         )
-    return table
+        for name, row in datasets.items()
+    ]
+    return dataset_table(console, title, ("dataset", "objects", "verified", *kinds), rows)
 
 
 def _print(result: VerifyReport, report_path: Path | None) -> None:
