@@ -5,6 +5,11 @@ age header, nonce and file key, the file key wrapped (ChaCha20-Poly1305) under a
 file of mode 0600, never in plaintext. Every state change is one committed transaction, so a
 SIGKILL at any instant loses at most the parts in flight.
 
+Rows leave the journal as frozen dataclasses (`ObjectRow`, `PartRow`, `RunRow`, `StepRow`,
+`VerificationRow`). The free-form JSON `detail` of runs, steps and verifications stays
+available read-only; the fields other packages rely on are typed accessors on the rows, so
+the key names live here and nowhere else.
+
 A journal belongs to one configuration: its fingerprint (project and the datasets' source
 and target locations) is stored at creation and checked at every open.
 """
@@ -20,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -102,6 +108,146 @@ class PartRow:
     plain_sha256: str
     cipher_sha256: str
     etag: str
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One invocation (`command`: migrate, verify, rehearse, execute, rollback).
+
+    `status`: running | completed | failed | interrupted | rolled_back | rollback_failed
+    (those of a runbook run) or the migrate/verify statuses. `ended` and `seconds` are None
+    while it runs. `detail`: what the command recorded at its start."""
+
+    id: int
+    command: str
+    started: float
+    ended: float | None
+    status: str
+    bytes: int
+    objects: int
+    seconds: float | None
+    detail: Mapping[str, Any]
+
+    @property
+    def runbook(self) -> str:
+        """The runbook's name (runbook runs), else ""."""
+        return _text(self.detail.get("runbook"))
+
+    @property
+    def runbook_sha256(self) -> str | None:
+        """The digest of the runbook's content (runbook runs), else None."""
+        value = self.detail.get("runbook_sha256")
+        return None if value is None else str(value)
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The datasets the run covered (runbook and verify runs), else ()."""
+        return tuple(str(d) for d in self.detail.get("datasets") or ())
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyTally:
+    """What one verify step found for one dataset."""
+
+    objects: int
+    verified: int
+    findings: int
+    bytes: int
+    level: str  # quick | full
+    rows: bool  # row counts compared
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """One runbook step of a run. `outcome`: running | passed | failed | warned | skipped |
+    interrupted. `ended` is None while it runs; `detail` is what the step reported."""
+
+    id: int
+    run_id: int
+    runbook: str
+    mode: str
+    phase: str
+    step: str
+    kind: str
+    started: float
+    ended: float | None
+    outcome: str
+    detail: Mapping[str, Any]
+
+    @property
+    def seconds(self) -> float:
+        """The step's measured duration (0.0 while it runs)."""
+        return float(self.detail.get("seconds", 0.0))
+
+    @property
+    def message(self) -> str:
+        return _text(self.detail.get("message"))
+
+    @property
+    def copied_bytes(self) -> int:
+        """Bytes a copy step sent (0 for other kinds)."""
+        return int(self.detail.get("bytes", 0)) if self.kind == "copy" else 0
+
+    @property
+    def copied_objects(self) -> int:
+        """Objects a copy step committed (0 for other kinds)."""
+        return int(self.detail.get("objects", 0)) if self.kind == "copy" else 0
+
+    @property
+    def findings(self) -> int:
+        """Verification findings of a verify step (0 for other kinds)."""
+        return int(self.detail.get("findings") or 0) if self.kind == "verify" else 0
+
+    @property
+    def datasets_failed(self) -> tuple[str, ...]:
+        """The datasets a failure is about (() when it is about none in particular)."""
+        return tuple(str(d) for d in self.detail.get("datasets_failed") or ())
+
+    @property
+    def verified(self) -> dict[str, VerifyTally]:
+        """Per dataset, what a verify step found ({} for other kinds)."""
+        if self.kind != "verify":
+            return {}
+        return {name: _tally(d) for name, d in (self.detail.get("datasets") or {}).items()}
+
+    @property
+    def snapshot(self) -> dict[str, dict[str, tuple[str, int]]]:
+        """Per dataset, the source inventory (key -> (etag, size)) a freeze step took."""
+        raw = self.detail.get("snapshot") or {}
+        return {
+            name: {key: (str(etag), int(size)) for key, (etag, size) in keys.items()}
+            for name, keys in raw.items()
+        }
+
+
+def _tally(d: Mapping[str, Any]) -> VerifyTally:
+    return VerifyTally(
+        int(d.get("objects", 0)), int(d.get("verified", 0)), int(d.get("findings", 0)),
+        int(d.get("bytes", 0)), _text(d.get("level")), bool(d.get("rows")),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationRow:
+    """The verdict of one object (or dataset-level check) in a verify run. `detail`: the
+    checksums and counts behind it."""
+
+    run_id: int
+    ts: float
+    dataset: str
+    source_key: str | None
+    target_key: str | None
+    level: str
+    verdict: str
+    detail: Mapping[str, Any]
+
+
+def _detail(text: str) -> Mapping[str, Any]:
+    return MappingProxyType(json.loads(text))
 
 
 def fingerprint(identity: Mapping[str, Any]) -> str:
@@ -260,21 +406,17 @@ class Journal:
         ).fetchone()
         return float(row[0]) / float(row[1]) if row else None
 
-    def runs(self, command: str | None = None) -> list[dict[str, Any]]:
-        sql = (
-            "SELECT id, command, started, ended, status, bytes, objects, seconds, detail FROM runs"
-        )
+    def runs(self, command: str | None = None) -> list[RunRow]:
+        """Every run (of `command`, when given), oldest first."""
+        sql = f"SELECT {_RUN_COLS} FROM runs"
         args: tuple[Any, ...] = ()
         if command:
             sql += " WHERE command=?"
             args = (command,)
-        cols = ("id", "command", "started", "ended", "status", "bytes", "objects", "seconds")
-        out = []
-        for row in self._db.execute(sql + " ORDER BY id", args):
-            item = dict(zip(cols, row[:-1], strict=True))
-            item["detail"] = json.loads(row[-1])
-            out.append(item)
-        return out
+        return [
+            RunRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _detail(r[8]))
+            for r in self._db.execute(sql + " ORDER BY id", args)
+        ]
 
     # -- objects ---------------------------------------------------------------------
 
@@ -452,21 +594,18 @@ class Facts:
                 ),
             )
 
-    def verifications(self, run_id: int | None = None) -> list[dict[str, Any]]:
+    def verifications(self, run_id: int | None = None) -> list[VerificationRow]:
         """Rows of one verify run, or of the latest one when `run_id` is None."""
         if run_id is None:
             row = self._j._db.execute("SELECT MAX(run_id) FROM verifications").fetchone()
             run_id = row[0] if row and row[0] is not None else -1
-        cols = ("run_id", "ts", "dataset", "source_key", "target_key", "level", "verdict")
-        out = []
-        for r in self._j._db.execute(
-            f"SELECT {', '.join(cols)}, detail FROM verifications WHERE run_id=? ORDER BY id",
-            (run_id,),
-        ):
-            item = dict(zip(cols, r[:-1], strict=True))
-            item["detail"] = json.loads(r[-1])
-            out.append(item)
-        return out
+        return [
+            VerificationRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _detail(r[7]))
+            for r in self._j._db.execute(
+                f"SELECT {_VERIFICATION_COLS} FROM verifications WHERE run_id=? ORDER BY id",
+                (run_id,),
+            )
+        ]
 
     def start_step(
         self, run_id: int, runbook: str, mode: str, phase: str, step: str, kind: str
@@ -486,32 +625,23 @@ class Facts:
                 (time.time(), outcome, json.dumps(dict(detail), default=str), step_id),
             )
 
-    def steps(self, run_id: int | None = None) -> list[dict[str, Any]]:
-        cols = (
-            "id",
-            "run_id",
-            "runbook",
-            "mode",
-            "phase",
-            "step",
-            "kind",
-            "started",
-            "ended",
-            "outcome",
-        )
-        sql = f"SELECT {', '.join(cols)}, detail FROM steps"
+    def steps(self, run_id: int | None = None) -> list[StepRow]:
+        """The step rows of one run (of every run when `run_id` is None), in order."""
+        sql = f"SELECT {_STEP_COLS} FROM steps"
         args: tuple[Any, ...] = ()
         if run_id is not None:
             sql += " WHERE run_id=?"
             args = (run_id,)
-        out = []
-        for r in self._j._db.execute(sql + " ORDER BY id", args):
-            item = dict(zip(cols, r[:-1], strict=True))
-            item["detail"] = json.loads(r[-1])
-            out.append(item)
-        return out
+        return [
+            StepRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], _detail(r[10]))
+            for r in self._j._db.execute(sql + " ORDER BY id", args)
+        ]
 
 
+# SELECT lists in the field order of RunRow, StepRow and VerificationRow (detail last)
+_RUN_COLS = "id, command, started, ended, status, bytes, objects, seconds, detail"
+_STEP_COLS = "id, run_id, runbook, mode, phase, step, kind, started, ended, outcome, detail"
+_VERIFICATION_COLS = "run_id, ts, dataset, source_key, target_key, level, verdict, detail"
 _OBJECT_COLS = (
     "id, dataset, source_key, target_key, source_etag, source_size, target_size, encrypt, "
     "part_size, parts, state, generation, header, nonce, wrapped_key, resume_token, "

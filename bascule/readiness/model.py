@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from bascule.config import Config
-from bascule.migration.journal import Facts, Journal
+from bascule.migration.journal import Facts, Journal, RunRow, StepRow
 from bascule.migration.service import open_journal
 
 READY = "Ready"
@@ -100,8 +100,8 @@ class Readiness:
 class _Facts:
     """What the journal holds, gathered once."""
 
-    rehearsals: list[dict[str, Any]]
-    steps: dict[int, list[dict[str, Any]]]
+    rehearsals: list[RunRow]
+    steps: dict[int, list[StepRow]]
     copied: dict[str, tuple[int, int]]
     verified: dict[str, tuple[int, int]]  # dataset -> (verified, findings) of its latest verify
     migrate_rate: float | None
@@ -110,39 +110,37 @@ class _Facts:
 def _gather(journal: Journal) -> _Facts:
     facts = Facts(journal)
     rehearsals = journal.runs("rehearse")
-    steps = {int(r["id"]): facts.steps(int(r["id"])) for r in rehearsals}
+    steps = {r.id: facts.steps(r.id) for r in rehearsals}
     copied: dict[str, tuple[int, int]] = {}
     for row in journal.objects(state="committed"):
         n, b = copied.get(row.dataset, (0, 0))
         copied[row.dataset] = (n + 1, b + row.source_size)
     verified: dict[str, tuple[int, int]] = {}
     for run in reversed(journal.runs("verify")):
-        rows = facts.verifications(int(run["id"]))
-        for name in {r["dataset"] for r in rows} - set(verified):
-            mine = [r for r in rows if r["dataset"] == name]
-            ok = sum(r["verdict"] == "verified" for r in mine)
+        rows = facts.verifications(run.id)
+        for name in {r.dataset for r in rows} - set(verified):
+            mine = [r for r in rows if r.dataset == name]
+            ok = sum(r.verdict == "verified" for r in mine)
             verified[name] = (ok, len(mine) - ok)
     return _Facts(rehearsals, steps, copied, verified, journal.last_throughput("migrate"))
 
 
-def _point(run: dict[str, Any], steps: list[dict[str, Any]]) -> RehearsalPoint:
-    copies = [s for s in steps if s["kind"] == "copy" and s["outcome"] == "passed"]
-    nbytes = sum(int(s["detail"].get("bytes", 0)) for s in copies)
-    secs = sum(float(s["detail"].get("seconds", 0.0)) for s in copies)
-    failed = [s for s in steps if s["outcome"] == "failed"]
+def _point(run: RunRow, steps: list[StepRow]) -> RehearsalPoint:
+    copies = [s for s in steps if s.kind == "copy" and s.outcome == "passed"]
+    nbytes = sum(s.copied_bytes for s in copies)
+    secs = sum(s.seconds for s in copies)
+    failed = [s for s in steps if s.outcome == "failed"]
     return RehearsalPoint(
-        int(run["id"]), float(run["started"]), str(run["status"]), nbytes, secs,
-        float(run["seconds"] or 0.0), nbytes / secs if nbytes and secs > 0 else None,
-        f"{failed[0]['phase']} / {failed[0]['step']}" if failed else None,
-        str(run["detail"].get("runbook", "")),
+        run.id, run.started, run.status, nbytes, secs, run.seconds or 0.0,
+        nbytes / secs if nbytes and secs > 0 else None,
+        f"{failed[0].phase} / {failed[0].step}" if failed else None, run.runbook,
     )  # fmt: skip
 
 
-def _phases(steps: list[dict[str, Any]]) -> tuple[PhaseDuration, ...]:
+def _phases(steps: list[StepRow]) -> tuple[PhaseDuration, ...]:
     order: dict[str, float] = {}
     for s in steps:
-        seconds = float(s["detail"].get("seconds", 0.0))
-        order[s["phase"]] = order.get(s["phase"], 0.0) + seconds
+        order[s.phase] = order.get(s.phase, 0.0) + s.seconds
     return tuple(PhaseDuration(p, round(v, 3)) for p, v in order.items())
 
 
@@ -157,11 +155,10 @@ def _projection(cfg: Config, points: list[RehearsalPoint], facts: _Facts) -> Pro
         full = volume / (rate * sw.workers)
     if rate and delta and points:
         steps = facts.steps[points[-1].run_id]
-        copy_s = sum(float(s["detail"].get("seconds", 0)) for s in steps if s["kind"] == "copy")
-        verify_s = sum(float(s["detail"].get("seconds", 0)) for s in steps if s["kind"] == "verify")
+        copy_s = sum(s.seconds for s in steps if s.kind == "copy")
+        verify_s = sum(s.seconds for s in steps if s.kind == "verify")
         ratio = verify_s / copy_s if copy_s > 0 else 1.0
-        fixed = sum(float(s["detail"].get("seconds", 0)) for s in steps
-                    if s["kind"] in _CUTOVER_KINDS)  # fmt: skip
+        fixed = sum(s.seconds for s in steps if s.kind in _CUTOVER_KINDS)
         needed = delta / (rate * sw.workers) * (1 + ratio) + fixed
     return Projection(volume, rate, sw.workers, full, delta, needed, sw.freeze_window)
 
@@ -172,37 +169,36 @@ def _days_left(deadline: date | None, now: float) -> int | None:
     return (deadline - datetime.fromtimestamp(now, UTC).date()).days
 
 
-def _covers(run: dict[str, Any], name: str) -> bool:
-    return name in run["detail"].get("datasets", [])
+def _covers(run: RunRow, name: str) -> bool:
+    return name in run.datasets
 
 
 def _rehearsal_reasons(
     cfg: Config, name: str, facts: _Facts, now: float
 ) -> tuple[str, list[str], tuple[int, int, int]]:
     """(status, reasons, (objects, bytes, findings) in the last rehearsal covering `name`)."""
-    runs = [r for r in facts.rehearsals if _covers(r, name) and r["status"] != "running"]
+    runs = [r for r in facts.rehearsals if _covers(r, name) and r.status != "running"]
     if not runs:
         return UNKNOWN, ["never rehearsed"], (0, 0, 0)
     last = runs[-1]
-    steps = facts.steps[int(last["id"])]
-    verifies = [s["detail"]["datasets"][name] for s in steps
-                if s["kind"] == "verify" and name in s["detail"].get("datasets", {})]  # fmt: skip
+    steps = facts.steps[last.id]
+    verifies = [s.verified[name] for s in steps if name in s.verified]
     # several verify steps re-check the same objects: the widest one counts, not the sum
-    counts = (max((v["verified"] for v in verifies), default=0),
-              max((v.get("bytes", 0) for v in verifies), default=0),
-              sum(v["findings"] for v in verifies))  # fmt: skip
-    rid = f"r{last['id']}"
-    if last["status"] != "completed":
-        bad = [s for s in steps if s["outcome"] == "failed"]
-        about = bad[0]["detail"].get("datasets_failed") if bad else None
-        where = f"{bad[0]['phase']} / {bad[0]['step']}: {bad[0]['detail'].get('message', '')}"
+    counts = (max((v.verified for v in verifies), default=0),
+              max((v.bytes for v in verifies), default=0),
+              sum(v.findings for v in verifies))  # fmt: skip
+    rid = f"r{last.id}"
+    if last.status != "completed":
+        bad = [s for s in steps if s.outcome == "failed"]
+        about = bad[0].datasets_failed if bad else ()
+        where = f"{bad[0].phase} / {bad[0].step}: {bad[0].message}" if bad else ""
         if bad and about and name not in about:
             return CONDITIONAL, [f"rehearsal {rid} failed on other datasets at {where}"], counts
         return NOT_READY, [f"rehearsal {rid} failed at {where}" if bad else
-                           f"rehearsal {rid} ended {last['status']}"], counts  # fmt: skip
+                           f"rehearsal {rid} ended {last.status}"], counts  # fmt: skip
     reasons = []
     status = READY
-    age_days = (now - float(last["ended"] or last["started"])) / DAY_S
+    age_days = (now - (last.ended or last.started)) / DAY_S
     valid = cfg.switchover.rehearsal_valid_days
     if age_days > valid:
         status = CONDITIONAL
@@ -210,11 +206,11 @@ def _rehearsal_reasons(
     if not verifies:
         status = CONDITIONAL
         reasons.append(f"rehearsal {rid} did not verify this dataset")
-    elif not any(v.get("level") == "full" and v.get("rows") for v in verifies):
+    elif not any(v.level == "full" and v.rows for v in verifies):
         status = CONDITIONAL
         reasons.append(f"rehearsal {rid} verified without a full re-read with row counts")
     if status == READY:
-        day = datetime.fromtimestamp(float(last["started"]), UTC).date().isoformat()
+        day = datetime.fromtimestamp(last.started, UTC).date().isoformat()
         reasons.append(f"rehearsal {rid} passed on {day}, full verification with row counts")
     return status, reasons, counts
 
@@ -255,7 +251,7 @@ def compute_readiness(cfg: Config, now: float | None = None) -> Readiness:
             facts = _gather(journal)
         finally:
             journal.close()
-    points = [_point(r, facts.steps[int(r["id"])]) for r in facts.rehearsals]
+    points = [_point(r, facts.steps[r.id]) for r in facts.rehearsals]
     proj = _projection(cfg, points, facts)
     days_left = _days_left(cfg.deadline, now)
     project_status, notes = _project_notes(proj, days_left)

@@ -10,7 +10,7 @@ from typing import Any
 
 from bascule.config import Config, Dataset
 from bascule.migration.coordinator import ProgressSink
-from bascule.migration.journal import Facts, Journal
+from bascule.migration.journal import Facts, Journal, StepRow
 from bascule.runbook.schema import Runbook, Step
 
 PASSED = "passed"
@@ -82,6 +82,6 @@ class Context:
         names = step.datasets if step.datasets is not None else self.runbook.datasets
         return [self.cfg.dataset(n) for n in names]
 
-    def step_rows(self) -> list[dict[str, Any]]:
+    def step_rows(self) -> list[StepRow]:
         """This run's step facts so far (from the journal, so they survive a restart)."""
         return self.facts.steps(self.run_id)

@@ -30,7 +30,7 @@ import structlog
 from bascule.config import Config
 from bascule.endpoints import connector
 from bascule.errors import BasculeError, ConnectorError, Interrupted, UsageError
-from bascule.migration.journal import Facts, Journal
+from bascule.migration.journal import Facts, Journal, RunRow
 from bascule.migration.service import open_journal, target_ref
 from bascule.runbook.context import (
     FAILED,
@@ -91,13 +91,12 @@ def _main_journal(cfg: Config) -> Journal:
     return journal
 
 
-def last_passing_rehearsal(journal: Journal, sha256: str, days: float) -> dict[str, Any] | None:
+def last_passing_rehearsal(journal: Journal, sha256: str, days: float) -> RunRow | None:
     """The latest completed rehearsal of the runbook with this content, if recent enough."""
     horizon = time.time() - days * DAY_S
     runs = [
         r for r in journal.runs("rehearse")
-        if r["status"] == "completed" and r["detail"].get("runbook_sha256") == sha256
-        and (r["ended"] or 0) >= horizon
+        if r.status == "completed" and r.runbook_sha256 == sha256 and (r.ended or 0) >= horizon
     ]  # fmt: skip
     return runs[-1] if runs else None
 
@@ -168,9 +167,8 @@ def _run_steps(
 def _totals(journal: Journal, run_id: int) -> tuple[int, int]:
     nbytes = objects = 0
     for row in Facts(journal).steps(run_id):
-        if row["kind"] == "copy":
-            nbytes += int(row["detail"].get("bytes", 0))
-            objects += int(row["detail"].get("objects", 0))
+        nbytes += row.copied_bytes
+        objects += row.copied_objects
     return nbytes, objects
 
 
@@ -241,16 +239,14 @@ def remove_rehearsal(cfg: Config, rehearsal_id: str) -> str:
 # -- execute -------------------------------------------------------------------------------
 
 
-def _resumable_run(journal: Journal, runbook: Runbook) -> dict[str, Any] | None:
-    runs = [
-        r for r in journal.runs("execute") if r["detail"].get("runbook_sha256") == runbook.sha256
-    ]
-    return runs[-1] if runs and runs[-1]["status"] in RESUMABLE else None
+def _resumable_run(journal: Journal, runbook: Runbook) -> RunRow | None:
+    runs = [r for r in journal.runs("execute") if r.runbook_sha256 == runbook.sha256]
+    return runs[-1] if runs and runs[-1].status in RESUMABLE else None
 
 
 def _passed_steps(journal: Journal, run_id: int) -> set[tuple[str, str]]:
     rows = Facts(journal).steps(run_id)
-    return {(r["phase"], r["step"]) for r in rows if r["outcome"] in (PASSED, WARNED, SKIPPED)}
+    return {(r.phase, r.step) for r in rows if r.outcome in (PASSED, WARNED, SKIPPED)}
 
 
 def check_execute_allowed(
@@ -299,7 +295,7 @@ def execute(cfg: Config, runbook: Runbook, options: RunOptions) -> RunbookOutcom
                 journal.event(run_id, "execute.forced", reason=options.force_reason, by=who)
             done: set[tuple[str, str]] = set()
         else:
-            run_id = int(previous["id"])
+            run_id = previous.id
             done = _passed_steps(journal, run_id)
             journal.event(run_id, "execute.resumed", by=who, steps_done=len(done))
         out = RunbookOutcome(run_id, "execute", "failed", resumed=previous is not None)
@@ -321,7 +317,7 @@ def execute(cfg: Config, runbook: Runbook, options: RunOptions) -> RunbookOutcom
 
 def _switched(journal: Journal, run_id: int) -> bool:
     rows = Facts(journal).steps(run_id)
-    return any(r["kind"] == "switch" and r["outcome"] == PASSED and r["phase"] != "rollback"
+    return any(r.kind == "switch" and r.outcome == PASSED and r.phase != "rollback"
                for r in rows)  # fmt: skip
 
 

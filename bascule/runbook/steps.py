@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, cast
 from bascule.config import Config, Dataset, identity_path
 from bascule.endpoints import connector
 from bascule.errors import BasculeError, ConfigError, ConnectorError
+from bascule.migration.journal import StepRow
 from bascule.migration.service import migrate, source_ref, target_ref
 from bascule.runbook.context import FAILED, PASSED, SKIPPED, Context, StepReport
 from bascule.runbook.routing import RoutingStore, site_name
@@ -228,11 +229,11 @@ def freeze(ctx: Context, step: FreezeStep) -> StepReport:
     return StepReport(PASSED, f"source inventory of {count} objects recorded", detail)
 
 
-def _drift(ctx: Context, freeze_row: dict[str, Any]) -> tuple[dict[str, list[str]], list[str]]:
+def _drift(ctx: Context, freeze_row: StepRow) -> tuple[dict[str, list[str]], list[str]]:
     """(changes per dataset, one line per drifted object)."""
     per: dict[str, list[str]] = {}
     lines = []
-    for name, before in freeze_row["detail"]["snapshot"].items():
+    for name, before in freeze_row.snapshot.items():
         now = _inventory(ctx.cfg, ctx.cfg.dataset(name))
         new = sorted(set(now) - set(before))
         deleted = sorted(set(before) - set(now))
@@ -245,19 +246,20 @@ def _drift(ctx: Context, freeze_row: dict[str, Any]) -> tuple[dict[str, list[str
     return per, lines
 
 
-def _last(rows: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    found = [r for r in rows if r["kind"] == kind and r["outcome"] == PASSED]
+def _last(rows: list[StepRow], kind: str) -> StepRow | None:
+    found = [r for r in rows if r.kind == kind and r.outcome == PASSED]
     return found[-1] if found else None
 
 
-def _condition(ctx: Context, cond: GateCondition, rows: list[dict[str, Any]]) -> list[str]:
+def _condition(ctx: Context, cond: GateCondition, rows: list[StepRow]) -> list[str]:
     """Problems with one gate condition ([] when it holds)."""
     if cond.kind == "no_verification_findings":
-        verifies = [r for r in rows if r["kind"] == "verify" and r["outcome"] != "running"]
+        verifies = [r for r in rows if r.kind == "verify" and r.outcome != "running"]
         if not verifies:
             return ["no verification ran before this gate; add a verify step"]
-        bad = [r for r in verifies if r["detail"].get("findings")]
-        return [f"verification '{r['step']}' has {r['detail']['findings']} finding(s)" for r in bad]
+        return [
+            f"verification '{r.step}' has {r.findings} finding(s)" for r in verifies if r.findings
+        ]
     if cond.kind == "no_source_drift":
         frozen = _last(rows, "freeze")
         if frozen is None:
@@ -268,7 +270,7 @@ def _condition(ctx: Context, cond: GateCondition, rows: list[dict[str, Any]]) ->
         return []
     window = cond.window_s or ctx.main_cfg.switchover.freeze_window
     frozen = _last(rows, "freeze")
-    since = float(frozen["started"]) if frozen else ctx.started
+    since = frozen.started if frozen else ctx.started
     elapsed = time.time() - since
     if elapsed > window:
         return [f"{elapsed:.0f}s elapsed since the freeze, over the {window:.0f}s window"]

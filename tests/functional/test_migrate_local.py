@@ -91,7 +91,7 @@ def test_interrupted_run_resumes_without_resending_finished_parts(
     runner.shutdown()
     first_sent = service.open_journal(cfg, create=False)
     assert first_sent is not None
-    sent = sum(r["bytes"] for r in first_sent.runs())
+    sent = sum(r.bytes for r in first_sent.runs())
     first_sent.close()
     outcome = service.migrate(cfg)
     total = sum(len(d) for d in objects.values())

@@ -124,8 +124,8 @@ def test_clean_copy_verifies_full_with_rows_and_records_facts(setup: tuple[Confi
         runs = journal.runs("verify")
     finally:
         journal.close()
-    assert len(facts) == 12 and {f["verdict"] for f in facts} == {"verified"}
-    assert [r["status"] for r in runs] == ["completed", "completed"]
+    assert len(facts) == 12 and {f.verdict for f in facts} == {"verified"}
+    assert [r.status for r in runs] == ["completed", "completed"]
 
 
 def test_flipped_byte_in_encrypted_target_is_reported_with_both_checksums(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -9,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from bascule.errors import JournalError
-from bascule.migration.journal import Journal, KeyWrapper, PartRow, key_path_for
+from bascule.migration.journal import (
+    Facts,
+    Journal,
+    KeyWrapper,
+    PartRow,
+    RunRow,
+    StepRow,
+    VerificationRow,
+    VerifyTally,
+    key_path_for,
+)
 
 
 def _begin(journal: Journal, key: str = "dst/a", etag: str = "e1") -> int:
@@ -83,3 +95,94 @@ def test_key_file_is_private_and_shared_one_is_refused(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(JournalError, match="chmod 600"):
         KeyWrapper.load(path)
+
+
+def test_runs_come_back_as_frozen_typed_rows_with_their_runbook_facts(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db", "c")
+    run_id = journal.start_run(
+        "rehearse", {"runbook": "cutover", "runbook_sha256": "ab" * 32, "datasets": ["a", "b"]}
+    )
+    journal.end_run(run_id, "completed", 1000, 4, 2.5)
+    journal.start_run("migrate", {"dataset": "a", "objects": 3})
+    rehearsals = journal.runs("rehearse")
+    journal.close()
+    assert len(rehearsals) == 1
+    run = rehearsals[0]
+    assert isinstance(run, RunRow)
+    assert (run.id, run.command, run.status, run.bytes, run.objects, run.seconds) == (
+        run_id, "rehearse", "completed", 1000, 4, 2.5,
+    )  # fmt: skip
+    assert run.ended is not None and run.ended >= run.started
+    assert (run.runbook, run.runbook_sha256, run.datasets) == ("cutover", "ab" * 32, ("a", "b"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.status = "failed"  # type: ignore[misc]
+
+
+def test_steps_and_verifications_come_back_as_typed_rows(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db", "c")
+    facts = Facts(journal)
+    tally = {"objects": 3, "verified": 2, "findings": 1, "bytes": 70, "level": "full",
+             "rows": True, "run_id": 9}  # fmt: skip
+    sid = facts.start_step(5, "cutover", "rehearse", "copy", "check", "verify")
+    facts.end_step(sid, "failed", {"seconds": 1.25, "message": "1 finding(s)", "findings": 1,
+                                   "datasets": {"a": tally}, "datasets_failed": ["a"]})  # fmt: skip
+    copy_id = facts.start_step(5, "cutover", "rehearse", "copy", "bulk", "copy")
+    facts.end_step(copy_id, "passed", {"bytes": 4096, "objects": 7, "seconds": 2.0})
+    facts.record_verification(9, "a", "in/x", "out/x", "full", "verified", {"rows": 12})
+    steps = facts.steps(5)
+    verifications = facts.verifications(9)
+    journal.close()
+    verify, copy = steps
+    assert isinstance(verify, StepRow) and verify.id == sid and verify.kind == "verify"
+    assert (verify.phase, verify.step, verify.outcome) == ("copy", "check", "failed")
+    assert verify.seconds == 1.25 and verify.message == "1 finding(s)" and verify.findings == 1
+    assert verify.datasets_failed == ("a",)
+    assert verify.verified == {"a": VerifyTally(3, 2, 1, 70, "full", True)}
+    assert (copy.copied_bytes, copy.copied_objects, copy.verified) == (4096, 7, {})
+    (row,) = verifications
+    assert isinstance(row, VerificationRow)
+    assert (row.run_id, row.dataset, row.source_key, row.target_key) == (9, "a", "in/x", "out/x")
+    assert (row.level, row.verdict, row.detail) == ("full", "verified", {"rows": 12})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.verdict = "size-mismatch"  # type: ignore[misc]
+
+
+def test_freeze_snapshot_reads_back_as_etag_and_size_per_key(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db", "c")
+    facts = Facts(journal)
+    sid = facts.start_step(1, "rb", "execute", "cutover", "freeze", "freeze")
+    facts.end_step(sid, "passed", {"snapshot": {"a": {"in/x": ["e1", 10]}}, "objects": 1})
+    (row,) = facts.steps(1)
+    journal.close()
+    assert row.snapshot == {"a": {"in/x": ("e1", 10)}}
+
+
+def test_rows_written_with_bare_details_still_read(tmp_path: Path) -> None:
+    """A journal whose rows carry only the schema defaults (a step still running, a run
+    without runbook facts) opens and reads with neutral values."""
+    path = tmp_path / "j.db"
+    Journal(path, "c").close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO runs (command, started, status) VALUES ('execute', 1.0, 'running')")
+        db.execute(
+            "INSERT INTO steps (run_id, runbook, mode, phase, step, kind, started, outcome) "
+            "VALUES (1, 'rb', 'execute', 'p', 's', 'copy', 2.0, 'running')"
+        )
+        db.execute(
+            "INSERT INTO verifications (run_id, ts, dataset, level, verdict, detail) "
+            "VALUES (1, 3.0, 'a', 'quick', 'verified', ?)",
+            (json.dumps({}),),
+        )
+    journal = Journal(path, "c")
+    (run,) = journal.runs()
+    (step,) = Facts(journal).steps()
+    (check,) = Facts(journal).verifications()
+    journal.close()
+    assert (run.ended, run.seconds, run.runbook, run.runbook_sha256, run.datasets) == (
+        None, None, "", None, (),
+    )  # fmt: skip
+    assert (step.ended, step.seconds, step.copied_bytes, step.message, step.findings) == (
+        None, 0.0, 0, "", 0,
+    )  # fmt: skip
+    assert (step.datasets_failed, step.verified, step.snapshot) == ((), {}, {})
+    assert (check.source_key, check.target_key, check.detail) == (None, None, {})
