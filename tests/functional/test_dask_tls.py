@@ -1,6 +1,6 @@
 """`--executor dask+tls://`: a migration over mutual TLS to a LocalCluster whose scheduler and
 workers require encryption, with certificates generated here; a client without a
-certificate the cluster's CA signed is refused, and plain `dask://` leaves this machine never."""
+certificate the cluster's CA signed is refused, and plain `dask://` never leaves this machine."""
 
 from __future__ import annotations
 
