@@ -318,7 +318,8 @@ def _check_recipients(cfg: Config) -> None:
             ) from None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback IP address (plain traffic to it never leaves the machine)."""
     if host == "localhost":
         return True
     try:
@@ -330,7 +331,7 @@ def _is_loopback(host: str) -> bool:
 def _insecure_host(url: str) -> str | None:
     """The host of a plain-HTTP URL that is not loopback, else None."""
     parsed = urlparse(url)
-    if parsed.scheme == "http" and parsed.hostname and not _is_loopback(parsed.hostname):
+    if parsed.scheme == "http" and parsed.hostname and not is_loopback(parsed.hostname):
         return parsed.hostname
     return None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from bascule.cli.common import setup_logging, tune_allocator
 from bascule.config import load_config
 from bascule.migration import service
-from bascule.migration.runners import make_runner
+from bascule.runners import make_runner
 
 
 def main(argv: list[str]) -> int:
@@ -24,12 +24,11 @@ def main(argv: list[str]) -> int:
     config_path, executor = argv
     cfg = load_config(Path(config_path))
     setup_logging(cfg)
-    runner = make_runner(executor, cfg)
+    runner = make_runner(executor, cfg.transfer.concurrency)
     try:
         outcome = service.migrate(cfg, runner=runner)
     finally:
-        if runner is not None:
-            runner.shutdown()
+        runner.shutdown()
     figures = {
         "engine_seconds": outcome.seconds,
         "bytes": outcome.stats.bytes_sent,

@@ -34,6 +34,12 @@ CONFIG_OPT = typer.Option(
     Path("bascule.yaml"), "--config", "-c", help="The bascule.yaml to use.", show_default=True
 )
 DATASET_OPT = typer.Option(None, "--dataset", "-d", help="Only this dataset (default: all).")
+EXECUTOR_OPT = typer.Option(
+    "local",
+    "--executor",
+    help="Where tasks run: local (threads), dask-local:N (N worker processes), "
+    "dask+tls://HOST:PORT (certificates from BASCULE_DASK_TLS_*_FILE) or dask://127.0.0.1:PORT.",
+)
 
 
 def human_bytes(n: float) -> str:
@@ -171,11 +177,7 @@ def migrate_command(
     config: Path = CONFIG_OPT,
     dataset: str | None = DATASET_OPT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
-    executor: str = typer.Option(
-        "local",
-        "--executor",
-        help="local (threads), dask-local:N (N worker processes) or dask://HOST:PORT.",
-    ),
+    executor: str = EXECUTOR_OPT,
 ) -> None:
     """Copy the datasets, encrypted, part by part; re-run to resume (nothing done is resent).
 
@@ -192,9 +194,9 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
         print_plan(cfg, plan)
         console.print("dry run: nothing was written")
         return
-    from bascule.migration.runners import make_runner
+    from bascule.runners import make_runner
 
-    runner = make_runner(executor, cfg)
+    runner = make_runner(executor, cfg.transfer.concurrency)
     with graceful_stop() as stop, make_progress() as bar:
         try:
             outcome = service.migrate(
@@ -209,8 +211,7 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
                 key=exc.key,
             ) from None
         finally:
-            if runner is not None:
-                runner.shutdown()
+            runner.shutdown()
     _summary(outcome)
 
 

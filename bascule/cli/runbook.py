@@ -8,18 +8,21 @@ step; 4 interrupted (run the same execute again to resume at the step it stopped
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import typer
 
 from bascule.cli.common import console, err_console, handle_errors, setup_logging
-from bascule.cli.migrate import CONFIG_OPT, graceful_stop, human_duration
+from bascule.cli.migrate import CONFIG_OPT, EXECUTOR_OPT, graceful_stop, human_duration
 from bascule.config import Config, load_config
 from bascule.errors import ExitCode, UsageError
 from bascule.runbook import engine
 from bascule.runbook.context import FAILED, PASSED, SKIPPED, RunOptions, StepResult
 from bascule.runbook.schema import Runbook, Step, load_runbook
+from bascule.runners import TaskRunner, make_runner
 
 app = typer.Typer(help="runbook commands", no_args_is_help=True)
 
@@ -70,6 +73,16 @@ def _options(approve: list[str], keep: bool, force_reason: str | None) -> RunOpt
     )
 
 
+@contextmanager
+def _runner(executor: str, cfg: Config) -> Iterator[TaskRunner]:
+    """The one runner every copy and verify step of this run submits to."""
+    runner = make_runner(executor, cfg.transfer.concurrency)
+    try:
+        yield runner
+    finally:
+        runner.shutdown()
+
+
 def _conclude(out: engine.RunbookOutcome) -> None:
     console.print(f"routing record: {out.routing_where}", soft_wrap=True)
     if out.cleanup:
@@ -89,12 +102,15 @@ def _conclude(out: engine.RunbookOutcome) -> None:
 @app.command("rehearse")
 @handle_errors
 def rehearse_command(
-    runbook: Path = RUNBOOK_ARG, config: Path = CONFIG_OPT, keep: bool = KEEP_OPT
+    runbook: Path = RUNBOOK_ARG,
+    config: Path = CONFIG_OPT,
+    keep: bool = KEEP_OPT,
+    executor: str = EXECUTOR_OPT,
 ) -> None:
     """Run the whole runbook in a rehearsal namespace; production is never touched."""
     cfg, book = _load(config, runbook)
-    with graceful_stop() as stop:
-        opts = replace(_options([], keep, None), stop=stop)
+    with graceful_stop() as stop, _runner(executor, cfg) as runner:
+        opts = replace(_options([], keep, None), stop=stop, runner=runner)
         out = engine.rehearse(cfg, book, opts)
     console.print(f"rehearsal {out.rehearsal_id} of {book.name} ({book.sha256[:12]})")
     _conclude(out)
@@ -109,6 +125,7 @@ def execute_command(
     approve: list[str] = APPROVE_OPT,
     force: bool = FORCE_OPT,
     reason: str | None = REASON_OPT,
+    executor: str = EXECUTOR_OPT,
 ) -> None:
     """Run the runbook against production (needs a recent passing rehearsal)."""
     if force and not reason:
@@ -117,8 +134,8 @@ def execute_command(
     reason_text = reason if force else None
     engine.precheck_execute(cfg, book, reason_text)  # refuse before asking anything
     _confirm(yes, f"Execute {book.name} against production (routing record will switch)?")
-    with graceful_stop() as stop:
-        opts = replace(_options(approve, False, reason_text), stop=stop)
+    with graceful_stop() as stop, _runner(executor, cfg) as runner:
+        opts = replace(_options(approve, False, reason_text), stop=stop, runner=runner)
         out = engine.execute(cfg, book, opts)
     if out.resumed:
         console.print(f"resumed execute run {out.run_id} at the step it stopped in")
@@ -141,11 +158,12 @@ def rollback_command(
     config: Path = CONFIG_OPT,
     yes: bool = YES_OPT,
     approve: list[str] = APPROVE_OPT,
+    executor: str = EXECUTOR_OPT,
 ) -> None:
     """Run the runbook's rollback section against production (routing back to the source)."""
     cfg, book = _load(config, runbook)
     _confirm(yes, f"Run the rollback section of {book.name} against production?")
-    with graceful_stop() as stop:
-        opts = replace(_options(approve, False, None), stop=stop)
+    with graceful_stop() as stop, _runner(executor, cfg) as runner:
+        opts = replace(_options(approve, False, None), stop=stop, runner=runner)
         out = engine.rollback(cfg, book, opts)
     _conclude(out)

@@ -16,6 +16,7 @@ from bascule.cli.common import console, handle_errors, setup_logging
 from bascule.cli.migrate import (
     CONFIG_OPT,
     DATASET_OPT,
+    EXECUTOR_OPT,
     RichProgress,
     human_bytes,
     make_progress,
@@ -39,9 +40,7 @@ def verify_command(
         None, "--sample", help="Only a deterministic PERCENT of the objects (0 < P <= 100)."
     ),
     report: Path | None = typer.Option(None, "--report", help="Write the JSON evidence here."),
-    executor: str = typer.Option(
-        "local", "--executor", help="local (threads), dask-local:N or dask://HOST:PORT."
-    ),
+    executor: str = EXECUTOR_OPT,
 ) -> None:
     """Check that every object arrived whole: exit 0 when all verified, 1 on any finding.
 
@@ -62,7 +61,7 @@ def _verify(
     report_path: Path | None,
     executor: str,
 ) -> ExitCode:
-    from bascule.verification.runner import make_task_runner
+    from bascule.runners import make_runner
     from bascule.verification.verify import verify
 
     cfg = load_config(config)
@@ -71,7 +70,7 @@ def _verify(
         from bascule.errors import UsageError
 
         raise UsageError(f"--level {level!r}: use quick or full")
-    runner = make_task_runner(executor, cfg.transfer.concurrency)
+    runner = make_runner(executor, cfg.transfer.concurrency)
     try:
         with make_progress() as bar:
             result = verify(

@@ -1,7 +1,8 @@
 """The coordinator: turns a plan into part tasks, bounds bytes in flight, journals results.
 
 Only the coordinator (the thread that calls `Coordinator.run`) touches the journal. Tasks run
-elsewhere (`PartRunner`: a thread pool, or Dask workers) and return `PartResult`s. Who retries
+elsewhere (a `bascule.runners.TaskRunner`: a thread pool, or Dask workers) and return
+`PartResult`s. Who retries
 what: the SDKs retry nothing (boto3/Azure retries are turned down in the connectors), each task
 retries a transient failure with the one tenacity policy of `retry.py` within the attempt
 budget the journal still allows, and the journal counts attempts across restarts.
@@ -16,13 +17,14 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from bascule.config import Transfer
 from bascule.connectors.base import Connector, PartReceipt, PartWriterOpener
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import (
@@ -41,30 +43,12 @@ from bascule.migration.tasks import (
     composite,
     run_part_with_retries,
 )
+from bascule.runners import TaskRunner
 
 log = structlog.get_logger("bascule.executor")
 T = TypeVar("T")
 UNJOURNALED = -1  # ObjectRow.id of a single-request object not yet in the journal
 TaskFn = Callable[[PartTask], PartResult]
-
-
-class PartRunner(Protocol):
-    """Where part tasks run: `submit` returns a Future of the task's PartResult."""
-
-    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]: ...
-
-    def shutdown(self) -> None: ...
-
-
-class ThreadRunner:
-    def __init__(self, concurrency: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="part")
-
-    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]:
-        return self._pool.submit(run_part_with_retries, task, attempts_left)
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class ProgressSink(Protocol):
@@ -113,9 +97,15 @@ class ObjectJob:
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    concurrency: int = 8
-    max_bytes_in_flight: int = 128 * 1024 * 1024
-    max_attempts: int = 5
+    """The coordinator's bounds; their defaults live in `config.Transfer` alone."""
+
+    concurrency: int
+    max_bytes_in_flight: int
+    max_attempts: int
+
+    @classmethod
+    def from_transfer(cls, transfer: Transfer) -> ExecutorOptions:
+        return cls(transfer.concurrency, transfer.max_bytes_in_flight, transfer.max_attempts)
 
 
 def object_metadata(plan: ObjectPlan) -> dict[str, str]:
@@ -134,7 +124,7 @@ class Coordinator:
         self,
         journal: Journal,
         run_id: int,
-        runner: PartRunner,
+        runner: TaskRunner,
         options: ExecutorOptions,
         recipients: list[str],
         progress: ProgressSink | None = None,
@@ -386,7 +376,7 @@ class Coordinator:
         if row.id != UNJOURNALED:
             used = self.journal.attempts(row.id, row.generation, part.number)
         left = max(1, self.options.max_attempts - used)
-        future = self.runner.submit(task, left)
+        future = self.runner.submit(run_part_with_retries, task, left)
         self._futures[future] = (job, part)
         self._bytes_in_flight += part.cipher_length
         job.in_flight += 1

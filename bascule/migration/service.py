@@ -21,10 +21,8 @@ from bascule.errors import PlanError
 from bascule.migration.coordinator import (
     Coordinator,
     ExecutorOptions,
-    PartRunner,
     ProgressSink,
     RunStats,
-    ThreadRunner,
     abort_orphans,
 )
 from bascule.migration.journal import Journal, fingerprint
@@ -36,6 +34,7 @@ from bascule.migration.plan import (
     ObjectPlan,
     plan_dataset,
 )
+from bascule.runners import TaskRunner, ThreadRunner
 
 log = structlog.get_logger("bascule.migrate")
 
@@ -129,7 +128,7 @@ def migrate(
     cfg: Config,
     dataset: str | None = None,
     *,
-    runner: PartRunner | None = None,
+    runner: TaskRunner | None = None,
     progress: ProgressSink | None = None,
     stop: threading.Event | None = None,
     command: str = "migrate",
@@ -155,7 +154,7 @@ def _run(
     cfg: Config,
     dataset: str | None,
     journal: Journal,
-    runner: PartRunner | None,
+    runner: TaskRunner | None,
     progress: ProgressSink | None,
     stop: threading.Event | None,
     command: str,
@@ -164,11 +163,9 @@ def _run(
     run_id = journal.start_run(command, {"dataset": dataset, "objects": plan.objects})
     if progress:
         progress.add_total(plan.objects, plan.bytes_to_copy)
-    opts = ExecutorOptions(
-        cfg.transfer.concurrency, cfg.transfer.max_bytes_in_flight, cfg.transfer.max_attempts
-    )
+    opts = ExecutorOptions.from_transfer(cfg.transfer)
     own_runner = runner is None
-    runner = runner or ThreadRunner(opts.concurrency)
+    runner = runner or ThreadRunner(opts.concurrency, "part")
     coordinator = Coordinator(
         journal, run_id, runner, opts, cfg.encryption.recipients, progress, stop
     )

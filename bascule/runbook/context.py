@@ -12,6 +12,7 @@ from bascule.config import Config, Dataset
 from bascule.migration.coordinator import ProgressSink
 from bascule.migration.journal import Facts, Journal, StepRow
 from bascule.runbook.schema import Runbook, Step
+from bascule.runners import TaskRunner
 
 PASSED = "passed"
 FAILED = "failed"
@@ -25,7 +26,9 @@ class RunOptions:
 
     `approvals` names approve steps approved up front (``--approve NAME``); `confirm` asks
     the operator interactively (None: not interactive, an unapproved step fails).
-    `force_reason`: execute without a recent passing rehearsal, recorded in the journal."""
+    `force_reason`: execute without a recent passing rehearsal, recorded in the journal.
+    `runner`: where copy and verify steps run their tasks (None: a thread pool per step);
+    the caller owns it and shuts it down."""
 
     keep: bool = False
     approvals: frozenset[str] = frozenset()
@@ -36,6 +39,7 @@ class RunOptions:
     stop: threading.Event | None = None
     on_step: Callable[[StepResult], None] | None = None
     on_start: Callable[[str, Step], None] | None = None
+    runner: TaskRunner | None = None
 
 
 @dataclass(frozen=True)

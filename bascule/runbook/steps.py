@@ -165,8 +165,8 @@ def copy(ctx: Context, step: CopyStep) -> StepReport:
     for ds in ctx.datasets(step):
         try:
             out = migrate(
-                ctx.cfg, ds.name, progress=ctx.options.progress, stop=ctx.options.stop,
-                command="migrate",
+                ctx.cfg, ds.name, runner=ctx.options.runner, progress=ctx.options.progress,
+                stop=ctx.options.stop, command="migrate",
             )  # fmt: skip
         except ConnectorError as exc:
             return StepReport(FAILED, f"{ds.name}: {exc}", {"datasets": per}, (ds.name,))
@@ -193,7 +193,7 @@ def verify_step(ctx: Context, step: VerifyStep) -> StepReport:
     for ds in ctx.datasets(step):
         report = verify(
             ctx.cfg, ds.name, level="full" if step.level == "full" else "quick", rows=step.rows,
-            sample=step.sample,
+            sample=step.sample, runner=ctx.options.runner,
         )  # fmt: skip
         per[ds.name] = {
             "objects": len(report.records), "verified": sum(not r.findings for r in report.records),

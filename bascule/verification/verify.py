@@ -28,6 +28,7 @@ from bascule.migration.journal import Facts, Journal
 from bascule.migration.plan import part_count
 from bascule.migration.service import open_journal, source_ref, target_ref
 from bascule.migration.tasks import composite
+from bascule.runners import TaskRunner, ThreadRunner
 from bascule.verification.checks import (
     Copy,
     Pair,
@@ -49,7 +50,6 @@ from bascule.verification.reread import (
     count_object_rows,
     read_parts,
 )
-from bascule.verification.runner import TaskRunner, ThreadTaskRunner
 
 Level = Literal["quick", "full"]
 T = TypeVar("T")
@@ -169,7 +169,7 @@ def _run(
     )  # fmt: skip
     started = time.monotonic()
     own = runner is None
-    ctx = _Context(cfg, level, rows, runner or ThreadTaskRunner(cfg.transfer.concurrency),
+    ctx = _Context(cfg, level, rows, runner or ThreadRunner(cfg.transfer.concurrency, "verify"),
                    progress or NullProgress())  # fmt: skip
     status = "failed"
     report: VerifyReport | None = None

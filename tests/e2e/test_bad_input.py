@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from bascule.migration.journal import Journal
+from bascule.runners import TLS_ENV
 from tests.conftest import S3Server, moto_authentication
 from tests.integration.cloud import ENV, CloudSetup
 
@@ -124,6 +125,18 @@ def _unknown_dataset(c: Case) -> None:
 @setup("unknown-executor")
 def _unknown_executor(c: Case) -> None:
     c.argv += ["--executor", "spark://x"]
+
+
+@setup("executor-plain-remote")
+def _executor_plain_remote(c: Case) -> None:
+    c.argv += ["--executor", "dask://scheduler.bascule.svc:8786"]
+
+
+@setup("executor-tls-unset")
+def _executor_tls_unset(c: Case) -> None:
+    for name in TLS_ENV.values():
+        c.env.pop(name, None)
+    c.argv += ["--executor", "dask+tls://127.0.0.1:8786"]
 
 
 @setup("identity-readable")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar, TypeVarTuple
 
 import pytest
 
 from bascule.errors import Interrupted
 from bascule.migration import service
-from bascule.migration.coordinator import ThreadRunner
-from bascule.migration.tasks import PartResult, PartTask
+from bascule.runners import ThreadRunner
 from tests.functional.conftest import LocalConfig, MiB, age_decrypt, sha256
 
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 SIZES = {"empty": 0, "one": 1, "chunk": 64 * 1024, "chunk+1": 64 * 1024 + 1,
          "part": 5 * MiB, "part+1": 5 * MiB + 1, "three parts": 11 * MiB + 7}  # fmt: skip
 
@@ -64,12 +67,12 @@ class StopAfter:
         self.done = 0
         self.lock = threading.Lock()
 
-    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]:
-        future = self.inner.submit(task, attempts_left)
+    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
+        future = self.inner.submit(fn, *args)
         future.add_done_callback(self._count)
         return future
 
-    def _count(self, _: Future[tuple[PartResult, int]]) -> None:
+    def _count(self, _: Future[Any]) -> None:
         with self.lock:
             self.done += 1
             if self.done >= self.n:
@@ -114,8 +117,8 @@ def test_source_changed_mid_object_is_copied_again_with_a_fresh_key(
     class ChangeAfterFirstPart(ThreadRunner):
         changed = False
 
-        def submit(self, task: PartTask, left: int) -> Future[tuple[PartResult, int]]:
-            future = super().submit(task, left)
+        def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
+            future = super().submit(fn, *args)
             if not self.changed:
                 future.result()
                 src.write_bytes(new)

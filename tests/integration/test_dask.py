@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any, TypeVar, TypeVarTuple
 
 import cloudpickle
 
 from bascule.migration import service
-from bascule.migration.runners import DaskRunner, make_runner
-from bascule.migration.tasks import PartResult, PartTask
+from bascule.runners import DaskRunner, make_runner
 from tests.integration.cloud import CloudSetup, MiB, sha256
+
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 
 
 def _seed(cloud: CloudSetup) -> dict[str, bytes]:
@@ -34,9 +38,9 @@ class ScanningRunner:
         self.inner = inner
         self.pickled: list[bytes] = []
 
-    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]:
-        self.pickled.append(cloudpickle.dumps((task, attempts_left)))
-        return self.inner.submit(task, attempts_left)
+    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
+        self.pickled.append(cloudpickle.dumps((fn, *args)))
+        return self.inner.submit(fn, *args)
 
     def shutdown(self) -> None:
         self.inner.shutdown()
@@ -56,12 +60,11 @@ def _seed_sandbox_data(cloud: CloudSetup) -> dict[str, bytes]:
 def test_dask_local_cluster_migrates_and_verifies_the_seeded_data_and_tasks_carry_no_secret(
     cloud: CloudSetup,
 ) -> None:
-    from bascule.verification.runner import make_task_runner
     from bascule.verification.verify import verify
 
     objects = _seed_sandbox_data(cloud)
     cfg = cloud.config(concurrency=4)
-    inner = make_runner("dask-local:2", cfg)
+    inner = make_runner("dask-local:2", cfg.transfer.concurrency)
     assert isinstance(inner, DaskRunner)
     runner = ScanningRunner(inner)
     try:
@@ -74,7 +77,7 @@ def test_dask_local_cluster_migrates_and_verifies_the_seeded_data_and_tasks_carr
     assert len(runner.pickled) == outcome.stats.parts_sent
     hits = [s for s in cloud.secrets for blob in runner.pickled if s.encode() in blob]
     assert hits == []
-    tasks = make_task_runner("dask-local:2", cfg.transfer.concurrency)
+    tasks = make_runner("dask-local:2", cfg.transfer.concurrency)
     try:
         report = verify(cfg, level="full", rows=True, runner=tasks)
     finally:
@@ -95,17 +98,17 @@ class KillOneWorker:
         self.killed: int | None = None
         self.lock = threading.Lock()
 
-    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]:
-        future = self.inner.submit(task, attempts_left)
+    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
+        future = self.inner.submit(fn, *args)
         future.add_done_callback(self._maybe_kill)
         return future
 
-    def _maybe_kill(self, _: Future[tuple[PartResult, int]]) -> None:
+    def _maybe_kill(self, _: Future[Any]) -> None:
         with self.lock:
             self.done += 1
             if self.done != self.after:
                 return
-        pids = self.inner._client.run(os.getpid)
+        pids = self.inner.client.run(os.getpid)
         self.killed = sorted(pids.values())[0]
         os.kill(self.killed, signal.SIGKILL)
 
@@ -116,7 +119,7 @@ class KillOneWorker:
 def test_a_worker_killed_mid_run_still_ends_complete(cloud: CloudSetup) -> None:
     objects = _seed(cloud)
     cfg = cloud.config(concurrency=4)
-    inner = make_runner("dask-local:2", cfg)
+    inner = make_runner("dask-local:2", cfg.transfer.concurrency)
     assert isinstance(inner, DaskRunner)
     runner = KillOneWorker(inner, after=3)
     try:

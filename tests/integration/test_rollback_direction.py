@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 import pytest
 
@@ -15,9 +16,11 @@ from bascule.config import load_config
 from bascule.connectors.azure_blob import AzureBlobConnector
 from bascule.errors import Interrupted
 from bascule.migration import service
-from bascule.migration.coordinator import ThreadRunner
-from bascule.migration.tasks import PartResult, PartTask
+from bascule.runners import ThreadRunner
 from tests.integration.cloud import ENV, CloudSetup, MiB, sha256
+
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 
 
 def _reverse(cloud: CloudSetup) -> dict[str, Any]:
@@ -40,12 +43,12 @@ class StopAfter(ThreadRunner):
         super().__init__(1)
         self.n, self.stop, self.done = n, stop, 0
 
-    def submit(self, task: PartTask, left: int) -> Future[tuple[PartResult, int]]:
-        future = super().submit(task, left)
+    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
+        future = super().submit(fn, *args)
         future.add_done_callback(self._count)
         return future
 
-    def _count(self, _: Future[tuple[PartResult, int]]) -> None:
+    def _count(self, _: Future[Any]) -> None:
         self.done += 1
         if self.done >= self.n:
             self.stop.set()

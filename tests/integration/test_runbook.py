@@ -13,13 +13,15 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 import pytest
 import yaml
 
+from bascule.runners import ThreadRunner
 from tests.conftest import AzuriteServer, S3Server
 from tests.integration.cloud import ENV, CloudSetup
 
@@ -29,6 +31,8 @@ OBJECTS = {
     "snds/binaries/scan-0001.dcm": os.urandom(200_000),
     "snds/edge/empty.bin": b"",
 }  # fmt: skip
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
 
 # A script the runbooks' shell steps call: `flip KEY` flips the first payload byte of a target
 # object through S3; `touch KEY` / `drop KEY` add, change or delete a source blob on Azurite.
@@ -258,3 +262,36 @@ def test_execute_resumes_at_the_step_it_stopped_in(box: Box) -> None:
     steps = box.steps("execute")
     assert steps.count(("copy", "passed")) == 1  # the copy ran once
     assert _routing(box)["active"] == "target"
+
+
+class CountingRunner(ThreadRunner):
+    """A thread runner that records the name of every function submitted to it."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.names: list[str] = []
+
+    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
+        self.names.append(getattr(fn, "__name__", repr(fn)))
+        return super().submit(fn, *args)
+
+
+def test_copy_and_verify_steps_submit_their_tasks_to_the_runner_given(box: Box) -> None:
+    from bascule.config import load_config
+    from bascule.runbook import engine
+    from bascule.runbook.context import RunOptions
+    from bascule.runbook.schema import load_runbook
+
+    phases = [{"name": "p", "steps": [
+        {"name": "copy", "kind": "copy"},
+        {"name": "verify", "kind": "verify", "level": "full"},
+    ]}]  # fmt: skip
+    cfg = load_config(box.config)
+    book = load_runbook(box.runbook("runner", phases), [d.name for d in cfg.datasets])
+    runner = CountingRunner()
+    try:
+        out = engine.rehearse(cfg, book, RunOptions(runner=runner))
+    finally:
+        runner.shutdown()
+    assert out.ok
+    assert {"run_part_with_retries", "read_parts"} <= set(runner.names)
