@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bascule.cli.common import console, handle_errors
+from bascule.cli.common import console, echo, handle_errors
 from bascule.cli.migrate import CONFIG_OPT, human_bytes, human_duration
 from bascule.config import load_config
 from bascule.readiness.model import CONDITIONAL, NOT_READY, READY, Readiness, compute_readiness
@@ -74,7 +74,7 @@ def status_command(
 def _status(config: Path, as_json: bool) -> None:
     r = compute_readiness(load_config(config, check_env=False))
     if as_json:
-        typer.echo(json.dumps(r.to_dict(), indent=2))
+        echo(json.dumps(r.to_dict(), indent=2))
         return
     console.print(_table(r))
     for line in summary_lines(r):
