@@ -243,3 +243,29 @@ def test_a_secret_key_pasted_with_blanks_is_never_printed(tmp_path: Path, spacin
     message = _load(tmp_path, data)
     assert "never the secret key" in message
     assert secret[16:] not in message and secret[20:40] not in message
+
+
+# -- the clients themselves, when built (a worker's environment may differ) --------------------
+
+
+def test_an_s3_client_built_towards_plain_http_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bascule.config import S3Endpoint
+    from bascule.endpoints import EndpointRef, build_connector
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "hTTp://s3.example.eu")
+    endpoint = S3Endpoint(kind="s3", provider="aws", region="eu-west-3")
+    with pytest.raises(ConfigError, match=r"endpoints.far: plain HTTP to s3.example.eu"):
+        build_connector(EndpointRef("far", endpoint, "bucket"))
+
+
+def test_an_azure_client_built_towards_plain_http_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bascule.config import AzureBlobEndpoint
+    from bascule.endpoints import EndpointRef, build_connector
+
+    conn = f"blobEndpoint=HTTP://blob.example.eu/acct;accountName=acct;accountKey={AZ_KEY}"
+    monkeypatch.setenv("T_CONN", conn)
+    endpoint = AzureBlobEndpoint(kind="azure-blob", connection_string_env="T_CONN")
+    with pytest.raises(ConfigError, match=r"endpoints.az: plain HTTP to blob.example.eu"):
+        build_connector(EndpointRef("az", endpoint, "c"))
