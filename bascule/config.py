@@ -6,6 +6,7 @@ chains). Every problem is one `ConfigError` line naming the file, the key path a
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -69,6 +70,17 @@ class LocalEndpoint(_Strict):
 class RcloneEndpoint(_Strict):
     kind: Literal["rclone"]
     remote: str  # an rclone remote name, configured by rclone's own config or env
+
+    @field_validator("remote")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # A name only: ``:backend,option=...`` strings would carry settings past the checks.
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+@ -]*", value):
+            raise ValueError(
+                "must be the name of a configured rclone remote (letters, digits, _ . + @ - "
+                "and spaces), without ':' or options"
+            )
+        return value
 
 
 Endpoint = Annotated[
@@ -266,7 +278,7 @@ def load_config(path: Path, *, check_env: bool = True) -> Config:
         cfg = cfg.model_copy(update={"journal": path.parent / cfg.journal})
     _check_references(cfg)
     _check_recipients(cfg)
-    _check_transport(cfg)
+    _check_overlaps(cfg, _resolve_places(cfg))
     if check_env:
         _check_env(cfg)
     return cfg
@@ -307,7 +319,7 @@ def _check_recipients(cfg: Config) -> None:
         try:
             X25519Recipient.parse(value)
         except ValueError:
-            if value.upper().startswith("AGE-SECRET-KEY-"):
+            if "AGE-SECRET-KEY-" in value.upper():
                 shown = "AGE-SECRET-KEY-... (redacted)"
             else:
                 shown = value if len(value) < 80 else value[:77] + "..."
@@ -320,7 +332,7 @@ def _check_recipients(cfg: Config) -> None:
 
 def is_loopback(host: str) -> bool:
     """localhost or a loopback IP address (plain traffic to it never leaves the machine)."""
-    if host == "localhost":
+    if host.rstrip(".") == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -328,53 +340,207 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _insecure_host(url: str) -> str | None:
-    """The host of a plain-HTTP URL that is not loopback, else None."""
-    parsed = urlparse(url)
-    if parsed.scheme == "http" and parsed.hostname and not is_loopback(parsed.hostname):
+def insecure_host(url: str) -> str | None:
+    """The host of a plain-HTTP URL (scheme in any case) that is not loopback, else None."""
+    parsed = urlparse(url.strip())
+    if parsed.scheme.lower() == "http" and parsed.hostname and not is_loopback(parsed.hostname):
         return parsed.hostname
     return None
 
 
-def _azure_urls(ep: AzureBlobEndpoint) -> list[str]:
-    """The account URL and the connection string's blob endpoint (when its variable is set)."""
-    urls = [ep.account_url] if ep.account_url else []
+def _normal_url(url: str) -> str:
+    """`url` compared as a place: scheme and host lowercased, default port, no trailing /."""
+    parsed = urlparse(url.strip())
+    scheme = parsed.scheme.lower()
+    try:
+        port = parsed.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError:
+        port = 0
+    host = (parsed.hostname or "").rstrip(".")
+    return f"{scheme}://{host}:{port}{parsed.path.rstrip('/')}"
+
+
+def _s3_urls(ep: S3Endpoint, where: str) -> list[str]:
+    """The URL boto3 will use: `endpoint_url` or the provider's, else the SDK's own choice
+    (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile, or AWS itself)."""
+    from bascule.connectors.s3.connector import endpoint_for
+
+    if ep.provider == "other" and not ep.endpoint_url:
+        raise ConfigError(
+            f"{where}.endpoint_url: provider other needs endpoint_url (the service's https "
+            "URL); set it, or use provider aws or ovhcloud"
+        )
+    if ep.endpoint_url:
+        url = urlparse(ep.endpoint_url)
+        if url.scheme.lower() not in ("http", "https") or not url.hostname:
+            raise ConfigError(
+                f"{where}.endpoint_url: {ep.endpoint_url!r} is not an http(s) URL; use e.g. "
+                "https://s3.gra.io.cloud.ovh.net"
+            )
+    try:
+        explicit = endpoint_for(ep.provider, ep.region, ep.endpoint_url)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if explicit:
+        return [explicit]
+    import boto3
+    import botocore.exceptions
+
+    try:
+        client = boto3.session.Session().client("s3", region_name=ep.region)
+    except botocore.exceptions.BotoCoreError as exc:
+        raise ConfigError(
+            f"{where}: cannot resolve the S3 endpoint ({exc}); fix the AWS profile or region, "
+            "or set endpoint_url"
+        ) from None
+    return [str(client.meta.endpoint_url)]
+
+
+def _azure_urls(ep: AzureBlobEndpoint, where: str) -> list[str]:
+    """The URLs the Azure SDK will use: the connection string's (when its variable is set),
+    then `account_url`, each as the SDK itself parses it (keys in any case)."""
+    from azure.storage.blob import BlobServiceClient
+
+    urls = []
     conn = os.environ.get(ep.connection_string_env or "") or ""
-    fields = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
-    if "BlobEndpoint" in fields:
-        urls.append(fields["BlobEndpoint"])
-    elif fields.get("DefaultEndpointsProtocol") == "http" and fields.get("AccountName"):
-        suffix = fields.get("EndpointSuffix", "core.windows.net")
-        urls.append(f"http://{fields['AccountName']}.blob.{suffix}")
+    if conn:
+        # A string the SDK cannot parse connects nowhere: the connector reports it when built.
+        with contextlib.suppress(ValueError):
+            urls.append(BlobServiceClient.from_connection_string(conn).url)
+    if ep.account_url:
+        try:
+            urls.append(BlobServiceClient(ep.account_url).url)
+        except ValueError:
+            raise ConfigError(
+                f"{where}.account_url: {ep.account_url!r} is not an account URL; use "
+                "https://ACCOUNT.blob.core.windows.net"
+            ) from None
     return urls
 
 
-def _check_transport(cfg: Config) -> None:
-    """Health data never crosses a network in clear: plain HTTP only to loopback, unless the
-    endpoint says `allow_insecure_http: true` (S3 only; Azure has no such escape)."""
+def _rclone_settings(ep: RcloneEndpoint, where: str) -> list[str]:
+    """Every value rclone may use for the remote: its config-file section, its
+    ``RCLONE_CONFIG_<NAME>_*`` variables and the backend's ``RCLONE_<TYPE>_*`` variables."""
+    import json
+    import subprocess
+
+    from bascule.connectors.rclone import rclone_binary
+
+    try:
+        done = subprocess.run(
+            [rclone_binary(), "config", "dump"], capture_output=True, text=True, timeout=60,
+            stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        sections = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        sections = None
+    if not isinstance(sections, dict):
+        raise ConfigError(
+            f"{where}: cannot read rclone's configuration to check remote {ep.remote!r}; run "
+            "`rclone config dump` to see why"
+        )
+    section = sections.get(ep.remote) or {}
+    values = {str(k).lower(): str(v) for k, v in section.items()}
+    own = f"RCLONE_CONFIG_{ep.remote.upper()}_"
+    values.update({k[len(own) :].lower(): v for k, v in os.environ.items() if k.startswith(own)})
+    kind = values.get("type", "").upper()
+    backend = f"RCLONE_{kind}_"
+    extra = [v for k, v in os.environ.items() if kind and k.startswith(backend)]
+    return [*values.values(), *extra]
+
+
+def _endpoint_urls(cfg: Config, name: str) -> list[str]:
+    """What each client will connect to, first the one it uses; [] where it cannot be known
+    (a local folder, or a connection string whose variable is not set)."""
+    ep = cfg.endpoints[name]
+    where = f"{cfg.source_path}: endpoints.{name}"
+    if isinstance(ep, S3Endpoint):
+        return _s3_urls(ep, where)
+    if isinstance(ep, AzureBlobEndpoint):
+        return _azure_urls(ep, where)
+    if isinstance(ep, RcloneEndpoint):
+        return [v for v in _rclone_settings(ep, where) if "://" in v]
+    return []
+
+
+def check_plain_http(where: str, ep: Endpoint, urls: list[str]) -> None:
+    """Health data never crosses a network in clear: ConfigError when a URL is plain HTTP to
+    a host that is not loopback, unless the S3 endpoint says `allow_insecure_http: true`."""
+    if isinstance(ep, S3Endpoint) and ep.allow_insecure_http:
+        return
+    for url in urls:
+        host = insecure_host(url)
+        if host:
+            fix = "use https"
+            if isinstance(ep, S3Endpoint):
+                fix += ", or set allow_insecure_http: true if this network is trusted"
+            raise ConfigError(f"{where}: plain HTTP to {host} is refused; {fix}")
+
+
+def _resolve_places(cfg: Config) -> dict[str, list[str]]:
+    """Each endpoint's URLs, checked for plain HTTP (see `check_plain_http`)."""
+    places = {}
     for name, ep in cfg.endpoints.items():
-        if isinstance(ep, S3Endpoint) and ep.endpoint_url:
-            url = urlparse(ep.endpoint_url)
-            if url.scheme not in ("http", "https") or not url.hostname:
+        urls = _endpoint_urls(cfg, name)
+        check_plain_http(f"{cfg.source_path}: endpoints.{name}", ep, urls)
+        places[name] = urls
+    return places
+
+
+def _store(cfg: Config, loc: Location, places: dict[str, list[str]]) -> str:
+    """A name for the store `loc` lives in, equal for two entries that reach the same place."""
+    ep = cfg.endpoints[loc.endpoint]
+    if isinstance(ep, LocalEndpoint):
+        root = ep.path / loc.store if loc.store else ep.path
+        return f"local:{root.resolve()}"
+    if isinstance(ep, RcloneEndpoint):
+        return f"rclone:{ep.remote}:{loc.store}"
+    urls = places.get(loc.endpoint) or []
+    where = _normal_url(urls[0]) if urls else f"endpoint {loc.endpoint}"
+    return f"{ep.kind}:{where}|{loc.store}"
+
+
+def _describe(loc: Location) -> str:
+    inside = f"{loc.store}/{loc.prefix}" if loc.store else loc.prefix or "/"
+    return f"{loc.endpoint!r} {inside!r}"
+
+
+def _overlap(cfg: Config, a: Location, b: Location, places: dict[str, list[str]]) -> str | None:
+    """None, or why `a` and `b` share keys: the same store and one prefix holds the other."""
+    store_a, store_b = _store(cfg, a, places), _store(cfg, b, places)
+    space_a, space_b = f"{store_a}/{a.prefix}", f"{store_b}/{b.prefix}"
+    if not (space_a.startswith(space_b) or space_b.startswith(space_a)):
+        return None
+    if a.endpoint == b.endpoint:
+        return "the same endpoint"
+    return f"endpoints {a.endpoint!r} and {b.endpoint!r} are the same store"
+
+
+def _check_overlaps(cfg: Config, places: dict[str, list[str]]) -> None:
+    """No dataset may write where a source is read, or where another dataset writes."""
+    fix = (
+        "give the target its own bucket, container or folder, or a prefix that neither "
+        "contains nor lies inside the other"
+    )
+    for i, ds in enumerate(cfg.datasets):
+        head = f"{cfg.source_path}: datasets.{i}.target: dataset {ds.name!r} writes to " + (
+            _describe(ds.target)
+        )
+        for j, other in enumerate(cfg.datasets):
+            why = _overlap(cfg, ds.target, other.source, places)
+            if why:
+                whose = "its source" if i == j else f"the source of dataset {other.name!r}"
                 raise ConfigError(
-                    f"{cfg.source_path}: endpoints.{name}.endpoint_url: {ep.endpoint_url!r} is "
-                    "not an http(s) URL; use e.g. https://s3.gra.io.cloud.ovh.net"
+                    f"{head}, which overlaps {whose} {_describe(other.source)} ({why}); "
+                    f"migrate would overwrite data it reads: {fix}"
                 )
-            host = _insecure_host(ep.endpoint_url)
-            if host and not ep.allow_insecure_http:
+            why = _overlap(cfg, ds.target, other.target, places) if j < i else None
+            if why:
                 raise ConfigError(
-                    f"{cfg.source_path}: endpoints.{name}.endpoint_url: plain HTTP to {host} is "
-                    "refused; use https, or set allow_insecure_http: true if this network is "
-                    "trusted"
+                    f"{head}, which overlaps the target of dataset {other.name!r} "
+                    f"{_describe(other.target)} ({why}); the two datasets would overwrite "
+                    f"each other: {fix}"
                 )
-        if isinstance(ep, AzureBlobEndpoint):
-            for url_text in _azure_urls(ep):
-                host = _insecure_host(url_text)
-                if host:
-                    raise ConfigError(
-                        f"{cfg.source_path}: endpoints.{name}: plain HTTP to {host} is refused "
-                        "(account URL or connection string); use https"
-                    )
 
 
 def _env_names(ep: Endpoint) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from bascule.config import (
     AzureBlobEndpoint,
@@ -18,9 +19,12 @@ from bascule.config import (
     LocalEndpoint,
     RcloneEndpoint,
     S3Endpoint,
+    check_plain_http,
 )
 from bascule.connectors.base import Connector
-from bascule.errors import ConfigError
+from bascule.errors import AccessDenied, ConfigError
+
+_AZURE_STORAGE_SCOPE = "https://storage.azure.com/.default"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,28 @@ def _env(var: str | None, where: str) -> str | None:
     return value
 
 
+def _azure_credential(where: str) -> Any:
+    """The Azure credential chain (DefaultAzureCredential) for an endpoint with `account_url`
+    and no connection string. A token is fetched once here, so that a missing credential is
+    one line (exit 3) before any request: never an anonymous request instead."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential()
+    try:
+        credential.get_token(_AZURE_STORAGE_SCOPE)
+    except ClientAuthenticationError:
+        credential.close()
+        raise AccessDenied(
+            f"{where}: account_url without connection_string_env uses the Azure credential chain "
+            "(DefaultAzureCredential), which found no credential; sign in (`az login`), run with "
+            "a managed identity or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or set "
+            "connection_string_env",
+            connector=where,
+        ) from None
+    return credential
+
+
 def build_connector(ref: EndpointRef) -> Connector:
     """A new connector for `ref` (no cache). ConfigError when an env variable is missing."""
     ep = ref.endpoint
@@ -57,11 +83,16 @@ def build_connector(ref: EndpointRef) -> Connector:
         from bascule.connectors.azure_blob import AzureBlobConnector
 
         conn = _env(ep.connection_string_env, where)
-        return AzureBlobConnector(ref.store, connection_string=conn, account_url=ep.account_url)
+        credential = None if conn else _azure_credential(where)
+        azure = AzureBlobConnector(
+            ref.store, connection_string=conn, account_url=ep.account_url, credential=credential
+        )
+        check_plain_http(where, ep, [azure.endpoint_url])
+        return azure
     if isinstance(ep, S3Endpoint):
         from bascule.connectors.s3.connector import S3Connector
 
-        return S3Connector(
+        s3 = S3Connector(
             ref.store,
             endpoint_url=ep.endpoint_url,
             region=ep.region,
@@ -69,6 +100,9 @@ def build_connector(ref: EndpointRef) -> Connector:
             secret_access_key=_env(ep.secret_access_key_env, where),
             provider=ep.provider,
         )
+        # The URL boto3 settled on (endpoint_url, AWS_ENDPOINT_URL_S3, profile, AWS itself).
+        check_plain_http(where, ep, [s3.endpoint_url])
+        return s3
     if isinstance(ep, LocalEndpoint):
         from bascule.connectors.local import LocalConnector
 

@@ -7,18 +7,40 @@ documented exit code; a traceback only with ``--debug``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.segment import Segment
 
 from bascule.config import Config
 from bascule.errors import BasculeError, ExitCode, JournalError
+from bascule.logging import redact_text
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+class RedactingConsole(Console):
+    """A rich Console whose every printed text goes through the log redactor.
+
+    Strings are redacted before rendering (so that wrapping cannot split a secret), and the
+    rendered text of any renderable (tables, progress) once more before it is written."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(redact_text(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return redact_text(super()._render_buffer(buffer))
+
+
+console = RedactingConsole(highlight=False)
+err_console = RedactingConsole(stderr=True, highlight=False)
+
+
+def echo(text: str) -> None:
+    """Print machine-readable text (JSON, YAML) on stdout, secrets redacted, no styling."""
+    typer.echo(redact_text(text))
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,7 +57,7 @@ def set_verbose(enabled: bool) -> None:
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    """Print one error line to stderr and return the Exit to raise."""
+    """Print one error line to stderr (secrets redacted) and return the Exit to raise."""
     err_console.print(f"error: {message}", markup=False, soft_wrap=True)
     return typer.Exit(int(code))
 
@@ -67,11 +89,9 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:
             if _state["debug"]:
                 raise
-            from bascule.logging import redact_text
-
-            text = redact_text(f"{type(exc).__name__}: {exc}")
             raise fail(
-                f"unexpected error: {text}; re-run with --debug for the traceback and report it",
+                f"unexpected error: {type(exc).__name__}: {exc}; re-run with --debug for the "
+                "traceback and report it",
                 ExitCode.FAILED,
             ) from None
 

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bascule.cli.common import console, handle_errors, setup_logging
+from bascule.cli.common import console, echo, handle_errors, setup_logging
 from bascule.cli.tables import dataset_table
 from bascule.config import Config, load_config
 from bascule.errors import ConnectorError
@@ -113,7 +113,7 @@ def _plan(config: Path, dataset: str | None, as_json: bool) -> None:
     if as_json:
         data = plan.to_dict()
         data["estimated_seconds"] = service.estimated_seconds(cfg, plan)
-        typer.echo(json.dumps(data, indent=2))
+        echo(json.dumps(data, indent=2))
         return
     print_plan(cfg, plan)
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bascule.cli.common import console, handle_errors
+from bascule.cli.common import console, echo, handle_errors
 from bascule.config import parse_size
 from bascule.errors import UsageError
 from bascule.logging import configure_logging, get_logger, is_configured, register_secret
@@ -104,7 +104,7 @@ def status(
             s.name: {"pid": s.pid, "url": s.url, "running": s.running, "answers": s.answers}
             for s in services
         }
-        typer.echo(json.dumps({"state_dir": str(paths.root), "services": payload}, indent=2))
+        echo(json.dumps({"state_dir": str(paths.root), "services": payload}, indent=2))
         return
     if not services:
         console.print(f"no sandbox in {paths.root}; run `bascule sandbox up`", soft_wrap=True)

@@ -14,7 +14,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from bascule.cli.common import console, err_console, handle_errors
+from bascule.cli.common import console, echo, err_console, handle_errors
 from bascule.errors import ConfigError, ExitCode
 from bascule.stacks.endpoints import endpoints_section, storage_names
 from bascule.stacks.parity import ACCEPTED, EQUIVALENT, ParityReport, compare_runs
@@ -60,7 +60,7 @@ def parity(
     runs = run_all([src, *dst])
     reports = [compare_runs(runs[src.stack], runs[d.stack]) for d in dst]
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        echo(json.dumps([r.to_dict() for r in reports], indent=2))
     else:
         for report in reports:
             console.print(_parity_table(report))
@@ -135,5 +135,5 @@ def endpoints(
     for out in by_source.values():
         names = ", ".join(f"{k}={v}" for k, v in storage_names(out).items())
         lines.append(f"#   {out.get('endpointName')}: {names}")
-    typer.echo("\n".join(lines))
-    typer.echo(yaml.safe_dump(section, sort_keys=False).rstrip())
+    echo("\n".join(lines))
+    echo(yaml.safe_dump(section, sort_keys=False).rstrip())

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from bascule.cli.common import console, handle_errors
+from bascule.cli.common import console, echo, handle_errors
 from bascule.cli.migrate import CONFIG_OPT, human_bytes, human_duration
 from bascule.cli.tables import dataset_table
 from bascule.config import load_config
@@ -78,7 +78,7 @@ def status_command(
 def _status(config: Path, as_json: bool) -> None:
     r = compute_readiness(load_config(config, check_env=False))
     if as_json:
-        typer.echo(json.dumps(r.to_dict(), indent=2))
+        echo(json.dumps(r.to_dict(), indent=2))
         return
     console.print(_table(r))
     for line in summary_lines(r):

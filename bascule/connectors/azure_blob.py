@@ -245,12 +245,18 @@ class AzureBlobConnector:
             raise ConfigError("Azure Blob endpoint needs a connection string or an account URL")
         self._container = service.get_container_client(container)
         self._url = f"az://{service.account_name}/{container}"
+        self._endpoint_url = str(service.url)
         self.list_page_size = list_page_size
         self.list_pages_fetched = 0
 
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def endpoint_url(self) -> str:
+        """The account endpoint the client sends requests to, as the SDK parsed it."""
+        return self._endpoint_url
 
     @property
     def capabilities(self) -> Capabilities:

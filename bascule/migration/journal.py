@@ -323,6 +323,8 @@ class Journal:
             raise JournalError(f"{path}: no journal yet; run `bascule migrate` first")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only: SQLite gives the -wal and -shm files the mode of the database file.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")

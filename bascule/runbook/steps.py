@@ -44,7 +44,8 @@ _TAIL_CHARS = 400
 def _tail(text: str) -> str:
     from bascule.logging import redact_text
 
-    return redact_text(text[-_TAIL_CHARS:])
+    # Redact the whole output first: a cut through a secret would leave a part no pattern sees.
+    return redact_text(text)[-_TAIL_CHARS:]
 
 
 def run_command(ctx: Context, command: str, timeout_s: float) -> tuple[int, str]:

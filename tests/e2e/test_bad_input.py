@@ -112,6 +112,37 @@ def _insecure(c: Case) -> None:
     c.data["endpoints"]["ovh-gra"]["endpoint_url"] = "http://s3.gra.example.eu"
 
 
+@setup("config-insecure-http-case")
+def _insecure_case(c: Case) -> None:
+    from bascule.sandbox.servers import AZURITE_ACCOUNT, AZURITE_KEY
+
+    c.env[ENV["azure"]] = (
+        f"BLOBENDPOINT=http://blob.example.eu/{AZURITE_ACCOUNT};"
+        f"accountname={AZURITE_ACCOUNT};accountkey={AZURITE_KEY}"
+    )
+
+
+@setup("config-insecure-http-env")
+def _insecure_env(c: Case) -> None:
+    endpoint = c.data["endpoints"]["ovh-gra"]
+    endpoint.pop("endpoint_url")
+    endpoint.update(provider="aws", region="eu-west-3")
+    c.env["AWS_ENDPOINT_URL_S3"] = "http://s3.gra.example.eu"
+
+
+@setup("config-overlap")
+def _overlap(c: Case) -> None:
+    c.data["datasets"][0]["target"] = dict(c.data["datasets"][0]["source"], prefix="snds/enc/")
+
+
+@setup("config-overlap-targets")
+def _overlap_targets(c: Case) -> None:
+    second = dict(c.dataset, name="snds-2023")
+    second["source"] = dict(second["source"], prefix="snds/2023/")
+    second["target"] = dict(second["target"], prefix="hdh/2023/")
+    c.data["datasets"].append(second)
+
+
 @setup("config-part-size")
 def _part_size(c: Case) -> None:
     c.data["transfer"]["part_size"] = "1MiB"

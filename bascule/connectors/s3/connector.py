@@ -306,6 +306,11 @@ class S3Connector:
         return f"s3://{self._bucket}"
 
     @property
+    def endpoint_url(self) -> str:
+        """The endpoint the client sends requests to, as boto3 resolved it."""
+        return str(self._client.meta.endpoint_url)
+
+    @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
             resumable_parts=True,
