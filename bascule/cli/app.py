@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from bascule import __version__
+from bascule.cli import evidence as cli_evidence
 from bascule.cli import keys as cli_keys
 from bascule.cli import migrate as cli_migrate
 from bascule.cli import runbook as cli_runbook
@@ -37,6 +38,7 @@ app.add_typer(cli_sandbox.app, name="sandbox", help="Local Azurite + S3 servers 
 app.add_typer(cli_keys.app, name="keys", help="Generate and check age keys.")
 app.add_typer(cli_stacks.app, name="stacks", help="Pulumi landing zones: parity and policy.")
 app.add_typer(cli_runbook.app, name="runbook", help="Rehearse, execute or roll back a runbook.")
+app.add_typer(cli_evidence.app, name="evidence", help="Signed evidence packs for auditors.")
 app.command("status")(cli_status.status_command)
 app.command("report")(cli_status.report_command)
 

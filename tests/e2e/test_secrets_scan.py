@@ -5,12 +5,14 @@ strings (uncompressed, so that the marker is in the file's bytes), JSON lines an
 in a multi-part object and in small ones. The pipeline runs with the servers' real test
 credentials, the Azurite account key and an age identity: a first `migrate` through
 fault-injecting proxies (errors, resets, throttling: the error paths are where secrets leak),
-then `migrate`, `verify --level full --rows --report FILE` and `plan --json`.
+then `migrate`, `verify --level full --rows --report FILE` and `plan --json`, a rehearsal of a
+small runbook and the evidence pack of that rehearsal (`evidence keygen` and `evidence pack`).
 
 Then every byte that bascule wrote or said is scanned: stdout and stderr of every command,
 every log file under the journal directory's ``logs/``, every row of every journal table
 (all columns, as bytes) and the raw journal, WAL and shared-memory files, the evidence
-report, the config, and every target object (raw bytes and metadata, read with boto3).
+report, every file of the evidence pack, the config, and every target object (raw bytes and
+metadata, read with boto3).
 Zero secrets anywhere; zero markers on the encrypted target and in everything else; and the
 markers are found in the target objects of the ``encrypt: false`` dataset, which proves that
 the scan sees what it looks for.
@@ -145,6 +147,9 @@ def secret_needles(cloud: CloudSetup) -> list[Needle]:
     key_file = cloud.tmp_path / "state" / "journal.db.key"
     if key_file.exists():
         needles.append(Needle("journal wrapping key", key_file.read_bytes()))
+    signing_key = cloud.tmp_path / "evidence_ed25519"
+    if signing_key.exists():
+        needles.append(Needle("evidence signing key", signing_key.read_bytes()))
     return needles
 
 
@@ -185,8 +190,35 @@ def bascule_outputs(
             yield f"file {path.name}", path.read_bytes()
     yield from journal_rows(state / "journal.db")
     yield "report", (cloud.tmp_path / "evidence" / "verify.json").read_bytes()
+    pack = sorted((cloud.tmp_path / "evidence" / "pack").iterdir())
+    assert "manifest.jsonl" in [p.name for p in pack]
+    for path in pack:
+        yield f"pack {path.name}", path.read_bytes()
     for path in sorted(cloud.tmp_path.glob("*.yaml")):
         yield f"config {path.name}", path.read_bytes()
+
+
+SCAN_RUNBOOK = """\
+runbook: scan
+phases:
+  - name: preflight
+    steps:
+      - {name: preflight, kind: check}
+      - {name: approve, kind: approve, prompt: "go?"}
+"""
+
+
+def evidence_pack(cloud: CloudSetup, config: Path) -> list[subprocess.CompletedProcess[bytes]]:
+    """Rehearse a small runbook, then pack its evidence (the manifest lists the copies)."""
+    book = cloud.tmp_path / "scan-runbook.yaml"
+    book.write_text(SCAN_RUNBOOK)
+    key = cloud.tmp_path / "evidence_ed25519"
+    pack = cloud.tmp_path / "evidence" / "pack"
+    return [
+        run("runbook", "rehearse", str(book), "-c", str(config)),
+        run("evidence", "keygen", "--private-key", str(key)),
+        run("evidence", "pack", "-c", str(config), "-o", str(pack), "--key", str(key)),
+    ]
 
 
 def target_objects(cloud: CloudSetup) -> Iterator[tuple[str, bytes]]:
@@ -243,6 +275,7 @@ def test_no_secret_and_no_plaintext_anywhere(cloud: CloudSetup) -> None:
     procs.append(run("verify", "-c", str(config), "--level", "full", "--rows",
                      "--report", str(report)))  # fmt: skip
     procs.append(run("plan", "-c", str(config), "--json"))
+    procs += evidence_pack(cloud, config)
     for proc in procs[1:]:
         assert proc.returncode == 0, (proc.args, proc.stdout.decode(), proc.stderr.decode())
 
@@ -268,7 +301,7 @@ def test_no_secret_and_no_plaintext_anywhere(cloud: CloudSetup) -> None:
     assert hits == []
     # The scan saw what it should: journal rows and logs name the objects, the faulty run's
     # errors were logged, the report lists the objects.
-    assert all(b"hdh/dcir/big.csv" in seen[kind] for kind in ("journal", "log", "report"))
+    assert all(b"hdh/dcir/big.csv" in seen[kind] for kind in ("journal", "log", "report", "pack"))
     assert b"part.failed" in seen["log"]
     assert sorted(found_in_plain) == sorted(k for k in objects if k.startswith("open/"))
     assert sorted(cloud.target_keys("hdh/")) == sorted(
