@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,10 +30,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import structlog
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from bascule.errors import JournalError
+from bascule.migration.lock import WriterLock
 from bascule.migration.plan import JournalObject
+
+log = structlog.get_logger("bascule.journal")
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -306,6 +312,11 @@ class KeyWrapper:
             ) from None
 
 
+def _command_line() -> str:
+    """What this process was started as (no secret ever travels on bascule's command line)."""
+    return shlex.join(["bascule", *sys.argv[1:]])[:200]
+
+
 def key_path_for(journal_path: Path) -> Path:
     return journal_path.with_name(journal_path.name + ".key")
 
@@ -313,10 +324,28 @@ def key_path_for(journal_path: Path) -> Path:
 class Journal:
     """One SQLite connection, used from the coordinator thread only."""
 
-    def __init__(self, path: Path, config_fingerprint: str, *, create: bool = True) -> None:
+    def __init__(
+        self, path: Path, config_fingerprint: str, *, create: bool = True, command: str = ""
+    ) -> None:
+        """Open (`create`: create if missing, as the one writer) the journal at `path`.
+
+        A writer (`create=True`) first takes the journal's writer lock (`lock.WriterLock`)
+        and holds it until `close`; JournalLocked (exit 2) names the current holder. A
+        reader takes no lock. `command` names the writer in the lock (default: argv)."""
         self.path = path
-        self._db = self._open(path, create)
-        self._check_identity(config_fingerprint, create)
+        self._lock = WriterLock(path, command or _command_line()).acquire() if create else None
+        try:
+            self._db = self._open(path, create)
+            self._check_identity(config_fingerprint, create)
+            if self._lock is not None and self._lock.took_over is not None:
+                dead = self._lock.took_over
+                self.event(None, "lock-taken-over", host=dead.host, pid=dead.pid,
+                           command=dead.command, since=dead.since)  # fmt: skip
+                log.warning("journal.lock.taken_over", previous=dead.describe())
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
 
     def _open(self, path: Path, create: bool) -> sqlite3.Connection:
         if not path.exists() and not create:
@@ -361,6 +390,9 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
