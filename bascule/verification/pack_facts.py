@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bascule.errors import UsageError
-from bascule.migration.journal import Facts, Journal
+from bascule.migration.journal import Facts, Journal, RunRow, StepRow, VerificationRow
 
 RUNBOOK_COMMANDS = ("execute", "rehearse", "rollback")
 
@@ -89,11 +89,11 @@ class ObjectFact:
     cipher_sha256: str | None
 
 
-def _run_fact(row: Mapping[str, Any]) -> RunFact:
-    detail = row.get("detail") or {}
+def _run_fact(row: RunRow) -> RunFact:
+    detail = row.detail
     return RunFact(
-        int(row["id"]), str(row["command"]), str(row["status"]), iso(row["started"]),
-        iso(row["ended"]), str(detail.get("runbook", "")), str(detail.get("runbook_sha256", "")),
+        row.id, row.command, row.status, iso(row.started),
+        iso(row.ended), row.runbook, row.runbook_sha256 or "",
         str(detail.get("runbook_path", "")), tuple(detail.get("datasets", ())),
         str(detail.get("by", "")), detail.get("forced"),
     )  # fmt: skip
@@ -102,9 +102,9 @@ def _run_fact(row: Mapping[str, Any]) -> RunFact:
 def pick_run(journal: Journal, run_id: int | None) -> RunFact:
     """Run `run_id`, or the last execute/rehearse run. UsageError when there is none, or when
     the run is not a runbook run."""
-    runs = {int(r["id"]): r for r in journal.runs()}
+    runs = {r.id: r for r in journal.runs()}
     if run_id is None:
-        last = [r for r in runs.values() if r["command"] in ("execute", "rehearse")]
+        last = [r for r in runs.values() if r.command in ("execute", "rehearse")]
         if not last:
             raise UsageError(
                 f"{journal.path}: no execute or rehearse run in the journal; run "
@@ -113,9 +113,9 @@ def pick_run(journal: Journal, run_id: int | None) -> RunFact:
         return _run_fact(last[-1])
     if run_id not in runs:
         raise UsageError(f"--run {run_id}: no such run in {journal.path}; see `bascule status`")
-    if runs[run_id]["command"] not in RUNBOOK_COMMANDS:
+    if runs[run_id].command not in RUNBOOK_COMMANDS:
         raise UsageError(
-            f"--run {run_id}: a {runs[run_id]['command']} run, not a runbook run; pass the id "
+            f"--run {run_id}: a {runs[run_id].command} run, not a runbook run; pass the id "
             "of an execute, rehearse or rollback run"
         )
     return _run_fact(runs[run_id])
@@ -127,11 +127,10 @@ def rehearsals_of(journal: Journal, runbook_sha256: str) -> list[RunFact]:
     return [r for r in runs if r.runbook_sha256 == runbook_sha256]
 
 
-def _step_fact(r: Mapping[str, Any]) -> StepFact:
+def _step_fact(r: StepRow) -> StepFact:
     return StepFact(
-        str(r["phase"]), str(r["step"]), str(r["kind"]), str(r["mode"]), iso(r["started"]),
-        iso(r["ended"]), str(r["outcome"]), dict(r["detail"]),
-    )  # fmt: skip
+        r.phase, r.step, r.kind, r.mode, iso(r.started), iso(r.ended), r.outcome, dict(r.detail)
+    )
 
 
 def steps_of(journal: Journal, run_id: int) -> list[StepFact]:
@@ -144,20 +143,18 @@ def _latest_verifications(journal: Journal) -> dict[tuple[str, str], Verificatio
     facts = Facts(journal)
     out: dict[tuple[str, str], VerificationFact] = {}
     for run in journal.runs("verify"):
-        for row in facts.verifications(int(run["id"])):
-            if not row["target_key"]:
+        for row in facts.verifications(run.id):
+            if not row.target_key:
                 continue
-            key = (str(row["dataset"]), str(row["target_key"]))
+            key = (row.dataset, row.target_key)
             out[key] = _verification(row, out.get(key))
     return out
 
 
-def _verification(row: Mapping[str, Any], before: VerificationFact | None) -> VerificationFact:
-    detail = row["detail"]
+def _verification(row: VerificationRow, before: VerificationFact | None) -> VerificationFact:
+    detail = row.detail
     kinds = tuple(str(f.get("kind")) for f in detail.get("findings", ()))
-    fact = VerificationFact(
-        str(row["verdict"]), str(row["level"]), iso(row["ts"]), int(row["run_id"]), kinds
-    )
+    fact = VerificationFact(row.verdict, row.level, iso(row.ts), row.run_id, kinds)
     if detail.get("rows_checked"):
         return VerificationFact(
             fact.verdict, fact.level, fact.time, fact.run_id, kinds, detail.get("row_format"),
