@@ -10,11 +10,11 @@ the 16-byte payload nonce, so part k (k >= 2) starts at header_len + 16 + first_
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from bascule.connectors.base import Capabilities, ObjectInfo
+from bascule.connectors.base import Capabilities, ObjectInfo, object_key_problem
 
 CHUNK = 64 * 1024  # age STREAM plaintext chunk
 CHUNK_ON_DISK = CHUNK + 16  # with its Poly1305 tag
@@ -24,6 +24,8 @@ X25519_STANZA = len(b"-> X25519 ") + 43 + 1 + 43 + 1  # share line + wrapped key
 MAC_LINE = len(b"--- ") + 43 + 1
 
 Action = Literal["new", "changed", "missing-on-target", "resume"]
+# What the target says of a key it cannot store ("what; what to do"), None when it can.
+KeyCheck = Callable[[str], str | None]
 
 
 def age_header_length(recipients: int) -> int:
@@ -128,6 +130,7 @@ class Blocked:
     dataset: str
     source_key: str
     reason: str
+    target_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class DatasetPlan:
     unchanged_bytes: int = 0
     extra: tuple[str, ...] = ()  # target keys no source object maps to
     blocked: tuple[Blocked, ...] = ()
+    skipped: tuple[str, ...] = ()  # source folders the source's listing leaves out (reserved)
 
     @property
     def bytes_to_copy(self) -> int:
@@ -171,7 +175,12 @@ class MigrationPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "datasets": [asdict(d) for d in self.datasets],
-            "totals": {"objects": self.objects, "bytes": self.bytes_to_copy, "parts": self.parts},
+            "totals": {
+                "objects": self.objects,
+                "bytes": self.bytes_to_copy,
+                "parts": self.parts,
+                "blocked": len(self.blocked),
+            },
         }
 
     @classmethod
@@ -190,6 +199,7 @@ def _dataset_from_dict(d: Mapping[str, Any]) -> DatasetPlan:
         unchanged_bytes=d["unchanged_bytes"],
         extra=tuple(d["extra"]),
         blocked=tuple(Blocked(**b) for b in d["blocked"]),
+        skipped=tuple(d.get("skipped", ())),
     )
 
 
@@ -226,12 +236,12 @@ def _decide(
     return None
 
 
-def _blocked_reason(spec: DatasetSpec, obj: ObjectInfo, key: str, caps: Capabilities) -> str | None:
-    if len(key.encode()) > caps.max_key_bytes:
-        return (
-            f"target key is {len(key.encode())} bytes, above the target's {caps.max_key_bytes}; "
-            "shorten the target prefix or rename the source object"
-        )
+def _blocked_reason(
+    spec: DatasetSpec, obj: ObjectInfo, key: str, caps: Capabilities, key_problem: KeyCheck
+) -> str | None:
+    problem = object_key_problem(key, caps.max_key_bytes) or key_problem(key)
+    if problem is not None:
+        return problem
     if obj.size > caps.max_object_size:
         return f"{obj.size} bytes exceed the target's {caps.max_object_size}-byte object limit"
     try:
@@ -247,9 +257,11 @@ def plan_dataset(
     target: Iterable[ObjectInfo],
     journal: Mapping[str, JournalObject],
     caps: Capabilities,
+    key_problem: KeyCheck = lambda key: None,
 ) -> DatasetPlan:
     """Decide what to copy for one dataset. `target` lists the target prefix; `journal` is
-    keyed by target key."""
+    keyed by target key; `key_problem` is the target's verdict on each target key (see
+    `Connector.key_problem`): a key it rejects is blocked, with its reason."""
     target_by_key = {o.key: o for o in target}
     header_len = age_header_length(spec.recipients) if spec.encrypt else 0
     objects: list[ObjectPlan] = []
@@ -260,9 +272,9 @@ def plan_dataset(
     for obj in source:
         key = target_key_for(obj.key, spec.source_prefix, spec.target_prefix)
         mapped.add(key)
-        reason = _blocked_reason(spec, obj, key, caps)
+        reason = _blocked_reason(spec, obj, key, caps, key_problem)
         if reason:
-            blocked.append(Blocked(spec.name, obj.key, reason))
+            blocked.append(Blocked(spec.name, obj.key, reason, key))
             continue
         action = _decide(obj, key, target_by_key, journal.get(key))
         if action is None:
