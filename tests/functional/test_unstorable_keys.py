@@ -1,5 +1,6 @@
 """Keys the target cannot store are found by `plan`, and `migrate` refuses to start while any
-is planned: local folders on both sides, through the service and the real CLI."""
+is planned; a source swapped for a link after planning is not copied. Local folders on both
+sides, through the service and the real CLI."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bascule.config import Config, load_config
-from bascule.errors import ExitCode, PlanError
+from bascule.errors import ExitCode, ObjectNotFound, PlanError
 from bascule.migration import service
+from bascule.migration.coordinator import ThreadRunner
+from bascule.migration.tasks import PartResult, PartTask
 
 BASCULE = [sys.executable, "-m", "bascule.cli.app"]
 NOT_UTF8 = os.fsdecode(b"caf\xe9.csv")  # a Latin-1 file name: no target or journal holds it
@@ -111,3 +115,32 @@ def test_a_local_source_reserved_folder_is_reported_not_silently_skipped(
     outcome = service.migrate(cfg)
     assert outcome.stats.objects_committed == 1
     assert outcome.plan.datasets[0].skipped == (".bascule-meta/", ".bascule-uploads/")
+
+
+class SwapThenRun(ThreadRunner):
+    """Before the first part runs, the planned source file becomes a link to a secret."""
+
+    def __init__(self, source: Path, secret: Path) -> None:
+        super().__init__(1)
+        self.swap = (source, secret)
+
+    def submit(self, task: PartTask, attempts_left: int) -> Future[tuple[PartResult, int]]:
+        source, secret = self.swap
+        if not source.is_symlink():
+            source.unlink()
+            source.symlink_to(secret)
+        return super().submit(task, attempts_left)
+
+
+def test_a_source_swapped_for_a_link_after_planning_is_not_copied(
+    tmp_path: Path, identity_file: tuple[Path, str]
+) -> None:
+    _seed(tmp_path, "in/a.csv")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"SECRET outside the source")
+    cfg = load_config(_config(tmp_path, identity_file[1], "in/", "out/"))
+    runner = SwapThenRun(tmp_path / "src" / "c" / "in" / "a.csv", secret)
+    with pytest.raises(ObjectNotFound, match="symbolic link"):
+        service.migrate(cfg, runner=runner)
+    copied = [p.read_bytes() for p in (tmp_path / "dst").rglob("*") if p.is_file()]
+    assert not any(b"SECRET" in data for data in copied)
