@@ -26,6 +26,7 @@ from rich.table import Table
 from bascule.cli.common import console, echo, handle_errors, setup_logging
 from bascule.cli.tables import dataset_table
 from bascule.config import Config, load_config
+from bascule.connectors.base import display_key
 from bascule.errors import ConnectorError
 from bascule.migration import service
 from bascule.migration.plan import MigrationPlan
@@ -91,10 +92,26 @@ def print_plan(cfg: Config, plan: MigrationPlan) -> None:
     elif plan.bytes_to_copy:
         console.print("estimated duration: unknown until a first migration has run")
     for b in plan.blocked:
-        console.print(f"blocked: {b.dataset}:{b.source_key}: {b.reason}")
+        console.print(
+            f"blocked: {b.dataset}:{display_key(b.source_key)} -> {display_key(b.target_key)}: "
+            f"{b.reason}",
+            markup=False,
+        )
+    print_skipped(plan)
     for d in plan.datasets:
         for key in d.extra[:10]:
-            console.print(f"extra on target ({d.dataset}): {key}")
+            console.print(f"extra on target ({d.dataset}): {display_key(key)}", markup=False)
+
+
+def print_skipped(plan: MigrationPlan) -> None:
+    """The source folders left out on purpose (a connector's reserved folders), by name."""
+    for d in plan.datasets:
+        for folder in d.skipped:
+            console.print(
+                f"skipped (reserved by bascule): {d.dataset}:{display_key(folder)}; "
+                "move its files elsewhere to copy them",
+                markup=False,
+            )
 
 
 def plan_command(
@@ -219,6 +236,7 @@ def _summary(outcome: service.MigrateOutcome) -> None:
     stats = outcome.stats
     plan = outcome.plan
     unchanged = sum(len(d.unchanged) for d in plan.datasets)
+    print_skipped(plan)
     if not plan.objects:
         console.print(f"nothing to copy: {unchanged} objects already copied and unchanged")
         return

@@ -53,6 +53,7 @@ from bascule.connectors.base import (
     ObjectInfo,
     PartReceipt,
     PendingUpload,
+    object_key_problem,
 )
 from bascule.errors import (
     AccessDenied,
@@ -66,6 +67,9 @@ from bascule.errors import (
 )
 
 DEFAULT_LIST_PAGE_SIZE = 5000  # the service's maximum per List Blobs call
+# Blob names: "Naming and Referencing Containers, Blobs, and Metadata" (Azure REST docs).
+MAX_BLOB_NAME_CHARS = 1024
+MAX_BLOB_SEGMENTS = 254
 TOKEN_PREFIX = "az1."
 _TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -267,6 +271,7 @@ class AzureBlobConnector:
             max_part_size=4000 * MiB,
             max_parts=50_000,
             max_object_size=190 * 1024 * GiB,
+            max_key_bytes=4 * MAX_BLOB_NAME_CHARS,  # the limit is in characters: key_problem
         )
 
     def _do(self, key: str, call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -376,6 +381,26 @@ class AzureBlobConnector:
     def should_retry(self, exc: BaseException) -> bool:
         """ServerBusy/503, 429, InternalError/500 and network errors; never other 4xx."""
         return _map_error(exc, self.url).retryable
+
+    def key_problem(self, key: str) -> str | None:
+        """Azure's blob-name rules: 1 to 1,024 characters, no control character, at most
+        254 path segments, and no trailing "." or "/" (the service drops them, so the blob
+        would get another name); plus `object_key_problem`'s shared rules."""
+        problem = object_key_problem(key, self.capabilities.max_key_bytes)
+        if problem is not None:
+            return problem
+        if len(key) > MAX_BLOB_NAME_CHARS:
+            return (
+                f"the name is {len(key)} characters, above Azure's {MAX_BLOB_NAME_CHARS}; "
+                "shorten the prefix or rename the object"
+            )
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in key):
+            return "the name holds a control character, which Azure refuses; rename it"
+        if key.count("/") + 1 > MAX_BLOB_SEGMENTS:
+            return f"the name has more than {MAX_BLOB_SEGMENTS} path segments; rename it"
+        if key.endswith((".", "/")):
+            return "the name ends with '.' or '/', which Azure drops; rename it"
+        return None
 
     # --- PartWriterOpener ----------------------------------------------------------------
 

@@ -8,6 +8,12 @@ it. Optional capabilities are separate `runtime_checkable` Protocols, checked wi
   staged blocks). The backend's own handle (upload id, block ids) never leaves the
   connector: callers see an opaque `resume_token` they may store and hand back.
 
+Keys: `Connector.key_problem` says, before anything is written, whether the backend can store
+a key as it is; `plan` asks it for every target key. The rules every backend shares, and the
+path rules of backends whose keys become file paths, are the helpers below
+(`object_key_problem`, `path_key_problem`); connectors whose keys become paths also refuse,
+on every call, a key these rules reject (`refuse_key`).
+
 Errors: every method raises only `bascule.errors.ConnectorError` subclasses; SDK exceptions
 are mapped at the connector boundary, in a single function per connector.
 """
@@ -19,9 +25,78 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from bascule.errors import UnsupportedOperation
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
+# Bytes in one file name on the usual Linux filesystems (NAME_MAX).
+NAME_MAX_BYTES = 255
+
+
+def display_key(key: str) -> str:
+    """`key` as it can be printed: a file name that was not UTF-8 (decoded with
+    surrogateescape) shows its raw bytes as ``\\xNN`` instead of breaking the output."""
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def object_key_problem(key: str, max_bytes: int = 1024) -> str | None:
+    """What no target of bascule can store (None when `key` is fine), as "what; what to do".
+
+    Every key must be non-empty UTF-8 (the journal and every provider hold UTF-8), hold no
+    NUL, and have no "." or ".." segment (HTTP clients, rclone and file systems resolve them
+    away, so the object would land under another name, or outside its folder). `max_bytes` is
+    the backend's limit on the key's UTF-8 length."""
+    if not key:
+        return "the key is empty; rename the object"
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8 (another encoding?); rename it in UTF-8"
+    if "\x00" in key:
+        return "the key holds a NUL character; rename it"
+    if any(segment in (".", "..") for segment in key.split("/")):
+        return "a '.' or '..' path segment would be resolved away; rename it"
+    if size > max_bytes:
+        return (
+            f"the key is {size} bytes, above the target's {max_bytes}; "
+            "shorten the target prefix or rename the source object"
+        )
+    return None
+
+
+def path_key_problem(
+    key: str,
+    *,
+    reserved: Sequence[str] = (),
+    max_bytes: int = 1024,
+    max_segment_bytes: int = NAME_MAX_BYTES,
+) -> str | None:
+    """`object_key_problem`, plus the rules of keys that become file paths: no empty segment
+    (a leading, doubled or trailing "/"), each segment at most `max_segment_bytes` in UTF-8,
+    and a first segment that is not one of the backend's `reserved` folders."""
+    problem = object_key_problem(key, max_bytes)
+    if problem is not None:
+        return problem
+    segments = key.split("/")
+    if "" in segments:
+        return "an empty path segment (a leading, doubled or trailing '/'); rename it"
+    longest = max(len(segment.encode("utf-8")) for segment in segments)
+    if longest > max_segment_bytes:
+        return (
+            f"a path segment is {longest} bytes, above the file system's {max_segment_bytes}; "
+            "rename it"
+        )
+    if segments[0] in reserved:
+        return f"'{segments[0]}' is a folder bascule reserves on this target; rename it"
+    return None
+
+
+def refuse_key(url: str, key: str, problem: str) -> UnsupportedOperation:
+    """The error for a call on a key its connector cannot store (permanent: never retried)."""
+    return UnsupportedOperation(
+        f"{url}/{display_key(key)} cannot be stored: {problem}", connector=url, key=key
+    )
 
 
 @dataclass(frozen=True)
@@ -133,6 +208,22 @@ class Connector(Protocol):
 
     def should_retry(self, exc: BaseException) -> bool:
         """Whether `exc` is worth retrying (throttling, 5xx, resets); never for 4xx."""
+        ...
+
+    def key_problem(self, key: str) -> str | None:
+        """Why this backend cannot store `key` as it is ("what; what to do"), or None.
+
+        Asked by `plan` for every target key, so that nothing is written for a dataset holding
+        a key the target would refuse, rename or resolve elsewhere. Makes no request."""
+        ...
+
+
+@runtime_checkable
+class SkipReporter(Protocol):
+    """A connector whose `list` leaves out folders on purpose (its own reserved folders)."""
+
+    def skipped(self, prefix: str = "") -> list[str]:
+        """The folders under `prefix` that `list` does not walk, each ending in "/"."""
         ...
 
 

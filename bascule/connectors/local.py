@@ -8,8 +8,18 @@ Layout under `root` (the "container"):
 - unfinished part uploads live in ``root/.bascule-uploads/<token>/`` (one file per part);
   commit concatenates them and renames the result into place atomically.
 
-Both hidden folders are never listed, and keys inside them are refused. The etag is derived
-from the file's inode, size and modification time: an atomic replace always changes it.
+Both hidden folders are never listed (`skipped` names those present, so that a plan reports
+them), and keys inside them are refused. The etag is derived from the file's inode, size and
+modification time: an atomic replace always changes it.
+
+Symbolic links are never followed below the root (the root itself may be one): every folder
+on the way to a key is opened from its parent's descriptor with ``O_NOFOLLOW`` (openat-style),
+and files are opened with ``O_NOFOLLOW`` too. So a link is not an object: `list` neither shows
+nor descends into one; `stat` and `open_read` answer ObjectNotFound for a key that is (or goes
+through) a link, so a file swapped for a link after planning is never read; `put` and
+multipart commits refuse a link on the way (UnsupportedOperation) and replace a link at the
+key itself (never writing to what it points to); `delete` leaves links alone. The same holds
+for the staging and sidecar folders.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -30,11 +41,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from bascule.connectors.base import (
+    NAME_MAX_BYTES,
     ByteRange,
     Capabilities,
     ObjectInfo,
     PartReceipt,
     PendingUpload,
+    display_key,
+    path_key_problem,
+    refuse_key,
 )
 from bascule.errors import (
     AccessDenied,
@@ -49,6 +64,10 @@ from bascule.errors import (
 META_DIR = ".bascule-meta"
 UPLOADS_DIR = ".bascule-uploads"
 RESERVED = (META_DIR, UPLOADS_DIR)
+META_SUFFIX = ".json"
+MANIFEST = "upload.json"
+# Every folder below the root is opened with these: a link is never followed.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_BUFFER_BYTES = 1024 * 1024
 # Errors a second attempt may cure (a busy or interrupted filesystem); the rest are permanent.
 TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT})
@@ -74,6 +93,30 @@ def _etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
 
 
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _create(dir_fd: int, name: str, *, exclusive: bool = True) -> BinaryIO:
+    """A new file `name` in `dir_fd`, opened for writing; never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_EXCL if exclusive else os.O_TRUNC
+    return os.fdopen(os.open(name, flags, 0o666, dir_fd=dir_fd), "wb")
+
+
+def _open_file(dir_fd: int, name: str) -> BinaryIO:
+    """`name` in `dir_fd` for reading; ELOOP if it is a link (never followed)."""
+    return os.fdopen(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd), "rb")
+
+
+def _unlink_quietly(dir_fd: int, name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
 class LocalConnector:
     """Objects as files under `root`, which must exist (else ContainerNotFound)."""
 
@@ -89,6 +132,23 @@ class LocalConnector:
     def capabilities(self) -> Capabilities:
         return Capabilities(resumable_parts=True, if_match_read=True)
 
+    def key_problem(self, key: str) -> str | None:
+        """Path rules (see `path_key_problem`); a segment leaves room for the sidecar's
+        ".json" suffix, and the first may not be one of the reserved folders."""
+        return path_key_problem(
+            key, reserved=RESERVED, max_segment_bytes=NAME_MAX_BYTES - len(META_SUFFIX)
+        )
+
+    def skipped(self, prefix: str = "") -> builtins.list[str]:
+        """The reserved folders present at the root that `prefix` covers (never listed)."""
+        self._check_root()
+        found = []
+        for name in sorted(RESERVED):
+            covered = (name + "/").startswith(prefix) or prefix.startswith(name + "/")
+            if covered and os.path.lexists(self._root / name):
+                found.append(name + "/")
+        return found
+
     def _check_root(self) -> None:
         if not self._root.is_dir():
             raise ContainerNotFound(
@@ -96,27 +156,87 @@ class LocalConnector:
                 connector=self.url,
             )
 
-    def _path(self, key: str) -> Path:
-        """The file for `key`; UnsupportedOperation for keys a filesystem cannot hold."""
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") for p in parts) or parts[0] in RESERVED:
-            raise UnsupportedOperation(
-                f"key {key!r} cannot be stored as a file under {self.url} (empty, '.', '..' "
-                f"or reserved segment); rename it",
+    def _parts(self, key: str) -> builtins.list[str]:
+        """The path segments of `key`; UnsupportedOperation for keys a folder cannot hold."""
+        problem = self.key_problem(key)
+        if problem is not None:
+            raise refuse_key(self.url, key, problem)
+        self._check_root()
+        return key.split("/")
+
+    def _link_error(self, key: str, name: str, *, reading: bool) -> ConnectorError:
+        where = f"{self.url}/{display_key(key)}"
+        if reading:  # a link is not an object: what was planned is gone
+            return ObjectNotFound(
+                f"{where}: '{name}' is a symbolic link, which bascule never follows; "
+                "replace it with the file itself",
                 connector=self.url,
                 key=key,
             )
-        self._check_root()
-        return self._root.joinpath(*parts)
+        return UnsupportedOperation(
+            f"{where}: '{name}' is a symbolic link, which bascule never writes through; "
+            "replace it with a real folder",
+            connector=self.url,
+            key=key,
+        )
 
-    def _meta_path(self, key: str) -> Path:
-        return self._root / META_DIR / (key + ".json")
+    @contextlib.contextmanager
+    def _dir(
+        self, parts: Sequence[str], key: str, *, create: bool = False, reading: bool = False
+    ) -> Iterator[int]:
+        """A descriptor on root/parts, each folder opened from its parent without following a
+        link (a link anywhere on the way is refused); `create` makes missing folders.
+        OSError (FileNotFoundError when a folder is missing) is the caller's to map."""
+        fd = os.open(self._root, DIR_FLAGS & ~os.O_NOFOLLOW)
+        try:
+            for name in parts:
+                fd = self._step(fd, name, key, create=create, reading=reading)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _step(self, fd: int, name: str, key: str, *, create: bool, reading: bool) -> int:
+        """Open folder `name` under `fd` and close `fd` (it stays open on failure)."""
+        try:
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, dir_fd=fd)
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, name):
+                raise self._link_error(key, name, reading=reading) from None
+            raise
+        os.close(fd)
+        return child
+
+    def _lstat(self, dir_fd: int, name: str, key: str) -> os.stat_result:
+        """The file `name` itself; ObjectNotFound for a link or a folder."""
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise self._link_error(key, name, reading=True)
+        if not stat.S_ISREG(st.st_mode):
+            where = f"{self.url}/{display_key(key)}"
+            raise ObjectNotFound(f"{where} is not a file", connector=self.url, key=key)
+        return st
+
+    def _sidecar(self, key: str) -> dict[str, object]:
+        parts = key.split("/")
+        try:
+            with (
+                self._dir([META_DIR, *parts[:-1]], key, reading=True) as fd,
+                _open_file(fd, parts[-1] + META_SUFFIX) as fh,
+            ):
+                loaded = json.loads(fh.read().decode("utf-8"))
+        except (OSError, ValueError, ConnectorError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
 
     def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
         etag = _etag(st)
-        sidecar: dict[str, object] = {}
-        with contextlib.suppress(OSError, ValueError):
-            sidecar = json.loads(self._meta_path(key).read_text("utf-8"))
+        sidecar = self._sidecar(key)
         if sidecar.get("etag") != etag:  # the file changed behind our back: ignore it
             sidecar = {}
         md5 = sidecar.get("content-md5")
@@ -131,20 +251,29 @@ class LocalConnector:
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Regular files only: links (to files or folders) are neither listed nor followed,
+        and the reserved folders at the root are left out (see `skipped`)."""
         self._check_root()
         return self._walk(prefix)
 
     def _walk(self, prefix: str) -> Iterator[ObjectInfo]:
         # Start at the deepest directory the prefix names, then filter by string prefix.
         base = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
-        yield from self._walk_dir(self._root / base if base else self._root, base, prefix)
-
-    def _walk_dir(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+        parts = base.split("/")[:-1]
+        if any(p in ("", ".", "..") for p in parts):
+            return  # no storable key lies under such a prefix
         try:
-            with os.scandir(directory) as it:
-                entries = [(e.name, e.is_dir(follow_symlinks=False), e) for e in it]
-        except FileNotFoundError:
+            with self._dir(parts, prefix, reading=True) as fd:
+                yield from self._walk_dir(fd, base, prefix)
+        except (FileNotFoundError, NotADirectoryError, ObjectNotFound):
             return
+        except OSError as exc:
+            raise _map_error(exc, self.url, base) from exc
+
+    def _walk_dir(self, fd: int, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            with os.scandir(fd) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False), e) for e in it]
         except OSError as exc:
             raise _map_error(exc, self.url, rel) from exc
         # Key order: a directory "a" sorts as "a/", so "a-b" comes before "a/b".
@@ -155,31 +284,51 @@ class LocalConnector:
                 continue
             if is_dir:
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
-                    yield from self._walk_dir(Path(entry.path), key + "/", prefix)
+                    yield from self._walk_child(fd, name, key + "/", prefix)
             elif key.startswith(prefix) and entry.is_file(follow_symlinks=False):
                 yield self._info(key, entry.stat(follow_symlinks=False))
 
-    def stat(self, key: str) -> ObjectInfo:
-        path = self._path(key)
+    def _walk_child(self, fd: int, name: str, rel: str, prefix: str) -> Iterator[ObjectInfo]:
         try:
-            st = path.stat()
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            return  # removed since the folder was read
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return  # swapped for a link or a file since the folder was read
+            raise _map_error(exc, self.url, rel) from exc
+        try:
+            yield from self._walk_dir(child, rel, prefix)
+        finally:
+            os.close(child)
+
+    def stat(self, key: str) -> ObjectInfo:
+        parts = self._parts(key)
+        try:
+            with self._dir(parts[:-1], key, reading=True) as fd:
+                return self._info(key, self._lstat(fd, parts[-1], key))
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
-        if not path.is_file():
-            raise ObjectNotFound(f"{self.url}/{key} is a directory", connector=self.url, key=key)
-        return self._info(key, st)
 
     def open_read(
         self, key: str, byte_range: ByteRange | None = None, if_match: str | None = None
     ) -> BinaryIO:
-        """Race-free If-Match: the etag is taken from the opened file descriptor."""
-        path = self._path(key)
+        """Race-free If-Match: the etag is taken from the opened file descriptor, and the
+        file is opened without following a link (a file swapped for one is not read)."""
+        parts = self._parts(key)
         try:
-            handle = path.open("rb")
+            with self._dir(parts[:-1], key, reading=True) as fd:
+                handle = _open_file(fd, parts[-1])
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._link_error(key, parts[-1], reading=True) from None
             raise _map_error(exc, self.url, key) from exc
         try:
-            etag = _etag(os.fstat(handle.fileno()))
+            st = os.fstat(handle.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                where = f"{self.url}/{display_key(key)}"
+                raise ObjectNotFound(f"{where} is not a file", connector=self.url, key=key)
+            etag = _etag(st)
             if if_match is not None and if_match != etag:
                 raise PreconditionFailed(
                     f"{self.url}/{key} changed: etag {etag}, expected {if_match}; "
@@ -204,54 +353,71 @@ class LocalConnector:
     def put(
         self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
     ) -> ObjectInfo:
-        """Write `size` bytes from `data` to a temporary file, then rename it into place."""
-        path = self._path(key)
+        """Write `size` bytes from `data` to a staging file, then rename it into place. The
+        staging file is removed whatever fails."""
+        parts = self._parts(key)
+        tmp = f"put-{uuid.uuid4().hex}"
         try:
-            staging = self._root / UPLOADS_DIR
-            staging.mkdir(exist_ok=True)
-            tmp = staging / f"put-{uuid.uuid4().hex}"
-            md5 = _copy_into(tmp, [data], limit=size)
-            return self._publish(key, path, tmp, md5, metadata or {})
+            with self._dir([UPLOADS_DIR], key, create=True) as staging:
+                try:
+                    md5 = _copy_into(staging, tmp, [data], limit=size)
+                    return self._publish(key, parts, staging, tmp, md5, metadata or {})
+                finally:
+                    _unlink_quietly(staging, tmp)
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
 
     def _publish(
-        self, key: str, path: Path, tmp: Path, md5: bytes, metadata: Mapping[str, str]
+        self,
+        key: str,
+        parts: Sequence[str],
+        src_fd: int,
+        src: str,
+        md5: bytes,
+        metadata: Mapping[str, str],
     ) -> ObjectInfo:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, path)
-        st = path.stat()
-        meta_path = self._meta_path(key)
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        sidecar = {
-            "etag": _etag(st),
-            "content-md5": base64.b64encode(md5).decode(),
-            "metadata": {k.lower(): v for k, v in metadata.items()},
-        }
-        meta_path.write_text(json.dumps(sidecar), "utf-8")
+        """Rename staged file `src` (in `src_fd`) into place and write its sidecar; every
+        folder on the way is opened without following links (a link there is refused)."""
+        with (
+            self._dir([META_DIR, *parts[:-1]], key, create=True) as meta_fd,
+            self._dir(parts[:-1], key, create=True) as fd,
+        ):
+            os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=fd)
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+            sidecar = {
+                "etag": _etag(st),
+                "content-md5": base64.b64encode(md5).decode(),
+                "metadata": {k.lower(): v for k, v in metadata.items()},
+            }
+            with _create(meta_fd, parts[-1] + META_SUFFIX, exclusive=False) as fh:
+                fh.write(json.dumps(sidecar).encode("utf-8"))
         return self._info(key, st)
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
-        for target in (path, self._meta_path(key)):
+        """Remove the file `key` and its sidecar. A link, at the key or on the way to it, is
+        not an object: it is left as it is, and nothing it points to is touched."""
+        parts = self._parts(key)
+        for base in ([], [META_DIR]):
+            name = parts[-1] + (META_SUFFIX if base else "")
             try:
-                target.unlink()
-            except FileNotFoundError:
-                pass
+                with self._dir([*base, *parts[:-1]], key, reading=True) as fd:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        os.unlink(name, dir_fd=fd)
+            except (FileNotFoundError, NotADirectoryError, ObjectNotFound):
+                continue
             except OSError as exc:
                 raise _map_error(exc, self.url, key) from exc
-        self._prune(path.parent, self._root)
-        self._prune(self._meta_path(key).parent, self._root / META_DIR)
+            self._prune(base, parts[:-1], key)
 
-    @staticmethod
-    def _prune(directory: Path, stop: Path) -> None:
-        # Empty folders left by a delete are not objects; remove them up to the root.
-        while directory != stop and stop in directory.parents:
+    def _prune(self, base: Sequence[str], folders: Sequence[str], key: str) -> None:
+        # Empty folders left by a delete are not objects; remove them up to `base`.
+        for depth in range(len(folders), 0, -1):
             try:
-                directory.rmdir()
-            except OSError:
+                with self._dir([*base, *folders[: depth - 1]], key, reading=True) as fd:
+                    os.rmdir(folders[depth - 1], dir_fd=fd)  # never follows a link
+            except (OSError, ConnectorError):
                 return
-            directory = directory.parent
 
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
@@ -260,10 +426,14 @@ class LocalConnector:
 
     # --- PartWriterOpener ----------------------------------------------------------------
 
-    def _upload_dir(self, token: str) -> Path:
+    def _check_token(self, token: str) -> str:
         if not token or not all(c in "0123456789abcdef" for c in token):
             raise ObjectNotFound(f"invalid resume token for {self.url}", connector=self.url)
-        return self._root / UPLOADS_DIR / token
+        return token
+
+    def _upload_dir(self, token: str, key: str) -> contextlib.AbstractContextManager[int]:
+        """The staging folder of upload `token` (FileNotFoundError when it is gone)."""
+        return self._dir([UPLOADS_DIR, self._check_token(token)], key)
 
     def open_writer(
         self,
@@ -274,7 +444,7 @@ class LocalConnector:
         check: bool = True,
     ) -> LocalPartWriter:
         """Start an upload (a staging folder), or reattach by token (ObjectNotFound if gone)."""
-        self._path(key)
+        self._parts(key)
         if resume_token is not None:
             writer = LocalPartWriter(self, key, resume_token)
             if writer.manifest().get("key") != key:
@@ -292,17 +462,25 @@ class LocalConnector:
             "initiated": datetime.now(UTC).isoformat(),
         }
         try:
-            directory = self._upload_dir(token)
-            directory.mkdir(parents=True)
-            (directory / "upload.json").write_text(json.dumps(manifest), "utf-8")
+            with self._dir([UPLOADS_DIR], key, create=True) as staging:
+                os.mkdir(token, dir_fd=staging)
+            with self._upload_dir(token, key) as fd, _create(fd, MANIFEST) as fh:
+                fh.write(json.dumps(manifest).encode("utf-8"))
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
         return LocalPartWriter(self, key, token)
 
     def list_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
         self._check_root()
-        staging = self._root / UPLOADS_DIR
-        tokens = sorted(p.name for p in staging.iterdir() if p.is_dir()) if staging.is_dir() else []
+        try:
+            with self._dir([UPLOADS_DIR], prefix, reading=True) as staging:
+                tokens = sorted(
+                    name
+                    for name in os.listdir(staging)
+                    if stat.S_ISDIR(os.stat(name, dir_fd=staging, follow_symlinks=False).st_mode)
+                )
+        except (FileNotFoundError, NotADirectoryError, ObjectNotFound):
+            tokens = []
         for token in tokens:
             manifest = LocalPartWriter(self, "", token).manifest()
             key = manifest.get("key")
@@ -313,14 +491,23 @@ class LocalConnector:
 
     def abort_upload(self, key: str, resume_token: str) -> None:
         self._check_root()
-        shutil.rmtree(self._upload_dir(resume_token), ignore_errors=True)
+        token = self._check_token(resume_token)
+        with (
+            contextlib.suppress(OSError, ObjectNotFound),
+            self._dir([UPLOADS_DIR], key, reading=True) as staging,
+        ):
+            # rmtree with dir_fd never follows a link (and refuses one at `token`).
+            shutil.rmtree(token, dir_fd=staging)
 
 
-def _copy_into(target: Path, sources: Sequence[BinaryIO], limit: int | None = None) -> bytes:
-    """Copy `sources` (at most `limit` bytes in total) into `target`, fsync it; its MD5."""
+def _copy_into(
+    dir_fd: int, name: str, sources: Sequence[BinaryIO], limit: int | None = None
+) -> bytes:
+    """Copy `sources` (at most `limit` bytes in total) into the new file `name` of `dir_fd`,
+    fsync it; its MD5."""
     md5 = hashlib.md5(usedforsecurity=False)
     remaining = limit
-    with target.open("wb") as out:
+    with _create(dir_fd, name) as out:
         for source in sources:
             while remaining is None or remaining > 0:
                 want = COPY_BUFFER_BYTES if remaining is None else min(remaining, COPY_BUFFER_BYTES)
@@ -342,17 +529,20 @@ class LocalPartWriter:
     def __init__(self, owner: LocalConnector, key: str, token: str) -> None:
         self._owner = owner
         self._key = key
-        self._token = token
-        self._dir = owner._upload_dir(token)
+        self._token = owner._check_token(token)
 
     @property
     def resume_token(self) -> str:
         return self._token
 
+    def _folder(self) -> contextlib.AbstractContextManager[int]:
+        return self._owner._upload_dir(self._token, self._key)
+
     def manifest(self) -> dict[str, object]:
         try:
-            loaded = json.loads((self._dir / "upload.json").read_text("utf-8"))
-        except (OSError, ValueError):
+            with self._folder() as fd, _open_file(fd, MANIFEST) as fh:
+                loaded = json.loads(fh.read().decode("utf-8"))
+        except (OSError, ValueError, ConnectorError):
             return {}
         return loaded if isinstance(loaded, dict) else {}
 
@@ -367,24 +557,33 @@ class LocalPartWriter:
         """Write part `number` atomically (a rewrite replaces it)."""
         if number < 1:
             raise ValueError(f"part numbers start at 1, got {number}")
-        if not self._dir.is_dir():
-            raise self._gone()
-        tmp = self._dir / f"{number}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{number}.{uuid.uuid4().hex}.tmp"
         try:
-            _copy_into(tmp, [io.BytesIO(data)])
-            os.replace(tmp, self._dir / str(number))
-            return PartReceipt(number, len(data), _etag(os.stat(self._dir / str(number))))
+            with self._folder() as fd:
+                try:
+                    _copy_into(fd, tmp, [io.BytesIO(data)])
+                    os.replace(tmp, str(number), src_dir_fd=fd, dst_dir_fd=fd)
+                finally:
+                    _unlink_quietly(fd, tmp)
+                st = os.stat(str(number), dir_fd=fd, follow_symlinks=False)
+                return PartReceipt(number, len(data), _etag(st))
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._gone() from None
         except OSError as exc:
             raise _map_error(exc, self._owner.url, self._key) from exc
 
     def list_parts(self) -> builtins.list[PartReceipt]:
-        if not self._dir.is_dir():
-            raise self._gone()
         receipts = []
-        for path in self._dir.iterdir():
-            if path.name.isdigit():
-                st = path.stat()
-                receipts.append(PartReceipt(int(path.name), st.st_size, _etag(st)))
+        try:
+            with self._folder() as fd:
+                for name in os.listdir(fd):
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if name.isdigit() and stat.S_ISREG(st.st_mode):
+                        receipts.append(PartReceipt(int(name), st.st_size, _etag(st)))
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._gone() from None
+        except OSError as exc:
+            raise _map_error(exc, self._owner.url, self._key) from exc
         return sorted(receipts, key=lambda r: r.number)
 
     def commit(self, parts: Sequence[PartReceipt]) -> ObjectInfo:
@@ -400,23 +599,31 @@ class LocalPartWriter:
                     connector=self._owner.url,
                     key=self._key,
                 )
-        path = self._owner._path(self._key)
+        key_parts = self._owner._parts(self._key)
         metadata = self.manifest().get("metadata")
         try:
-            handles = [(self._dir / str(r.number)).open("rb") for r in parts]
-            try:
-                tmp = self._dir / "object.tmp"
-                md5 = _copy_into(tmp, handles)
-            finally:
-                for handle in handles:
-                    handle.close()
-            info = self._owner._publish(
-                self._key, path, tmp, md5, metadata if isinstance(metadata, dict) else {}
-            )
+            with self._folder() as fd:
+                info = self._assemble(fd, key_parts, parts, metadata)
         except OSError as exc:
             raise _map_error(exc, self._owner.url, self._key) from exc
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self.abort()
         return info
+
+    def _assemble(
+        self, fd: int, key_parts: Sequence[str], parts: Sequence[PartReceipt], metadata: object
+    ) -> ObjectInfo:
+        tmp = f"object.{uuid.uuid4().hex}.tmp"
+        handles = []
+        try:
+            for receipt in parts:
+                handles.append(_open_file(fd, str(receipt.number)))
+            md5 = _copy_into(fd, tmp, handles)
+            meta = metadata if isinstance(metadata, dict) else {}
+            return self._owner._publish(self._key, key_parts, fd, tmp, md5, meta)
+        finally:
+            for handle in handles:
+                handle.close()
+            _unlink_quietly(fd, tmp)
 
     def abort(self) -> None:
         self._owner.abort_upload(self._key, self._token)

@@ -26,6 +26,7 @@ from bascule.connectors.base import (
     ObjectInfo,
     PartReceipt,
     PendingUpload,
+    object_key_problem,
 )
 from bascule.errors import (
     ConnectorError,
@@ -167,6 +168,10 @@ class MemoryConnector:
 
     def should_retry(self, exc: BaseException) -> bool:
         return isinstance(exc, ConnectorError) and exc.retryable
+
+    def key_problem(self, key: str) -> str | None:
+        """S3's rules (the store this one stands in for): see `object_key_problem`."""
+        return object_key_problem(key, self.capabilities.max_key_bytes)
 
     # --- PartWriterOpener ----------------------------------------------------------------
 

@@ -19,6 +19,13 @@ landing between the stat and the read goes unnoticed (a race a server-side If-Ma
 The etag is built from the MD5 the remote reports (when it has one), the modification time
 (server time, `--use-server-modtime`) and the size.
 
+Keys: rclone resolves "." and ".." segments and collapses "/" (even on bucket remotes), so
+the local connector's path rules apply to every remote (`key_problem`), and every call on a
+key they reject is refused before rclone runs: no key reaches outside the remote's root.
+Remotes whose objects are files (every type but the object stores in `OBJECT_STORE_TYPES`)
+also keep each segment within a file name's 255 bytes. A remote given without a path
+(``name:``) is rooted where rclone puts it; keys are appended to it, never as ``name:/key``.
+
 Who retries what: rclone's own retries are off (``--retries 1 --low-level-retries 1``); the
 decision is `should_retry`'s and the timing `bascule.migration.retry`'s.
 """
@@ -40,7 +47,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
-from bascule.connectors.base import ByteRange, Capabilities, ObjectInfo
+from bascule.connectors.base import (
+    ByteRange,
+    Capabilities,
+    ObjectInfo,
+    path_key_problem,
+    refuse_key,
+)
 from bascule.errors import (
     AccessDenied,
     ConfigError,
@@ -71,6 +84,10 @@ COMMON_FLAGS = (
     "--timeout", "60s",
 )  # fmt: skip
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# Remote types whose object names are not file names (no 255-byte segment limit).
+OBJECT_STORE_TYPES = frozenset(
+    {"s3", "azureblob", "gcs", "google cloud storage", "swift", "b2", "oos", "qingstor"}
+)
 # rclone exit codes: https://rclone.org/docs/#exit-code
 EXIT_DIR_NOT_FOUND = 3
 EXIT_FILE_NOT_FOUND = 4
@@ -202,7 +219,10 @@ class RcloneConnector:
             raise ConfigError(f"rclone remote {remote!r} must look like name:bucket")
         if binary is None:
             binary = rclone_binary()
-        self._remote = remote.rstrip("/")
+        stripped = remote.rstrip("/")
+        # "name:/" is the remote's absolute root; "name:" is its default (relative) one.
+        self._remote = stripped + "/" if stripped.endswith(":") and stripped != remote else stripped
+        self._remote_type: str | None = None
         self._binary = binary
         self._env = {**os.environ, **(env or {})}
         if config_path is not None:
@@ -218,8 +238,43 @@ class RcloneConnector:
     def capabilities(self) -> Capabilities:
         return Capabilities(resumable_parts=False, if_match_read=False)
 
+    def key_problem(self, key: str) -> str | None:
+        """Path rules (`path_key_problem`) on every remote; file-name length on file remotes."""
+        if self._remote_kind() in OBJECT_STORE_TYPES:
+            return path_key_problem(key, max_segment_bytes=self.capabilities.max_key_bytes)
+        return path_key_problem(key)
+
+    def _remote_kind(self) -> str:
+        """The remote's type (``local``, ``s3``, ...), from ``rclone listremotes`` (which
+        prints names and types, never options); "" when unknown (then file rules apply)."""
+        if self._remote_type is None:
+            self._remote_type = self._lookup_type()
+        return self._remote_type
+
+    def _lookup_type(self) -> str:
+        name = self._remote.split(":", 1)[0] if not self._remote.startswith(":") else ""
+        if not name:  # an on-the-fly remote, ":type,option=value:path"
+            return self._remote[1:].split(":", 1)[0].split(",", 1)[0]
+        name = name.split(",", 1)[0]
+        try:
+            listed = json.loads(self._run("", "listremotes", "--json") or "[]")
+        except (ConnectorError, ValueError):
+            return ""
+        types = {str(r.get("name")): str(r.get("type", "")) for r in listed if isinstance(r, dict)}
+        return types.get(name, "")
+
+    def _join(self, key: str) -> str:
+        """`key` under the remote; "name:" + key stays relative ("name:/key" would not)."""
+        if not key:
+            return self._remote
+        return self._remote + key if self._remote.endswith((":", "/")) else f"{self._remote}/{key}"
+
     def _path(self, key: str) -> str:
-        return f"{self._remote}/{key}" if key else self._remote
+        """The rclone path of `key`; UnsupportedOperation for a key `key_problem` rejects."""
+        problem = self.key_problem(key)
+        if problem is not None:
+            raise refuse_key(self.url, key, problem)
+        return self._join(key)
 
     def _argv(self, *args: str) -> list[str]:
         return [self._binary, *args, *COMMON_FLAGS]
@@ -258,9 +313,11 @@ class RcloneConnector:
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        if base and self.key_problem(base.rstrip("/")) is not None:
+            return iter(())  # no storable key lies under such a prefix
         argv = self._argv(
             "lsjson", "-R", "--files-only", "--fast-list", "--hash", "--no-mimetype",
-            "--s3-list-chunk", str(self.list_page_size), self._path(base.rstrip("/")),
+            "--s3-list-chunk", str(self.list_page_size), self._join(base.rstrip("/")),
         )  # fmt: skip
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 (the reader closes it)
         try:

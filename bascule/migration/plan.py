@@ -10,7 +10,7 @@ the 16-byte payload nonce, so part k (k >= 2) starts at header_len + 16 + first_
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -22,9 +22,11 @@ from bascule.age.sizes import (
     encrypted_length,
     header_length,
 )
-from bascule.connectors.base import Capabilities, ObjectInfo
+from bascule.connectors.base import Capabilities, ObjectInfo, object_key_problem
 
 Action = Literal["new", "changed", "missing-on-target", "resume"]
+# What the target says of a key it cannot store ("what; what to do"), None when it can.
+KeyCheck = Callable[[str], str | None]
 
 
 def part_count(size: int, part_size: int) -> int:
@@ -110,6 +112,7 @@ class Blocked:
     dataset: str
     source_key: str
     reason: str
+    target_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class DatasetPlan:
     unchanged_bytes: int = 0
     extra: tuple[str, ...] = ()  # target keys no source object maps to
     blocked: tuple[Blocked, ...] = ()
+    skipped: tuple[str, ...] = ()  # source folders the source's listing leaves out (reserved)
 
     @property
     def bytes_to_copy(self) -> int:
@@ -153,7 +157,12 @@ class MigrationPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "datasets": [asdict(d) for d in self.datasets],
-            "totals": {"objects": self.objects, "bytes": self.bytes_to_copy, "parts": self.parts},
+            "totals": {
+                "objects": self.objects,
+                "bytes": self.bytes_to_copy,
+                "parts": self.parts,
+                "blocked": len(self.blocked),
+            },
         }
 
     @classmethod
@@ -172,6 +181,7 @@ def _dataset_from_dict(d: Mapping[str, Any]) -> DatasetPlan:
         unchanged_bytes=d["unchanged_bytes"],
         extra=tuple(d["extra"]),
         blocked=tuple(Blocked(**b) for b in d["blocked"]),
+        skipped=tuple(d.get("skipped", ())),
     )
 
 
@@ -208,12 +218,12 @@ def _decide(
     return None
 
 
-def _blocked_reason(spec: DatasetSpec, obj: ObjectInfo, key: str, caps: Capabilities) -> str | None:
-    if len(key.encode()) > caps.max_key_bytes:
-        return (
-            f"target key is {len(key.encode())} bytes, above the target's {caps.max_key_bytes}; "
-            "shorten the target prefix or rename the source object"
-        )
+def _blocked_reason(
+    spec: DatasetSpec, obj: ObjectInfo, key: str, caps: Capabilities, key_problem: KeyCheck
+) -> str | None:
+    problem = object_key_problem(key, caps.max_key_bytes) or key_problem(key)
+    if problem is not None:
+        return problem
     if obj.size > caps.max_object_size:
         return f"{obj.size} bytes exceed the target's {caps.max_object_size}-byte object limit"
     try:
@@ -229,9 +239,11 @@ def plan_dataset(
     target: Iterable[ObjectInfo],
     journal: Mapping[str, JournalObject],
     caps: Capabilities,
+    key_problem: KeyCheck = lambda key: None,
 ) -> DatasetPlan:
     """Decide what to copy for one dataset. `target` lists the target prefix; `journal` is
-    keyed by target key."""
+    keyed by target key; `key_problem` is the target's verdict on each target key (see
+    `Connector.key_problem`): a key it rejects is blocked, with its reason."""
     target_by_key = {o.key: o for o in target}
     header_len = header_length(spec.recipients) if spec.encrypt else 0
     objects: list[ObjectPlan] = []
@@ -242,9 +254,9 @@ def plan_dataset(
     for obj in source:
         key = target_key_for(obj.key, spec.source_prefix, spec.target_prefix)
         mapped.add(key)
-        reason = _blocked_reason(spec, obj, key, caps)
+        reason = _blocked_reason(spec, obj, key, caps, key_problem)
         if reason:
-            blocked.append(Blocked(spec.name, obj.key, reason))
+            blocked.append(Blocked(spec.name, obj.key, reason, key))
             continue
         action = _decide(obj, key, target_by_key, journal.get(key))
         if action is None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
 from bascule.config import Config, Dataset, identity_path
+from bascule.connectors.base import SkipReporter, display_key
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import PlanError
 from bascule.migration.coordinator import (
@@ -97,9 +98,17 @@ def plan_one(cfg: Config, ds: Dataset, journal: Journal | None) -> DatasetPlan:
         len(cfg.encryption.recipients),
     )
     view: dict[str, JournalObject] = journal.plan_view(ds.name) if journal else {}
-    return plan_dataset(
-        spec, src.list(ds.source.prefix), tgt.list(ds.target.prefix), view, tgt.capabilities
+    planned = plan_dataset(
+        spec,
+        src.list(ds.source.prefix),
+        tgt.list(ds.target.prefix),
+        view,
+        tgt.capabilities,
+        tgt.key_problem,
     )
+    if isinstance(src, SkipReporter):
+        planned = replace(planned, skipped=tuple(src.skipped(ds.source.prefix)))
+    return planned
 
 
 def make_plan(cfg: Config, dataset: str | None, journal: Journal | None) -> MigrationPlan:
@@ -137,17 +146,29 @@ def migrate(
     check_identity_file(cfg)
     plan = make_plan(cfg, dataset, open_journal(cfg, create=False))
     if plan.blocked:
-        first = plan.blocked[0]
-        raise PlanError(
-            f"{len(plan.blocked)} object(s) cannot be stored on the target; first: "
-            f"{first.dataset}:{first.source_key}: {first.reason}"
-        )
+        raise PlanError(blocked_message(plan))
     journal = open_journal(cfg, create=True)
     assert journal is not None
     try:
         return _run(cfg, dataset, journal, runner, progress, stop, command)
     finally:
         journal.close()
+
+
+BLOCKED_SHOWN = 3
+
+
+def blocked_message(plan: MigrationPlan) -> str:
+    """One line: how many objects the targets cannot store, the first few, the first reason
+    and what to do."""
+    blocked = plan.blocked
+    shown = ", ".join(f"{b.dataset}:{display_key(b.source_key)}" for b in blocked[:BLOCKED_SHOWN])
+    more = f" and {len(blocked) - BLOCKED_SHOWN} more" if len(blocked) > BLOCKED_SHOWN else ""
+    return (
+        f"{len(blocked)} object(s) cannot be stored on the target: {shown}{more} "
+        f"({blocked[0].reason}); nothing was copied: rename them at the source or exclude "
+        "them by narrowing the source prefix (`bascule plan` lists them all)"
+    )
 
 
 def _run(

@@ -212,12 +212,39 @@ def test_reported_checksums_are_right(connector_factory: Any) -> None:
 )
 def test_unusual_keys_round_trip(connector_factory: Any, key: str) -> None:
     connector = connector_factory()
+    assert connector.key_problem(key) is None
     put_bytes(connector, key, key.encode())
     assert [o.key for o in connector.list()] == [key]
     assert connector.stat(key).size == len(key.encode())
     assert read_all(connector, key) == key.encode()
     connector.delete(key)
     assert list(connector.list()) == []
+
+
+@pytest.mark.parametrize("key", ["", "a/../b", "../a", "a/./b", ".", "a\x00b", "caf\udce9.csv"])
+def test_key_problem_names_keys_no_target_can_hold(connector_factory: Any, key: str) -> None:
+    problem = connector_factory().key_problem(key)
+    assert problem is not None and "rename" in problem
+
+
+# Per backend: (a key at the limit, the same key one past it).
+KEY_LIMITS = {
+    "local": ("d/" + "n" * 250, "d/" + "n" * 251),  # room for the ".json" sidecar
+    "memory": ("é" * 512, "é" * 512 + "x"),
+    "s3_moto": ("é" * 512, "é" * 512 + "x"),
+    "s3_rclone": ("é" * 512, "é" * 512 + "x"),
+    "rclone": ("é" * 512, "é" * 512 + "x"),
+    "azure_blob": ("é" * 1024, "é" * 1025),
+}
+
+
+def test_key_problem_knows_the_backend_length_limits(backend: Backend) -> None:
+    connector = backend.make()
+    fits, too_long = KEY_LIMITS[backend.name]
+    assert connector.key_problem(fits) is None
+    assert connector.key_problem(too_long) is not None
+    if backend.name == "azure_blob":  # Azure drops a trailing dot or slash from names
+        assert connector.key_problem("d/name.") is not None
 
 
 def test_zero_byte_object(connector_factory: Any) -> None:

@@ -241,6 +241,18 @@ def _object_too_large(c: Case) -> None:
     c.data["datasets"][0]["source"] = {"endpoint": "azure-fc", "container": "c", "prefix": "snds/"}
 
 
+@setup("key-unstorable")
+def _key_unstorable(c: Case) -> None:
+    # A local source holding a Latin-1 file name: no target and no journal can hold its key.
+    root = c.cloud.tmp_path / "local-src"
+    folder = root / "c" / "snds"
+    folder.mkdir(parents=True)
+    (folder / "ok.csv").write_bytes(b"a\n1\n")
+    (folder / os.fsdecode(b"caf\xe9.csv")).write_bytes(b"a\n1\n")
+    c.data["endpoints"]["azure-fc"] = {"kind": "local", "path": str(root)}
+    c.data["datasets"][0]["source"] = {"endpoint": "azure-fc", "container": "c", "prefix": "snds/"}
+
+
 def _read_only_user(s3: S3Server) -> tuple[str, str]:
     iam = boto3.client(
         "iam", endpoint_url=s3.endpoint_url, region_name=s3.region,

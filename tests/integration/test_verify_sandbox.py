@@ -222,6 +222,9 @@ class CountingConnector:
     def should_retry(self, exc: BaseException) -> bool:
         return self.inner.should_retry(exc)
 
+    def key_problem(self, key: str) -> str | None:
+        return self.inner.key_problem(key)
+
 
 def test_parquet_footer_on_encrypted_target_takes_at_most_3_gets(sandbox: Sandbox) -> None:
     cfg = sandbox.cfg

@@ -133,3 +133,36 @@ def test_plan_round_trips_through_dict() -> None:
     again = MigrationPlan.from_dict(plan.to_dict())
     assert again == plan
     assert again.parts == 3
+
+
+def _no_tmp(key: str) -> str | None:
+    return (
+        "a 'tmp' segment is reserved on this target; rename it" if "tmp" in key.split("/") else None
+    )
+
+
+def test_plan_blocks_target_keys_the_target_says_it_cannot_store() -> None:
+    source = [_obj("src/tmp/x"), _obj("src/ok"), _obj("src/b/tmp")]
+    plan = plan_dataset(SPEC, source, [], {}, CAPS, key_problem=_no_tmp)
+    assert [(b.source_key, b.target_key) for b in plan.blocked] == [
+        ("src/tmp/x", "dst/tmp/x"), ("src/b/tmp", "dst/b/tmp")
+    ]  # fmt: skip
+    assert all("'tmp' segment" in b.reason for b in plan.blocked)
+    assert [o.source_key for o in plan.objects] == ["src/ok"]
+    data = MigrationPlan((plan,)).to_dict()
+    assert data["totals"]["blocked"] == 2
+    assert data["datasets"][0]["blocked"][0]["target_key"] == "dst/tmp/x"
+    assert MigrationPlan.from_dict(data) == MigrationPlan((plan,))
+
+
+@pytest.mark.parametrize("key", ["src/a/../../x", "src/./a", "src/a\x00b", "src/b/.."])
+def test_plan_blocks_keys_no_target_can_store_whatever_the_target_says(key: str) -> None:
+    plan = plan_dataset(SPEC, [_obj(key)], [], {}, CAPS)
+    assert [b.source_key for b in plan.blocked] == [key]
+    assert "rename" in plan.blocked[0].reason
+
+
+def test_plan_blocks_a_key_that_is_not_utf8_without_crashing() -> None:
+    plan = plan_dataset(SPEC, [_obj("src/caf\udce9.csv")], [], {}, CAPS)
+    assert [b.source_key for b in plan.blocked] == ["src/caf\udce9.csv"]
+    assert "UTF-8" in plan.blocked[0].reason

@@ -41,6 +41,7 @@ from bascule.connectors.base import (
     ObjectInfo,
     PartReceipt,
     PendingUpload,
+    object_key_problem,
 )
 from bascule.errors import (
     AccessDenied,
@@ -451,6 +452,12 @@ class S3Connector:
     def should_retry(self, exc: BaseException) -> bool:
         """Throttling (429, 503 SlowDown), 5xx and connection errors; never other 4xx."""
         return _map_error(exc, self.url).retryable
+
+    def key_problem(self, key: str) -> str | None:
+        """A key is UTF-8 of at most 1,024 bytes (the S3 API's limit), and holds no "." or
+        ".." segment: servers backed by a file system (rclone serve s3, MinIO) and HTTP
+        stacks resolve them, so the object would be stored under another key."""
+        return object_key_problem(key, self.capabilities.max_key_bytes)
 
     # --- PartWriterOpener ----------------------------------------------------------------
 
