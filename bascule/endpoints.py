@@ -68,6 +68,7 @@ def build_connector(ref: EndpointRef) -> Connector:
             access_key_id=_env(ep.access_key_id_env, where),
             secret_access_key=_env(ep.secret_access_key_env, where),
             provider=ep.provider,
+            max_parts=ep.max_parts,
         )
     if isinstance(ep, LocalEndpoint):
         from bascule.connectors.local import LocalConnector
