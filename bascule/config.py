@@ -52,9 +52,12 @@ class AzureBlobEndpoint(_Strict):
 
 class S3Endpoint(_Strict):
     kind: Literal["s3"]
-    provider: Literal["ovhcloud", "aws", "other"] = "other"
+    provider: Literal["scaleway", "ovhcloud", "aws", "other"] = "other"
     region: str | None = None
     endpoint_url: str | None = None
+    # A part-count limit below the provider preset's (e.g. a gateway in front of the store
+    # that takes fewer parts): the planner widens parts to fit it. Never above the preset.
+    max_parts: int | None = Field(default=None, ge=1)
     access_key_id_env: str | None = None
     secret_access_key_env: str | None = None
     # Plain HTTP is refused unless the host is loopback or this is set: health data in clear

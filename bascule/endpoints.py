@@ -99,6 +99,7 @@ def build_connector(ref: EndpointRef) -> Connector:
             access_key_id=_env(ep.access_key_id_env, where),
             secret_access_key=_env(ep.secret_access_key_env, where),
             provider=ep.provider,
+            max_parts=ep.max_parts,
         )
         # The URL boto3 settled on (endpoint_url, AWS_ENDPOINT_URL_S3, profile, AWS itself).
         check_plain_http(where, ep, [s3.endpoint_url])

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one-command demo (`make demo` runs it after installing everything): start the local
-# sandbox (Azurite as Azure Blob, rclone serve s3 as OVHcloud), seed SNDS-shaped data,
+# sandbox (Azurite as Azure Blob, rclone serve s3 as Scaleway fr-par), seed SNDS-shaped data,
 # rehearse the whole switchover runbook (encrypted copy, full verification with row counts,
 # freeze, final delta, gates, switch in rehearsal mode, smoke test, rollback), copy and verify
 # the production targets, write the HTML readiness report, pack the rehearsal's evidence

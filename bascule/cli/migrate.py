@@ -81,6 +81,26 @@ def _plan_table(plan: MigrationPlan) -> Table:
     return dataset_table(console, "Migration plan", headers, rows)
 
 
+def widened_parts(cfg: Config, plan: MigrationPlan, limit: int = 10) -> list[str]:
+    """One line per object whose parts the planner widened beyond transfer.part_size to
+    stay within the target's part-count limit (at most `limit` lines, then a count)."""
+    widened = [
+        (d.dataset, o)
+        for d in plan.datasets
+        for o in d.objects
+        if o.part_size != cfg.transfer.part_size
+    ]
+    lines = [
+        f"part size: {dataset}:{o.source_key} in {len(o.parts)} parts of "
+        f"{human_bytes(o.part_size)} (transfer.part_size {human_bytes(cfg.transfer.part_size)} "
+        "would exceed the target's part limit)"
+        for dataset, o in widened[:limit]
+    ]
+    if len(widened) > limit:
+        lines.append(f"part size: {len(widened) - limit} more objects with widened parts")
+    return lines
+
+
 def print_plan(cfg: Config, plan: MigrationPlan) -> None:
     console.print(_plan_table(plan))
     console.print(
@@ -91,6 +111,8 @@ def print_plan(cfg: Config, plan: MigrationPlan) -> None:
         console.print(f"estimated duration at the last measured throughput: {human_duration(eta)}")
     elif plan.bytes_to_copy:
         console.print("estimated duration: unknown until a first migration has run")
+    for line in widened_parts(cfg, plan):
+        console.print(line, markup=False)
     for b in plan.blocked:
         console.print(
             f"blocked: {b.dataset}:{display_key(b.source_key)} -> {display_key(b.target_key)}: "

@@ -31,7 +31,7 @@ STYLE = {EQUIVALENT: "green", ACCEPTED: "yellow"}
 
 def _parity_table(report: ParityReport) -> Table:
     table = Table(title=f"parity {report.source_stack} -> {report.target_stack}")
-    for column in ("element", "Azure", "OVHcloud", "status", "details"):
+    for column in ("element", "Azure", report.target_name, "status", "details"):
         table.add_column(column, overflow="fold")
     for row in report.rows:
         details = "\n".join(
@@ -52,10 +52,13 @@ def parity(
     source: str | None = typer.Option(
         None, "--source", help="Azure stack (default: the only one)."
     ),
-    target: list[str] = typer.Option([], "--target", help="OVHcloud stack(s) (default: all)."),
+    target: list[str] = typer.Option(
+        [], "--target", help="Scaleway or OVHcloud stack(s) (default: all)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the reports as JSON."),
 ) -> None:
-    """Compare the Azure landing zone with each OVHcloud one, element by element."""
+    """Compare the Azure landing zone with each target one (Scaleway, OVHcloud), element by
+    element."""
     src, dst = pick_pairs(load_stacks(project_dir), source, target)
     runs = run_all([src, *dst])
     reports = [compare_runs(runs[src.stack], runs[d.stack]) for d in dst]

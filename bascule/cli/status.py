@@ -34,7 +34,7 @@ def summary_lines(r: Readiness) -> list[str]:
     for d in r.datasets:
         counts[d.status] = counts.get(d.status, 0) + 1
     spread = ", ".join(f"{n} {s}" for s, n in counts.items())
-    lines = [f"readiness: {r.overall} ({spread}); {days}"]
+    lines = [f"readiness: {r.overall} ({spread}); {days}", f"target: {r.target}"]
     last = r.rehearsals[-1] if r.rehearsals else None
     if last:
         lines.append(f"last rehearsal: r{last.run_id} {last.status} in {_duration(last.seconds)}")

@@ -23,7 +23,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from bascule.config import Config
+from bascule.config import (
+    AzureBlobEndpoint,
+    Config,
+    Endpoint,
+    LocalEndpoint,
+    S3Endpoint,
+)
 from bascule.migration.journal import Facts, Journal, RunRow, StepRow
 from bascule.migration.service import open_journal
 
@@ -91,6 +97,8 @@ class Readiness:
     last_phases: tuple[PhaseDuration, ...]
     projection: Projection
     blockers: tuple[str, ...] = field(default=())
+    source: str = ""  # where the data comes from, as the config names it
+    target: str = ""  # where it goes, e.g. "Scaleway fr-par (scaleway-fr-par)"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,6 +246,33 @@ def _project_notes(proj: Projection, days_left: int | None) -> tuple[str, list[s
     return status, notes
 
 
+S3_PROVIDERS = {
+    "scaleway": "Scaleway",
+    "ovhcloud": "OVHcloud",
+    "aws": "Amazon S3",
+    "other": "S3-compatible storage",
+}
+
+
+def _endpoint_label(name: str, ep: Endpoint) -> str:
+    """What an endpoint is, from the config alone (never a URL): "Scaleway fr-par (name)"."""
+    if isinstance(ep, S3Endpoint):
+        what = " ".join(x for x in (S3_PROVIDERS[ep.provider], ep.region) if x)
+    elif isinstance(ep, AzureBlobEndpoint):
+        what = "Azure Blob Storage"
+    elif isinstance(ep, LocalEndpoint):
+        what = "local folder"
+    else:
+        what = f"rclone remote {ep.remote}"
+    return f"{what} ({name})"
+
+
+def side_label(cfg: Config, side: str) -> str:
+    """The datasets' `side` ("source" or "target") endpoints, labelled, in name order."""
+    names = sorted({getattr(d, side).endpoint for d in cfg.datasets})
+    return ", ".join(_endpoint_label(n, cfg.endpoints[n]) for n in names)
+
+
 def compute_readiness(cfg: Config, now: float | None = None) -> Readiness:
     """Readiness from the config's journal (an absent journal gives Unknown everywhere).
 
@@ -276,7 +311,8 @@ def compute_readiness(cfg: Config, now: float | None = None) -> Readiness:
     generated = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
     deadline = cfg.deadline.isoformat() if cfg.deadline else None
     return Readiness(cfg.project, generated, deadline, days_left, overall, tuple(datasets),
-                     tuple(points), last_phases, proj, tuple(blockers))  # fmt: skip
+                     tuple(points), last_phases, proj, tuple(blockers),
+                     side_label(cfg, "source"), side_label(cfg, "target"))  # fmt: skip
 
 
 def _blockers(

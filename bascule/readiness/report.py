@@ -253,7 +253,8 @@ def render_html(r: Readiness) -> str:
 <title>{title}</title><style>{_CSS}</style></head>
 <body>
 <h1>{title}</h1>
-<div class="sub">Switchover from Azure to sovereign hosting. Report generated
+<div class="sub">Switchover from {escape(r.source)} to
+<strong id="target">{escape(r.target)}</strong>. Report generated
 {escape(r.generated_at)} (UTC) from the migration journal.</div>
 {_cards(r)}
 <h2>Readiness per dataset</h2>

@@ -5,7 +5,7 @@ It lives at the place `switchover.routing` names in the config: a local file (de
 copy (under the rehearsal folder or prefix), never the production record.
 
 ```json
-{"active": "target", "site": "ovh-gra", "switched_at": "2026-05-01T22:04:11+00:00",
+{"active": "target", "site": "scaleway-fr-par", "switched_at": "2026-05-01T22:04:11+00:00",
  "runbook": "switchover", "runbook_sha256": "...", "run_id": 12, "mode": "execute",
  "by": "operator"}
 ```
@@ -31,7 +31,7 @@ def rehearsal_dir(cfg: Config, rehearsal_id: str) -> Path:
 
 
 def site_name(cfg: Config, active: str) -> str:
-    """The endpoint name(s) of the source or target side, e.g. ``ovh-gra``."""
+    """The endpoint name(s) of the source or target side, e.g. ``scaleway-fr-par``."""
     side = [d.source.endpoint if active == "source" else d.target.endpoint for d in cfg.datasets]
     return ",".join(sorted(set(side)))
 

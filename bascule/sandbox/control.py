@@ -37,12 +37,15 @@ from bascule.sandbox.seed import DEFAULT_PART_SIZE, SEED_GROUPS, SOURCE_CONTAINE
 DEFAULT_STATE_DIR = Path(".bascule/sandbox")
 DEFAULT_AZURE_PORT = 10000
 DEFAULT_S3_PORT = 9000
-S3_REGION = "gra"
+# The sandbox's S3 server stands for the chosen host: Scaleway Object Storage in fr-par.
+S3_PROVIDER = "scaleway"
+S3_REGION = "fr-par"
+TARGET_ENDPOINT = "scaleway-fr-par"
 AZURE = "azurite"
 S3 = "rclone-s3"
 ENV_AZURE = "AZURE_STORAGE_CONNECTION_STRING"
-ENV_S3_KEY_ID = "OVH_S3_ACCESS_KEY_ID"
-ENV_S3_SECRET = "OVH_S3_SECRET_ACCESS_KEY"
+ENV_S3_KEY_ID = "SCALEWAY_FR_PAR_ACCESS_KEY_ID"  # as `bascule stacks endpoints` names them
+ENV_S3_SECRET = "SCALEWAY_FR_PAR_SECRET_ACCESS_KEY"
 ENV_IDENTITY = "BASCULE_AGE_IDENTITY"
 
 
@@ -390,7 +393,8 @@ def render_example_config(state: SandboxState, recipient: str) -> str:
     datasets = "".join(
         f"  - name: {g.name}\n"
         f"    source: {{endpoint: azure-fc, container: {SOURCE_CONTAINER}, prefix: {g.prefix}}}\n"
-        f"    target: {{endpoint: ovh-gra, bucket: {TARGET_BUCKET}, prefix: {g.prefix}}}\n"
+        f"    target: {{endpoint: {TARGET_ENDPOINT}, bucket: {TARGET_BUCKET}, "
+        f"prefix: {g.prefix}}}\n"
         "    format: auto\n"
         "    encrypt: true\n"
         for g in SEED_GROUPS
@@ -406,9 +410,13 @@ endpoints:
   azure-fc:
     kind: azure-blob
     connection_string_env: {ENV_AZURE}
-  ovh-gra:
+  # The target: Scaleway Object Storage, fr-par. Here endpoint_url points it at the sandbox's
+  # rclone serve s3; on the real platform, drop endpoint_url (the preset gives
+  # https://s3.fr-par.scw.cloud). OVHcloud instead: provider ovhcloud, region gra (or
+  # eu-west-par), and the endpoint and keys of `bascule stacks endpoints` for its stack.
+  {TARGET_ENDPOINT}:
     kind: s3
-    provider: ovhcloud
+    provider: {S3_PROVIDER}
     region: {S3_REGION}
     endpoint_url: {state.s3_endpoint_url}   # the sandbox's rclone serve s3
     access_key_id_env: {ENV_S3_KEY_ID}

@@ -11,6 +11,9 @@ from typing import Any
 
 from bascule.errors import ConfigError
 
+# Stack cloud -> S3 provider preset of bascule.yaml (Azure is not S3).
+PROVIDERS = {"azure": "", "scaleway": "scaleway", "ovh": "ovhcloud"}
+
 
 def _env_prefix(endpoint: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in endpoint).upper()
@@ -20,7 +23,7 @@ def endpoint_from_outputs(outputs: Mapping[str, Any], where: str) -> tuple[str, 
     """(endpoint name, endpoint entry) for one stack's outputs; ConfigError if they are not ours."""
     cloud = outputs.get("cloud")
     name = str(outputs.get("endpointName") or "")
-    if cloud not in ("azure", "ovh") or not name:
+    if cloud not in PROVIDERS or not name:
         raise ConfigError(
             f"{where}: not outputs of a bascule stack (need cloud and endpointName); "
             "use `pulumi stack output --json -s <stack>`"
@@ -31,7 +34,7 @@ def endpoint_from_outputs(outputs: Mapping[str, Any], where: str) -> tuple[str, 
     prefix = _env_prefix(name)
     return name, {
         "kind": "s3",
-        "provider": "ovhcloud",
+        "provider": PROVIDERS[str(cloud)],
         "region": str(outputs["region"]),
         "endpoint_url": str(outputs["s3Endpoint"]),
         "access_key_id_env": f"{prefix}_ACCESS_KEY_ID",
@@ -40,7 +43,7 @@ def endpoint_from_outputs(outputs: Mapping[str, Any], where: str) -> tuple[str, 
 
 
 def storage_names(outputs: Mapping[str, Any]) -> dict[str, str]:
-    """Storage group -> container (Azure) or bucket (OVHcloud) name."""
+    """Storage group -> container (Azure) or bucket (Scaleway, OVHcloud) name."""
     names = outputs.get("containers") or outputs.get("buckets") or {}
     return {str(k): str(v) for k, v in dict(names).items()}
 

@@ -1,4 +1,5 @@
-"""Azure <-> OVHcloud equivalence tables (data in `data/equivalence.yaml`), and look-ups.
+"""Azure <-> Scaleway and Azure <-> OVHcloud equivalence tables (data in
+`data/equivalence.yaml`), and look-ups.
 
 Every look-up that can miss raises `ConfigError` naming `where` (the stack file and key the
 value came from) and the values that would have been accepted.
@@ -53,12 +54,29 @@ class OvhRegion:
 
 
 @dataclass(frozen=True)
+class ScalewayRegion:
+    name: str
+    country: str
+    zones: tuple[str, ...]
+    storage_classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScalewayShape:
+    """A Scaleway node type: its shape and the neutral family (nodes) or range (databases)."""
+
+    shape: MachineShape
+    kind: str
+
+
+@dataclass(frozen=True)
 class PostgresTier:
     name: str
     azure_tier: str
     azure_series: str
     ovh_family: str
     ovh_plan: str
+    scaleway_range: str
 
 
 @dataclass(frozen=True)
@@ -73,10 +91,22 @@ class Tables:
     pg_tiers: dict[str, PostgresTier]
     pg_azure_skus: tuple[str, ...]
     ovh_db_plans: dict[str, tuple[bool, int]]  # plan -> (hds eligible, nodes)
+    scw_regions: dict[str, ScalewayRegion]
+    scw_node_types: dict[str, ScalewayShape]  # kind: neutral family
+    scw_storage_classes: dict[str, str]  # neutral tier -> Scaleway class
+    scw_db_node_types: dict[str, ScalewayShape]  # kind: node range
+    scw_db_ranges: dict[str, bool]  # range -> hds eligible
 
 
 def _shapes(raw: dict[str, dict[str, int]]) -> dict[str, MachineShape]:
     return {k: MachineShape(k, int(v["vcpu"]), int(v["ram_gb"])) for k, v in raw.items()}
+
+
+def _scw_shapes(raw: dict[str, dict[str, Any]], kind: str) -> dict[str, ScalewayShape]:
+    return {
+        k: ScalewayShape(MachineShape(k, int(v["vcpu"]), int(v["ram_gb"])), str(v[kind]))
+        for k, v in raw.items()
+    }
 
 
 def _parse(raw: dict[str, Any]) -> Tables:
@@ -105,11 +135,26 @@ def _parse(raw: dict[str, Any]) -> Tables:
         node_sizes=dict(raw["node_sizes"]),
         storage_tiers={k: (v["azure"], v["ovh"]) for k, v in raw["storage_tiers"].items()},
         pg_tiers={
-            k: PostgresTier(k, v["azure_tier"], v["azure_series"], v["ovh_family"], v["ovh_plan"])
+            k: PostgresTier(
+                k,
+                v["azure_tier"],
+                v["azure_series"],
+                v["ovh_family"],
+                v["ovh_plan"],
+                v["scaleway_range"],
+            )
             for k, v in pg["tiers"].items()
         },
         pg_azure_skus=tuple(pg["azure_skus"]),
         ovh_db_plans={k: (bool(v["hds"]), int(v["nodes"])) for k, v in pg["ovh_plans"].items()},
+        scw_regions={
+            k: ScalewayRegion(k, v["country"], tuple(v["zones"]), tuple(v["storage_classes"]))
+            for k, v in regions["scaleway"].items()
+        },
+        scw_node_types=_scw_shapes(raw["scaleway_node_types"], "family"),
+        scw_storage_classes={k: v["scaleway"] for k, v in raw["storage_tiers"].items()},
+        scw_db_node_types=_scw_shapes(pg["scaleway_node_types"], "range"),
+        scw_db_ranges={k: bool(v["hds"]) for k, v in pg["scaleway_ranges"].items()},
     )
 
 
@@ -268,15 +313,77 @@ def ovh_plan_nodes(plan: str) -> int:
     return tables().ovh_db_plans.get(plan, (False, 1))[1]
 
 
-def region_country(cloud: str, name: str) -> str:
-    """Country code of a region of `cloud` ('azure' or 'ovh'), '' when unknown.
+def scw_region(name: str, where: str) -> ScalewayRegion:
+    """The Scaleway region `name` (fr-par, nl-ams, pl-waw); ConfigError if unknown."""
+    return _lookup(tables().scw_regions, name.lower(), name, where, "unknown Scaleway region")
 
-    Zones and OpenStack region names (``GRA11``, ``eu-west-par-a``) resolve to their region.
+
+def scw_node_type(family: str, vcpu: int, ram_gb: int, where: str) -> str:
+    """The Kapsule node type of `family` with exactly `vcpu` and `ram_gb`; ConfigError if none."""
+    family_of(family, where)
+    types = tables().scw_node_types
+    for name, node in types.items():
+        shape = node.shape
+        if node.kind == family and (shape.vcpu, shape.ram_gb) == (vcpu, ram_gb):
+            return name
+    raise ConfigError(
+        f"{where}: no Scaleway {family} node type with {vcpu} vCPU and {ram_gb} GB RAM; "
+        f"use one of {_choices(types)} or set node_type"
+    )
+
+
+def scw_node_shape(name: str, where: str) -> MachineShape:
+    """Shape of a Kapsule node type; ConfigError if the tables do not know it."""
+    return _lookup(tables().scw_node_types, name, name, where, "unknown Scaleway node type").shape
+
+
+def scw_storage_class(tier: str, region: ScalewayRegion, where: str) -> str:
+    """The Scaleway class for a neutral tier, or STANDARD where the region lacks it."""
+    cls = _lookup(tables().scw_storage_classes, tier, tier, where, "unknown storage tier")
+    return cls if cls in region.storage_classes else "STANDARD"
+
+
+def tier_of_scaleway(storage_class: str) -> str:
+    """Neutral tier of a Scaleway class (the coldest that maps to it); '' if unknown."""
+    found = [k for k, v in tables().scw_storage_classes.items() if v == storage_class]
+    return found[-1] if found else ""
+
+
+def pg_scw_node_type(tier: PostgresTier, vcpu: int, ram_gb: int, where: str) -> str:
+    """The Managed Database node type of `tier`'s range with exactly `vcpu` and `ram_gb`."""
+    types = tables().scw_db_node_types
+    for name, node in types.items():
+        shape = node.shape
+        if node.kind == tier.scaleway_range and (shape.vcpu, shape.ram_gb) == (vcpu, ram_gb):
+            return name
+    raise ConfigError(
+        f"{where}: no Scaleway {tier.scaleway_range} database node type with {vcpu} vCPU and "
+        f"{ram_gb} GB RAM; use one of {_choices(types)}"
+    )
+
+
+def scw_db_node_is_hds(node_type: str) -> bool:
+    """True if health data may run on this Managed Database node type (production ranges)."""
+    node = tables().scw_db_node_types.get(node_type)
+    return node is not None and tables().scw_db_ranges.get(node.kind, False)
+
+
+def region_country(cloud: str, name: str) -> str:
+    """Country code of a region of `cloud` ('azure', 'ovh' or 'scaleway'), '' when unknown.
+
+    Zones and OpenStack region names (``GRA11``, ``eu-west-par-a``, ``fr-par-2``) resolve to
+    their region.
     """
     t = tables()
     if cloud == "azure":
         az = t.azure_regions.get(name)
         return az.country if az else ""
+    if cloud == "scaleway":
+        lower = name.lower()
+        for scw in t.scw_regions.values():
+            if lower == scw.name or lower in scw.zones:
+                return scw.country
+        return ""
     upper = name.upper()
     for region in t.ovh_regions.values():
         names = {region.name, region.storage, region.compute, region.kms.upper()}

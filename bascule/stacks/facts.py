@@ -255,5 +255,115 @@ def _ovh_services(
         )
 
 
+def _scw_storage(run: StackRun, out: dict[str, ElementFacts], names: dict[str, list[str]]) -> None:
+    for b in run.of_type("Bucket"):
+        mine = run.for_element(b.element)
+        sse = next((r for r in mine if r.short_type.endswith("EncryptionConfiguration")), None)
+        lock = next((r for r in mine if r.short_type == "BucketLockConfiguration"), None)
+        algorithms = {
+            _get(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm")
+            for rule in (sse.inputs.get("rules", []) if sse else [])
+        }
+        steps = [
+            f"{eq.tier_of_scaleway(str(t['storageClass']))}@{int(t['days'])}"
+            for rule in b.inputs.get("lifecycleRules") or []
+            for t in rule.get("transitions") or []
+        ]
+        out[b.element] = ElementFacts(
+            facts={
+                "public": b.inputs.get("acl", "private") != "private",
+                "encrypted": "AES256" in algorithms,
+                "encryption_key": "provider",
+                "versioning": bool(_get(b.inputs, "versioning", "enabled")),
+                "lock_days": int(
+                    _get(lock.inputs if lock else {}, "rule", "defaultRetention", "days") or 0
+                ),
+                "lifecycle": tuple(sorted(steps, key=lambda s: int(s.split("@")[1]))),
+            },
+            label=f"bucket {b.inputs.get('name', '')}",
+            resources=names[b.element],
+        )
+
+
+def _scw_pools(run: StackRun, element: str) -> ElementFacts:
+    pools = [r for r in run.for_element(element) if r.short_type == "Pool"]
+    types = {str(p.inputs.get("nodeType", "")) for p in pools}
+    node_type = types.pop() if len(types) == 1 else ",".join(sorted(types))
+    nodes = sum(int(p.inputs.get("size", 0)) for p in pools)
+    zones = {str(p.inputs.get("zone", "")) for p in pools}
+    scw = eq.tables().scw_node_types.get(node_type)
+    return ElementFacts(
+        facts={
+            **_shape_facts(scw.shape if scw else None),
+            "nodes": nodes,
+            "max_nodes": sum(int(p.inputs.get("maxSize", 0)) for p in pools),
+            "zones": max(len(zones), 1),
+        },
+        label=f"{node_type} x{nodes} in {len(pools)} pool(s)",
+        resources=[p.name for p in pools],
+    )
+
+
+def scaleway_facts(run: StackRun) -> dict[str, ElementFacts]:
+    """Facts of a Scaleway run, keyed by element."""
+    out: dict[str, ElementFacts] = {}
+    names = {r.element: [x.name for x in run.for_element(r.element)] for r in run.resources}
+    _scw_storage(run, out, names)
+    for kube in run.of_type("Cluster"):
+        out["kubernetes"] = ElementFacts(
+            facts={
+                "version": str(kube.inputs.get("version", "")),
+                "private": bool(kube.inputs.get("privateNetworkId")),
+            },
+            label=f"Kapsule {kube.inputs.get('version', '')} in {kube.inputs.get('region', '')}",
+            resources=names["kubernetes"],
+        )
+    for element in {r.element for r in run.of_type("Pool")}:
+        out[element] = _scw_pools(run, element)
+    for db in run.of_type("Instance"):
+        node_type = str(db.inputs.get("nodeType", ""))
+        scw = eq.tables().scw_db_node_types.get(node_type)
+        out["postgresql"] = ElementFacts(
+            facts={
+                **_shape_facts(scw.shape if scw else None),
+                "version": str(db.inputs.get("engine", "")).removeprefix("PostgreSQL-"),
+                "storage_gb": int(db.inputs.get("volumeSizeInGb", 0)),
+                "high_availability": bool(db.inputs.get("isHaCluster")),
+            },
+            label=f"Managed PostgreSQL {node_type}",
+            resources=names["postgresql"],
+        )
+    for net in run.of_type("PrivateNetwork"):
+        cidr = (str(_get(net.inputs, "ipv4Subnet", "subnet", default="")),)
+        out["network"] = ElementFacts({"cidr": cidr}, "VPC private network", names["network"])
+    if run.of_type("Key"):
+        out["keys"] = ElementFacts({"key_service": True}, "Key Manager key", names["keys"])
+    _scw_identity(run, out, names)
+    return out
+
+
+def _scw_identity(run: StackRun, out: dict[str, ElementFacts], names: dict[str, list[str]]) -> None:
+    """The workers' scope: the buckets whose policy names their application."""
+    if not run.of_type("Application"):
+        return
+    elements = {str(b.inputs.get("name", "")): b.element for b in run.of_type("Bucket")}
+    scope: set[str] = set()
+    for policy in run.of_type("BucketPolicy"):
+        for statement in json.loads(str(policy.inputs.get("policy", "{}"))).get("Statement", []):
+            if "application_id:" not in json.dumps(statement.get("Principal", "")):
+                continue
+            for resource in statement.get("Resource", []):
+                bucket = str(resource).split("/")[0]
+                scope.add(elements.get(bucket, str(resource)))
+    out["identity"] = ElementFacts(
+        {"scope": tuple(sorted(scope))},
+        "IAM application + API key, bucket policies naming it",
+        names.get("identity", []),
+    )
+
+
 def facts_of(run: StackRun) -> dict[str, ElementFacts]:
-    return azure_facts(run) if run.settings.cloud == "azure" else ovh_facts(run)
+    cloud = run.settings.cloud
+    if cloud == "azure":
+        return azure_facts(run)
+    return scaleway_facts(run) if cloud == "scaleway" else ovh_facts(run)

@@ -1,8 +1,9 @@
-"""Parity: for every spec element, the source (Azure) resources beside the target (OVHcloud) ones.
+"""Parity: for every spec element, the source (Azure) resources beside the target ones
+(Scaleway or OVHcloud).
 
 A difference is a *gap* unless the target's spec accepts it (``accepted_gaps``: element,
-check, reason, optionally the stacks it applies to). Sizes may be larger on the target, never
-smaller. The report fails when any unaccepted gap remains.
+check, reason, optionally the stacks or target clouds it applies to). Sizes may be larger on
+the target, never smaller. The report fails when any unaccepted gap remains.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bascule.stacks.spec import LandingZoneSpec
 EQUIVALENT = "equivalent"
 ACCEPTED = "accepted"
 GAP = "gap"
+CLOUD_NAMES = {"azure": "Azure", "scaleway": "Scaleway", "ovh": "OVHcloud"}
 # Facts where the target may hold more than the source (capacity), never less.
 AT_LEAST = frozenset({"vcpu", "ram_gb", "nodes", "max_nodes", "storage_gb", "lock_days"})
 
@@ -45,6 +47,12 @@ class ParityReport:
     source_stack: str
     target_stack: str
     rows: tuple[ParityRow, ...] = field(default_factory=tuple)
+    target_cloud: str = "ovh"
+
+    @property
+    def target_name(self) -> str:
+        """The target provider's name: Scaleway, OVHcloud."""
+        return CLOUD_NAMES[self.target_cloud]
 
     @property
     def ok(self) -> bool:
@@ -54,6 +62,8 @@ class ParityReport:
         return {
             "source": self.source_stack,
             "target": self.target_stack,
+            "target_cloud": self.target_cloud,
+            "target_provider": self.target_name,
             "ok": self.ok,
             "rows": [asdict(r) for r in self.rows],
         }
@@ -93,15 +103,15 @@ def _compare(check: str, src: FactValue, dst: FactValue) -> str:
 def _row(
     element: str, src: ElementFacts | None, dst: ElementFacts | None, target: StackRun
 ) -> ParityRow:
-    spec, stack = target.settings.spec, target.settings.stack
+    spec, stack, cloud = target.settings.spec, target.settings.stack, target.settings.cloud
     diffs: list[Difference] = []
 
     def add(check: str, message: str) -> None:
-        gap = next((g for g in spec.accepted_gaps if g.covers(stack, element, check)), None)
+        gap = next((g for g in spec.accepted_gaps if g.covers(stack, element, check, cloud)), None)
         diffs.append(Difference(check, message, gap is not None, gap.reason if gap else ""))
 
     if src is None or dst is None:
-        side = "source (Azure)" if src is None else "target (OVHcloud)"
+        side = "source (Azure)" if src is None else f"target ({CLOUD_NAMES[cloud]})"
         add("present", f"no {side} resource for {element}")
     else:
         for check in sorted(set(src.facts) | set(dst.facts)):
@@ -134,4 +144,4 @@ def compare_runs(source: StackRun, target: StackRun) -> ParityReport:
         for e in elements
         if e in src_facts or e in dst_facts or e in ("kubernetes", "postgresql")
     )
-    return ParityReport(source.settings.stack, target.settings.stack, rows)
+    return ParityReport(source.settings.stack, target.settings.stack, rows, target.settings.cloud)

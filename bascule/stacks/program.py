@@ -20,6 +20,10 @@ def build_landing_zone(settings: StackSettings) -> Mapping[str, pulumi.Input[Any
         from bascule.stacks.azure import AzureLandingZone
 
         return AzureLandingZone("landing-zone", settings).outputs
+    if settings.cloud == "scaleway":
+        from bascule.stacks.scaleway import ScalewayLandingZone
+
+        return ScalewayLandingZone("landing-zone", settings).outputs
     from bascule.stacks.ovh import OvhLandingZone
 
     return OvhLandingZone("landing-zone", settings).outputs
@@ -37,6 +41,7 @@ def settings_from_pulumi(project_root: Path) -> StackSettings:
         "endpointName",
         "ovhServiceName",
         "ovhSubsidiary",
+        "scwProjectId",
     )
     values = {f"{CONFIG_NS}:{k}": config.get(k) for k in keys}
     present = {k: v for k, v in values.items() if v is not None}

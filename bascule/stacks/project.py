@@ -30,10 +30,10 @@ def load_stacks(project_dir: Path, names: Sequence[str] = ()) -> list[StackSetti
 def pick_pairs(
     stacks: Sequence[StackSettings], source: str | None, targets: Sequence[str]
 ) -> tuple[StackSettings, list[StackSettings]]:
-    """The source (Azure) stack and the target (OVHcloud) stacks to compare it with.
+    """The source (Azure) stack and the target (Scaleway, OVHcloud) stacks to compare it with.
 
     Without `source`, the project must hold exactly one Azure stack; without `targets`,
-    every OVHcloud stack is a target. ConfigError otherwise.
+    every other stack is a target, Scaleway first. ConfigError otherwise.
     """
     by_name = {s.stack: s for s in stacks}
     if source is None:
@@ -51,9 +51,14 @@ def pick_pairs(
     missing = [t for t in targets if t not in by_name]
     if missing:
         raise ConfigError(f"Pulumi.{missing[0]}.yaml: stack not found; check --target")
-    dst = [by_name[t] for t in targets] if targets else [s for s in stacks if s.cloud == "ovh"]
+    order = {"scaleway": 0, "ovh": 1}
+    others = sorted((s for s in stacks if s.cloud != "azure"), key=lambda s: order[s.cloud])
+    dst = [by_name[t] for t in targets] if targets else others
     if not dst:
-        raise ConfigError("no OVHcloud stack to compare with; add a Pulumi.ovh-<region>.yaml")
+        raise ConfigError(
+            "no target stack to compare with; add a Pulumi.scaleway-<region>.yaml "
+            "or a Pulumi.ovh-<region>.yaml"
+        )
     return src, dst
 
 

@@ -3,7 +3,7 @@
 Each run happens on its own thread with its own event loop and executor, so the Pulumi
 runtime's context variables (root stack, config, settings) start fresh and every loop the
 runtime opens is closed afterwards. The mocks record every resource declared, with its
-inputs, and answer with plausible outputs (ids, endpoints, OpenStack network ids).
+inputs, and answer with plausible outputs (ids, endpoints, OpenStack network ids, keys).
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def _mock_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         extra["regionsOpenstackIds"] = {r: f"openstack-{r.lower()}" for r in inputs["regions"]}
     elif short == "S3Credential":
         extra = {"accessKeyId": "MOCKACCESSKEY0000001", "secretAccessKey": "mock-secret"}
+    elif short == "ApiKey":
+        extra = {"accessKey": "SCWMOCKACCESSKEY0001", "secretKey": "mock-secret"}
     return {**inputs, **extra}
 
 
@@ -137,6 +139,8 @@ def _runtime_config(settings: StackSettings) -> dict[str, str]:
     }
     if settings.ovh_service_name:
         config["bascule:ovhServiceName"] = settings.ovh_service_name
+    if settings.scw_project_id:
+        config["bascule:scwProjectId"] = settings.scw_project_id
     return config
 
 

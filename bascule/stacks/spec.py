@@ -39,7 +39,7 @@ class TransitionSpec(_Frozen):
 
 
 class StorageSpec(_Frozen):
-    """One dataset group: an Azure container in the account, an OVHcloud bucket."""
+    """One dataset group: an Azure container in the account, a Scaleway or OVHcloud bucket."""
 
     name: str
     raw_health_data: bool = False
@@ -109,12 +109,14 @@ class AcceptedGap(_Frozen):
     check: str
     reason: str = Field(min_length=10)
     stacks: tuple[str, ...] = ()  # empty: every stack
+    clouds: tuple[Literal["scaleway", "ovh"], ...] = ()  # empty: every target cloud
 
-    def covers(self, stack: str, element: str, check: str) -> bool:
+    def covers(self, stack: str, element: str, check: str, cloud: str = "") -> bool:
         return (
             self.element == element
             and self.check == check
             and (not self.stacks or stack in self.stacks)
+            and (not self.clouds or cloud in self.clouds)
         )
 
 
@@ -139,6 +141,7 @@ class LandingZoneSpec(_Frozen):
 class PoolOverride(_Frozen):
     vm_size: str | None = None  # Azure
     flavor: str | None = None  # OVHcloud
+    node_type: str | None = None  # Scaleway
 
 
 class StackSettings(_Frozen):
@@ -146,7 +149,7 @@ class StackSettings(_Frozen):
 
     stack: str
     file: str
-    cloud: Literal["azure", "ovh"]
+    cloud: Literal["azure", "scaleway", "ovh"]
     region: str
     name_prefix: str
     spec: LandingZoneSpec
@@ -155,6 +158,7 @@ class StackSettings(_Frozen):
     azure_tenant_id: str = "00000000-0000-0000-0000-000000000000"
     ovh_service_name: str = ""
     ovh_subsidiary: str = "FR"
+    scw_project_id: str = ""
     endpoint_name: str = ""
 
     def where(self, key: str) -> str:
@@ -223,6 +227,7 @@ def settings_from_config(
         ("azureTenantId", "azure_tenant_id"),
         ("ovhServiceName", "ovh_service_name"),
         ("ovhSubsidiary", "ovh_subsidiary"),
+        ("scwProjectId", "scw_project_id"),
     ):
         if f"{CONFIG_NS}:{key}" in config:
             raw[field] = config[f"{CONFIG_NS}:{key}"]

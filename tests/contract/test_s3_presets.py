@@ -21,6 +21,30 @@ def test_ovhcloud_regions_map_to_their_endpoint(region: str) -> None:
     assert endpoint_for("ovhcloud", region, None) == f"https://s3.{region}.io.cloud.ovh.net"
 
 
+@pytest.mark.parametrize("region", ["fr-par", "nl-ams", "pl-waw"])
+def test_scaleway_regions_map_to_their_endpoint(region: str) -> None:
+    assert endpoint_for("scaleway", region, None) == f"https://s3.{region}.scw.cloud"
+
+
+def test_scaleway_preset_states_its_own_limits() -> None:
+    """Scaleway's multipart documentation: 1,000 parts, 5 MB to 5 GB each, 5 TB per object."""
+    quirks = load_quirks("scaleway")
+    assert (quirks.max_parts, quirks.min_part_size_bytes) == (1000, 5 * 1024 * 1024)
+    assert (quirks.max_part_size_bytes, quirks.max_object_size_bytes) == (5 * 10**9, 5 * 10**12)
+    assert quirks.addressing_style == "virtual"
+    assert quirks.part_checksum == "content-md5"
+    caps = S3Connector("b", region="fr-par", provider="scaleway").capabilities
+    assert (caps.max_parts, caps.max_part_size, caps.max_object_size) == (1000, 5e9, 5e12)
+    assert (
+        S3Connector("b", region="fr-par", provider="scaleway", max_parts=4).capabilities.max_parts
+        == 4
+    )
+    with pytest.raises(ConfigError, match=r"outside 1\.\.1000, the scaleway limit"):
+        S3Connector("b", region="fr-par", provider="scaleway", max_parts=1001)
+    with pytest.raises(ConfigError, match="fr-par, nl-ams, pl-waw"):
+        endpoint_for("scaleway", "gra", None)
+
+
 def test_endpoint_url_overrides_the_preset() -> None:
     assert endpoint_for("ovhcloud", "gra", "http://127.0.0.1:9000") == "http://127.0.0.1:9000"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from bascule.config import load_config
+from bascule.config import S3Endpoint, load_config
 from bascule.sandbox import servers
 from tests.conftest import ServerBinaries
 
@@ -110,7 +110,13 @@ def test_up_writes_the_contract_files(sandbox: Sandbox, monkeypatch: pytest.Monk
     assert names == ["dcir-2023", "beneficiaires", "pmsi-mco-2023", "nomenclatures", "binaries",
                      "edge"]  # fmt: skip
     assert all(d.encrypt and d.target.bucket == "hdh-snds" for d in cfg.datasets)
-    assert os.environ["OVH_S3_SECRET_ACCESS_KEY"] == state["s3"]["secret_access_key"]
+    assert os.environ["SCALEWAY_FR_PAR_SECRET_ACCESS_KEY"] == state["s3"]["secret_access_key"]
+    # The target is presented as Scaleway fr-par, pointed at the sandbox's S3 server.
+    target = cfg.endpoints["scaleway-fr-par"]
+    assert isinstance(target, S3Endpoint)
+    assert (target.provider, target.region) == ("scaleway", "fr-par")
+    assert target.endpoint_url == state["s3"]["endpoint_url"]
+    assert {d.target.endpoint for d in cfg.datasets} == {"scaleway-fr-par"}
     assert (sandbox.state_dir / "s3" / "hdh-snds").is_dir()  # the target bucket exists
 
 

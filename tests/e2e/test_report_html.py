@@ -114,6 +114,8 @@ def test_report_renders_in_headless_chromium_without_network(tmp_path: Path) -> 
     assert "default-src 'none'" in html  # CSP: the browser may fetch nothing
     assert not re.search(r"https?://", html), "the report must not name any URL"
     assert not re.search(r"<(script|link|img|iframe)\b", html, re.I)
+    # The target is named from the config, never a hard-coded provider.
+    assert 'from local folder (src) to\n<strong id="target">local folder (dst)</strong>' in html
 
     profile = tmp_path / "profile"
     flags = [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu",

@@ -12,6 +12,11 @@ Clients point their endpoint at the proxy; it forwards each request to one upstr
 
 Faults hit only the requests `applies` accepts (by default every request except listings),
 and never more than `max_faults`. Every injection is counted in `injected`, per kind.
+
+Apart from faults, `max_part_number` makes the proxy behave like a provider with a lower
+part-count limit (Scaleway: 1,000): an UploadPart whose partNumber is above it is refused with
+400 ``InvalidArgument``, as S3 does, and counted in `refused_parts`; `part_numbers` records
+every part number that was forwarded.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 FAULTS = ("throttle", "error500", "retry_after", "reset", "truncate", "slow")
 HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
@@ -46,6 +51,7 @@ class FaultPlan:
     # client while it waits on exactly that request (listing, a part upload, the commit).
     hold: Callable[[str, str], bool] = field(default=lambda method, path: False)
     hold_after_forward: bool = False  # hold once upstream has answered (it did the work)
+    max_part_number: int | None = None  # UploadPart above this is refused (InvalidArgument)
 
 
 class FaultProxy:
@@ -58,6 +64,8 @@ class FaultProxy:
         self.injected: Counter[str] = Counter()
         self.requests = 0
         self.retry_after_seen: list[float] = []  # arrival times after a 429 answer
+        self.refused_parts: list[int] = []  # part numbers refused as above max_part_number
+        self.part_numbers: list[int] = []  # part numbers forwarded upstream
         self._rng = random.Random(plan.seed)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -112,6 +120,22 @@ class FaultProxy:
             self.injected[kind] += 1
             return kind
 
+    def part_refused(self, method: str, path: str) -> bool:
+        """True (and recorded) for an UploadPart above the configured part-number limit."""
+        if method != "PUT":
+            return False
+        query = parse_qs(urlparse(path).query)
+        if "uploadId" not in query or "partNumber" not in query:
+            return False
+        number = int(query["partNumber"][0])
+        limit = self.plan.max_part_number
+        with self._lock:
+            if limit is not None and number > limit:
+                self.refused_parts.append(number)
+                return True
+            self.part_numbers.append(number)
+        return False
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
@@ -136,6 +160,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self._body()
         if not self.owner.plan.hold_after_forward:
             self.owner.wait_held((self.command, self.path))
+        if self.owner.part_refused(self.command, self.path):
+            self._refuse_part()
+            return
         fault = self.owner.draw(self.command, self.path)
         if fault in ("throttle", "error500", "retry_after"):
             self._refuse(fault)
@@ -188,6 +215,18 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.send_header("Content-Length", str(length))
         self.end_headers()
+
+    def _refuse_part(self) -> None:
+        limit = self.owner.plan.max_part_number
+        payload = (
+            "<Error><Code>InvalidArgument</Code><Message>Part number must be an integer "
+            f"between 1 and {limit}, inclusive</Message></Error>"
+        ).encode()
+        self.send_response_only(400)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def _refuse(self, fault: str) -> None:
         plan = self.owner.plan

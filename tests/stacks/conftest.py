@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from bascule.stacks.runner import StackRun, run_stack
 from bascule.stacks.spec import load_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("azure-francecentral", "ovh-gra", "ovh-eu-west-par")
+SHIPPED = ("azure-francecentral", "scaleway-fr-par", "ovh-gra", "ovh-eu-west-par")
 
 ProjectMaker = Callable[..., Path]
 
@@ -59,3 +61,33 @@ def project(tmp_path: Path) -> ProjectMaker:
         return make_project(tmp_path, **kwargs)
 
     return make
+
+
+def with_inputs(run: StackRun, name: str, **changes: Any) -> StackRun:
+    """`run` with resource `name`'s inputs changed (a broken fixture at the declared level)."""
+    resources = tuple(
+        replace(r, inputs={**r.inputs, **changes}) if r.name == name else r for r in run.resources
+    )
+    if resources == run.resources:
+        raise KeyError(name)
+    return replace(run, resources=resources)
+
+
+def wildcard_credentials(runs: dict[str, StackRun]) -> dict[str, StackRun]:
+    """Each shipped stack with its workers' credential scoped to `*` (in its cloud's terms)."""
+    everything = json.dumps(
+        {"Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]}
+    )
+    return {
+        "azure-francecentral": with_inputs(
+            runs["azure-francecentral"],
+            "identity.read-derived",
+            scope="/subscriptions/00000000-0000-0000-0000-00000000a2e0",
+        ),
+        "scaleway-fr-par": with_inputs(
+            with_inputs(runs["scaleway-fr-par"], "storage-derived.policy", policy=everything),
+            "identity.policy",
+            rules=[{"organizationId": "org-1", "permissionSetNames": ["ObjectStorageFullAccess"]}],
+        ),
+        "ovh-gra": with_inputs(runs["ovh-gra"], "identity.s3-policy", policy=everything),
+    }

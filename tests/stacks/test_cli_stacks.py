@@ -20,16 +20,34 @@ def test_parity_json_on_shipped_stacks() -> None:
     result = runner.invoke(app, ["stacks", "parity", "-C", str(ROOT), "--json"])
     assert result.exit_code == 0, result.output
     reports = json.loads(result.stdout)
-    assert [(r["source"], r["target"], r["ok"]) for r in reports] == [
-        ("azure-francecentral", "ovh-eu-west-par", True),
-        ("azure-francecentral", "ovh-gra", True),
+    assert [(r["source"], r["target"], r["target_provider"], r["ok"]) for r in reports] == [
+        ("azure-francecentral", "scaleway-fr-par", "Scaleway", True),
+        ("azure-francecentral", "ovh-eu-west-par", "OVHcloud", True),
+        ("azure-francecentral", "ovh-gra", "OVHcloud", True),
     ]
+    scw = {row["element"]: row for row in reports[0]["rows"]}
+    (key_gap, lifecycle_gap) = scw["storage-raw-snds"]["differences"]
+    assert (key_gap["check"], key_gap["accepted"]) == ("encryption_key", True)
+    assert "Scaleway-managed keys" in key_gap["reason"] and "age-encrypted" in key_gap["reason"]
+    assert (lifecycle_gap["check"], lifecycle_gap["accepted"]) == ("lifecycle", True)
 
 
 def test_policy_passes_on_shipped_stacks() -> None:
     result = runner.invoke(app, ["stacks", "policy", "-C", str(ROOT)])
     assert result.exit_code == 0, result.output
-    assert "in 3 stack(s) comply" in result.stdout
+    assert "in 4 stack(s) comply" in result.stdout
+
+
+def test_parity_table_names_the_target_provider() -> None:
+    result = runner.invoke(
+        app,
+        ["stacks", "parity", "-C", str(ROOT), "--target", "scaleway-fr-par"],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "parity azure-francecentral -> scaleway-fr-par" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "element" in line)
+    assert "Scaleway" in header and "OVHcloud" not in header
 
 
 def test_parity_gap_exits_1_with_the_element(project: ProjectMaker) -> None:
@@ -89,6 +107,14 @@ def test_endpoints_from_mocks_and_from_output_files(tmp_path: Path) -> None:
         "secret_access_key_env": "OVH_GRA_SECRET_ACCESS_KEY",
     }
     assert "ovh-gra: raw-snds=hdh-gra-raw-snds" in result.stdout
+    assert section["scaleway-fr-par"] == {
+        "kind": "s3",
+        "provider": "scaleway",
+        "region": "fr-par",
+        "endpoint_url": "https://s3.fr-par.scw.cloud",
+        "access_key_id_env": "SCALEWAY_FR_PAR_ACCESS_KEY_ID",
+        "secret_access_key_env": "SCALEWAY_FR_PAR_SECRET_ACCESS_KEY",
+    }
     # A deployed stack's `pulumi stack output --json` has the same keys.
     outputs = tmp_path / "par.json"
     outputs.write_text(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bascule.stacks.program import build_landing_zone, settings_from_pulumi
 from bascule.stacks.runner import StackRun, run_stack
 from bascule.stacks.spec import StackSettings
@@ -171,3 +173,116 @@ def test_program_reads_the_same_settings_from_pulumi_config(
     assert sorted((r.name, json.dumps(r.inputs, sort_keys=True)) for r in again.resources) == (
         sorted((r.name, json.dumps(r.inputs, sort_keys=True)) for r in expected.resources)
     )
+
+
+def test_scaleway_buckets_encrypted_versioned_locked_private(
+    shipped_runs: dict[str, StackRun],
+) -> None:
+    run = shipped_runs["scaleway-fr-par"]
+    buckets = {b.inputs["name"]: b.inputs for b in run.of_type("Bucket")}
+    assert set(buckets) == {"hdh-scw-raw-snds", "hdh-scw-raw-pmsi", "hdh-scw-derived"}
+    snds = buckets["hdh-scw-raw-snds"]
+    assert (snds["region"], snds["acl"], snds["versioning"]) == (
+        "fr-par",
+        "private",
+        {"enabled": True},
+    )
+    assert snds["objectLockEnabled"] is True
+    assert snds["tags"] == {"data-class": "raw-health-data"}
+    (rule,) = snds["lifecycleRules"]
+    assert rule["abortIncompleteMultipartUploadDays"] == 7
+    assert rule["transitions"] == []  # cool and cold stay in STANDARD (multi-AZ)
+    assert buckets["hdh-scw-derived"]["objectLockEnabled"] is False
+    lock = run.named("storage-raw-snds.lock").inputs
+    assert lock["rule"] == {"defaultRetention": {"mode": "COMPLIANCE", "days": 365}}
+    assert "storage-derived.lock" not in {r.name for r in run.resources}
+    sse = run.named("storage-derived.encryption").inputs
+    assert sse["rules"] == [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]
+
+
+def test_scaleway_credential_reaches_the_target_buckets_only(
+    shipped_runs: dict[str, StackRun],
+) -> None:
+    run = shipped_runs["scaleway-fr-par"]
+    policy = run.named("identity.policy").inputs
+    assert policy["applicationId"] == "identity.application-id"
+    assert policy["rules"] == [
+        {
+            "projectIds": ["00000000-0000-0000-0000-000000000000"],
+            "permissionSetNames": ["ObjectStorageObjectsRead", "ObjectStorageObjectsWrite"],
+        }
+    ]
+    assert run.named("identity.api-key").inputs["applicationId"] == "identity.application-id"
+    resources = set()
+    for bucket_policy in run.of_type("BucketPolicy"):
+        doc = json.loads(bucket_policy.inputs["policy"])
+        for statement in doc["Statement"]:
+            assert statement["Principal"] == {"SCW": "application_id:identity.application-id"}
+            assert "s3:DeleteObject" not in statement["Action"]
+            resources.update(statement["Resource"])
+    assert resources == {
+        f"hdh-scw-{g}{suffix}" for g in ("raw-snds", "raw-pmsi", "derived") for suffix in ("", "/*")
+    }
+
+
+def test_scaleway_kapsule_pools_database_network_and_key(
+    shipped_runs: dict[str, StackRun],
+) -> None:
+    run = shipped_runs["scaleway-fr-par"]
+    cluster = run.named("kubernetes.cluster").inputs
+    assert (cluster["type"], cluster["version"], cluster["region"]) == ("kapsule", "1.31", "fr-par")
+    assert cluster["privateNetworkId"] == "network.private-id"
+    pools = {p.name: p.inputs for p in run.of_type("Pool")}
+    workers = [p for n, p in pools.items() if n.startswith("pool-workers.")]
+    assert sorted(p["zone"] for p in workers) == ["fr-par-1", "fr-par-2", "fr-par-3"]
+    assert {(p["nodeType"], p["size"], p["maxSize"]) for p in workers} == {("POP2-HM-8C-64G", 2, 6)}
+    assert all(p["publicIpDisabled"] and p["autoscaling"] for p in workers)
+    system = pools["pool-system.pool-1"]
+    assert (system["nodeType"], system["size"], system["autoscaling"]) == ("POP2-4C-16G", 1, False)
+    db = run.named("postgresql.instance").inputs
+    assert (db["engine"], db["nodeType"], db["isHaCluster"]) == (
+        "PostgreSQL-16",
+        "DB-POP2-4C-16G",
+        True,
+    )
+    assert (db["volumeSizeInGb"], db["encryptionAtRest"], db["backupSameRegion"]) == (
+        512,
+        True,
+        True,
+    )
+    assert db["privateNetwork"] == {"pnId": "network.private-id", "enableIpam": True}
+    net = run.named("network.private").inputs
+    assert net["ipv4Subnet"] == {"subnet": "10.20.0.0/16"}
+    gateway = run.named("network.gateway-network").inputs
+    assert gateway["enableMasquerade"] is True
+    key = run.named("keys.key").inputs
+    assert (key["usage"], key["algorithm"], key["region"]) == (
+        "symmetric_encryption",
+        "aes_256_gcm",
+        "fr-par",
+    )
+    out = run.outputs
+    assert (out["cloud"], out["region"], out["s3Endpoint"]) == (
+        "scaleway",
+        "fr-par",
+        "https://s3.fr-par.scw.cloud",
+    )
+    assert out["endpointName"] == "scaleway-fr-par"
+
+
+def test_scaleway_stack_without_project_or_with_unknown_region_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    from bascule.errors import ConfigError
+    from bascule.stacks.project import load_stacks, run_all
+
+    from .conftest import make_project
+
+    root = make_project(tmp_path, stack_edits={"scaleway-fr-par": {"bascule:scwProjectId": ""}})
+    with pytest.raises(ConfigError, match=r"bascule:scwProjectId: missing"):
+        run_all(load_stacks(root, ["scaleway-fr-par"]))
+    other = tmp_path / "other"
+    other.mkdir()
+    make_project(other, stack_edits={"scaleway-fr-par": {"bascule:region": "fr-lyo"}})
+    with pytest.raises(ConfigError, match="unknown Scaleway region 'fr-lyo'; use one of fr-par"):
+        run_all(load_stacks(other, ["scaleway-fr-par"]))

@@ -83,3 +83,48 @@ def test_unknown_values_are_config_errors_naming_file_and_key(call: object, need
     assert "Pulumi.x.yaml: bascule:" in str(err.value)
     assert needle in str(err.value)
     assert "use one of" in str(err.value)
+
+
+SCW_FAMILY_PREFIX = {"general": "POP2-", "memory": "POP2-HM-", "compute": "POP2-HC-"}
+
+
+def test_every_azure_node_size_has_a_scaleway_node_type_of_same_shape_and_family() -> None:
+    t = eq.tables()
+    families = {"D": "general", "E": "memory", "F": "compute"}
+    for size in t.node_sizes:
+        azure = t.azure_sizes[size]
+        family = families[size.removeprefix("Standard_")[0]]
+        found = eq.scw_node_type(family, azure.vcpu, azure.ram_gb, "here")
+        shape = eq.scw_node_shape(found, "here")
+        assert (shape.vcpu, shape.ram_gb) == (azure.vcpu, azure.ram_gb), size
+        # Names carry the shape: POP2-HM-8C-64G has 8 vCPU and 64 GB.
+        assert found == f"{SCW_FAMILY_PREFIX[family]}{shape.vcpu}C-{shape.ram_gb}G", size
+
+
+def test_scaleway_database_node_types_and_hds_ranges() -> None:
+    for name, tier in (
+        ("general-purpose", "DB-POP2-4C-16G"),
+        ("memory-optimized", "DB-POP2-HM-4C-32G"),
+    ):
+        vcpu, ram = (4, 16) if name == "general-purpose" else (4, 32)
+        assert eq.pg_scw_node_type(eq.pg_tier(name, "here"), vcpu, ram, "here") == tier
+        assert eq.scw_db_node_is_hds(tier)
+    assert eq.pg_scw_node_type(eq.pg_tier("burstable", "here"), 2, 4, "here") == "DB-PLAY2-NANO"
+    assert not eq.scw_db_node_is_hds("DB-PLAY2-NANO")
+    assert not eq.scw_db_node_is_hds("DB-UNKNOWN")
+
+
+def test_scaleway_classes_and_regions() -> None:
+    par = eq.scw_region("fr-par", "here")
+    assert [eq.scw_storage_class(t, par, "here") for t in ("hot", "cool", "cold", "archive")] == [
+        "STANDARD",
+        "STANDARD",
+        "STANDARD",
+        "GLACIER",
+    ]
+    assert eq.scw_storage_class("archive", eq.scw_region("pl-waw", "here"), "here") == "STANDARD"
+    assert eq.tier_of_scaleway("GLACIER") == "archive"
+    countries = {
+        z: eq.region_country("scaleway", z) for z in ("fr-par", "fr-par-2", "nl-ams-1", "pl-waw")
+    }
+    assert countries == {"fr-par": "FR", "fr-par-2": "FR", "nl-ams-1": "NL", "pl-waw": "PL"}

@@ -12,7 +12,7 @@ from bascule.stacks.policy import check_run
 from bascule.stacks.project import load_stacks, run_all
 from bascule.stacks.runner import StackRun
 
-from .conftest import ProjectMaker, make_project
+from .conftest import ProjectMaker, make_project, wildcard_credentials
 
 
 def _row_diffs(report: ParityReport, element: str) -> tuple[str, list[str]]:
@@ -162,3 +162,92 @@ def test_bad_spec_is_a_config_error_naming_the_file(project: ProjectMaker) -> No
     root = project(spec_edit=edit)
     with pytest.raises(ConfigError, match=r"landing-zone\.yaml: kubernetes\.pools\.0\.vcpu"):
         load_stacks(root, ["ovh-gra"])
+
+
+def test_shipped_scaleway_parity_accepts_only_keys_and_tiers(
+    shipped_runs: dict[str, StackRun],
+) -> None:
+    report = compare_runs(shipped_runs["azure-francecentral"], shipped_runs["scaleway-fr-par"])
+    assert report.ok and report.target_name == "Scaleway"
+    assert _row_diffs(report, "storage-raw-snds") == (
+        ACCEPTED,
+        [
+            "encryption_key provider on the target vs customer",
+            "lifecycle none on the target vs [cool@90, cold@365]",
+        ],
+    )
+    for element in ("pool-system", "pool-workers", "postgresql", "identity", "keys", "network"):
+        assert _row_diffs(report, element) == (EQUIVALENT, []), element
+
+
+def test_scaleway_non_french_region_and_public_bucket_fail_policy(project: ProjectMaker) -> None:
+    root = project(
+        spec_edit=_public_derived, stack_edits={"scaleway-fr-par": {"bascule:region": "nl-ams"}}
+    )
+    runs = run_all(load_stacks(root, ["azure-francecentral", "scaleway-fr-par"]))
+    found = {(v.resource, v.rule, v.message) for v in check_run(runs["scaleway-fr-par"])}
+    assert (
+        "storage-raw-snds.bucket",
+        "france-only",
+        "region 'nl-ams' is in NL; health data must stay in France",
+    ) in found
+    assert (
+        "pool-workers.pool-1",
+        "france-only",
+        "region 'nl-ams-1' is in NL; health data must stay in France",
+    ) in found
+    public = {(r, m) for r, rule, m in found if rule == "no-public-access"}
+    assert public == {("storage-derived.bucket", "bucket is public (public-read)")}
+    fix = next(v.fix for v in check_run(runs["scaleway-fr-par"]) if v.rule == "france-only")
+    assert "fr-par (Scaleway)" in fix
+    report = compare_runs(runs["azure-francecentral"], runs["scaleway-fr-par"])
+    assert _row_diffs(report, "storage-derived")[0] == ACCEPTED  # public on both sides
+
+
+def test_scaleway_development_database_node_fails_hds(project: ProjectMaker) -> None:
+    def edit(spec: dict[str, Any]) -> None:
+        spec["postgresql"].update(tier="burstable", vcpu=2, ram_gb=4)
+        spec["storage"][0].pop("lock")
+
+    root = project(spec_edit=edit)
+    runs = run_all(load_stacks(root, ["scaleway-fr-par"]))
+    found = {(v.resource, v.rule, v.message) for v in check_run(runs["scaleway-fr-par"])}
+    assert found == {
+        (
+            "postgresql.instance",
+            "hds-plan",
+            "node type 'DB-PLAY2-NANO' is not for health data (not a production range)",
+        ),
+        (
+            "storage-raw-snds.bucket",
+            "raw-data-protection",
+            "raw health-data bucket without object lock",
+        ),
+    }
+
+
+def test_credential_scoped_to_everything_fails_policy_in_each_cloud(
+    shipped_runs: dict[str, StackRun],
+) -> None:
+    broken = wildcard_credentials(shipped_runs)
+    found = {
+        name: {(v.resource, v.message) for v in check_run(run) if v.rule == "scoped-credentials"}
+        for name, run in broken.items()
+    }
+    assert found == {
+        "azure-francecentral": {
+            (
+                "identity.read-derived",
+                "role assignment covers '/subscriptions/00000000-0000-0000-0000-00000000a2e0', "
+                "more than one container",
+            )
+        },
+        "scaleway-fr-par": {
+            ("storage-derived.policy", "the credential reaches every bucket (Resource '*')"),
+            ("identity.policy", "IAM policy rule applies to the whole organisation"),
+            ("identity.policy", "IAM policy grants ObjectStorageFullAccess"),
+        },
+        "ovh-gra": {("identity.s3-policy", "the credential reaches every bucket (Resource '*')")},
+    }
+    for name, run in shipped_runs.items():
+        assert [v for v in check_run(run) if v.rule == "scoped-credentials"] == [], name

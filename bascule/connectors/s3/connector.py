@@ -1,7 +1,9 @@
-"""S3 and S3-compatible object storage (OVHcloud, AWS, MinIO, `rclone serve s3`, moto) on boto3.
+"""S3 and S3-compatible object storage on boto3: Scaleway, OVHcloud, AWS, MinIO,
+`rclone serve s3`, moto.
 
 Provider differences are data, in ``quirks/<provider>.yaml`` (endpoint per region, addressing
-style, whether If-Match is honoured, which checksum header parts carry).
+style, whether If-Match is honoured, which checksum header parts carry, part and object
+limits: Scaleway takes at most 1,000 parts where AWS takes 10,000).
 
 Who retries what: botocore's own retries are off by default (``sdk_max_attempts=1``, standard
 mode): every retry is decided by `S3Connector.should_retry` and timed by
@@ -110,7 +112,9 @@ class S3Quirks:
     server_side_checksums: bool
     part_checksum: str  # "content-md5" | "sha256"
     min_part_size_bytes: int
+    max_part_size_bytes: int
     max_parts: int
+    max_object_size_bytes: int
 
 
 @cache
@@ -142,6 +146,19 @@ def endpoint_for(provider: str, region: str | None, endpoint_url: str | None) ->
             f"use one of {', '.join(quirks.regions)} or set endpoint_url"
         )
     return quirks.endpoint_template.format(region=region)
+
+
+def _lowered_part_limit(quirks: S3Quirks, provider: str, max_parts: int | None) -> int:
+    """The preset's part-count limit, or a lower one the endpoint asks for (e.g. a gateway in
+    front of the provider that takes fewer parts). ConfigError if asked to raise it."""
+    if max_parts is None:
+        return quirks.max_parts
+    if not 1 <= max_parts <= quirks.max_parts:
+        raise ConfigError(
+            f"max_parts {max_parts} is outside 1..{quirks.max_parts}, the {provider} limit; "
+            "lower it or remove it"
+        )
+    return max_parts
 
 
 def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
@@ -274,6 +291,7 @@ class S3Connector:
         secret_access_key: str | None = None,
         session_token: str | None = None,
         provider: str = "aws",
+        max_parts: int | None = None,
         sdk_max_attempts: int = 1,
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 60.0,
@@ -281,6 +299,7 @@ class S3Connector:
     ) -> None:
         self._bucket = bucket
         self._quirks = load_quirks(provider)
+        self._max_parts = _lowered_part_limit(self._quirks, provider, max_parts)
         config = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -318,7 +337,9 @@ class S3Connector:
             if_match_read=self._quirks.if_match_read,
             server_side_checksums=self._quirks.server_side_checksums,
             min_part_size=self._quirks.min_part_size_bytes,
-            max_parts=self._quirks.max_parts,
+            max_part_size=self._quirks.max_part_size_bytes,
+            max_parts=self._max_parts,
+            max_object_size=self._quirks.max_object_size_bytes,
         )
 
     def _call(self, method: str, key: str = "", **kwargs: Any) -> Any:
