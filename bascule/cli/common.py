@@ -2,6 +2,10 @@
 
 Only CLI modules print. An error is one line on stderr (what, where, what to do) and the
 documented exit code; a traceback only with ``--debug``.
+
+Both consoles print text as is (rich markup off): keys, messages and command output come
+from storage, configs and shell steps, and a ``[/x]`` in them must never be read as a tag
+(it would raise instead of printing). Styling goes through `rich.text.Text`.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from rich.console import Console
 from bascule.config import Config
 from bascule.errors import BasculeError, ExitCode, JournalError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")

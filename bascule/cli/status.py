@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from bascule.cli.common import console, handle_errors
 from bascule.cli.migrate import CONFIG_OPT, human_bytes, human_duration
@@ -52,7 +53,7 @@ def _table(r: Readiness) -> Table:
     for d in r.datasets:
         table.add_row(
             d.name,
-            f"[{STYLE.get(d.status, 'dim')}]{d.status}[/]",
+            Text(d.status, style=STYLE.get(d.status, "dim")),
             "\n".join(d.reasons),
             f"{d.rehearsal_objects} ({human_bytes(d.rehearsal_bytes)})",
             f"{d.objects_copied} ({human_bytes(d.bytes_copied)})",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import getpass
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,10 +122,20 @@ def _step_detail(report: StepReport, seconds: float) -> dict[str, Any]:
     return detail
 
 
+def _report(callback: Callable[..., None] | None, *args: Any) -> None:
+    """Call a reporting callback; whatever it raises is logged and dropped, so that output
+    (a terminal gone, text it cannot render) never decides whether a rollback runs."""
+    if callback is None:
+        return
+    try:
+        callback(*args)
+    except Exception as exc:
+        log.warning("runbook.report_failed", error=f"{type(exc).__name__}: {exc}")
+
+
 def _one(ctx: Context, phase: str, step: Step) -> StepResult:
     facts = Facts(ctx.journal)
-    if ctx.options.on_start:
-        ctx.options.on_start(phase, step)
+    _report(ctx.options.on_start, phase, step)
     step_id = facts.start_step(ctx.run_id, ctx.runbook.name, ctx.mode, phase, step.name, step.kind)
     started = time.monotonic()
     try:
@@ -135,6 +145,9 @@ def _one(ctx: Context, phase: str, step: Step) -> StepResult:
         raise
     except BasculeError as exc:
         report = StepReport(FAILED, str(exc))
+    except Exception as exc:  # a defect in a step fails the step; the rollback still runs
+        log.exception("runbook.step_crashed", step=step.name)
+        report = StepReport(FAILED, f"unexpected error: {type(exc).__name__}: {exc}")
     if report.outcome == FAILED and step.optional:
         report = StepReport(WARNED, f"optional step failed: {report.message}", report.detail,
                             report.datasets_failed)  # fmt: skip
@@ -142,8 +155,7 @@ def _one(ctx: Context, phase: str, step: Step) -> StepResult:
     facts.end_step(step_id, report.outcome, _step_detail(report, seconds))
     log.info("runbook.step", run=ctx.run_id, phase=phase, step=step.name, outcome=report.outcome)
     result = StepResult(phase, step, report.outcome, report.message, seconds)
-    if ctx.options.on_step:
-        ctx.options.on_step(result)
+    _report(ctx.options.on_step, result)
     return result
 
 
@@ -155,8 +167,7 @@ def _run_steps(
         if (phase, step.name) in done:
             result = StepResult(phase, step, SKIPPED, "passed in the interrupted run", 0.0, True)
             out.results.append(result)
-            if ctx.options.on_step:
-                ctx.options.on_step(result)
+            _report(ctx.options.on_step, result)
             continue
         result = _one(ctx, phase, step)
         out.results.append(result)
