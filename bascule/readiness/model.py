@@ -191,7 +191,7 @@ def _rehearsal_reasons(
     counts = (max((v["verified"] for v in verifies), default=0),
               max((v.get("bytes", 0) for v in verifies), default=0),
               sum(v["findings"] for v in verifies))  # fmt: skip
-    rid = f"r{last['id']}"
+    rid = str(last["detail"].get("rehearsal_id") or f"r{last['id']}")  # older journals: r<id>
     if last["status"] != "completed":
         bad = [s for s in steps if s["outcome"] == "failed"]
         about = bad[0]["detail"].get("datasets_failed") if bad else None
