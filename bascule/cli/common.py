@@ -2,6 +2,10 @@
 
 Only CLI modules print. An error is one line on stderr (what, where, what to do) and the
 documented exit code; a traceback only with ``--debug``.
+
+Both consoles print text as is (rich markup off): keys, messages and command output come
+from storage, configs and shell steps, and a ``[/x]`` in them must never be read as a tag
+(it would raise instead of printing). Styling goes through `rich.text.Text`.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ class RedactingConsole(Console):
         return redact_text(super()._render_buffer(buffer))
 
 
-console = RedactingConsole(highlight=False)
-err_console = RedactingConsole(stderr=True, highlight=False)
+# markup off: text from storage, steps and configs is printed as it is, never as rich tags
+console = RedactingConsole(highlight=False, markup=False)
+err_console = RedactingConsole(stderr=True, highlight=False, markup=False)
 
 
 def echo(text: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from bascule.cli.common import console, err_console, handle_errors, setup_logging
 from bascule.cli.migrate import CONFIG_OPT, EXECUTOR_OPT, graceful_stop, human_duration
@@ -45,15 +46,15 @@ def _load(config: Path, runbook: Path) -> tuple[Config, Runbook]:
 
 
 def _started(phase: str, step: Step) -> None:
-    console.print(f"[bold]{phase}[/] / {step.name} ({step.kind}) ...", soft_wrap=True)
+    line = Text.assemble((phase, "bold"), f" / {step.name} ({step.kind}) ...")
+    console.print(line, soft_wrap=True)
 
 
 def _done(result: StepResult) -> None:
     style = STYLE.get(result.outcome, "yellow")
     took = f" in {human_duration(result.seconds)}" if result.seconds >= 1 else ""
-    console.print(
-        f"  [{style}]{result.outcome}[/]{took}: {result.message}", soft_wrap=True, markup=True
-    )
+    line = Text.assemble("  ", (result.outcome, style), f"{took}: {result.message}")
+    console.print(line, soft_wrap=True)
 
 
 def _interactive_confirm(prompt: str) -> bool:
@@ -90,7 +91,7 @@ def _conclude(out: engine.RunbookOutcome) -> None:
     elif out.rehearsal_id:
         console.print(f"kept rehearsal {out.rehearsal_id} (--keep)")
     if out.ok:
-        console.print(f"[green]{out.mode} completed[/] (run {out.run_id})")
+        console.print(Text.assemble((f"{out.mode} completed", "green"), f" (run {out.run_id})"))
         return
     bad = out.failed_step
     where = f" at {bad.phase} / {bad.step.name} ({bad.step.where})" if bad else ""

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 import yaml
 from rich.table import Table
+from rich.text import Text
 
 from bascule.cli.common import console, echo, err_console, handle_errors
 from bascule.errors import ConfigError, ExitCode
@@ -38,9 +39,9 @@ def _parity_table(report: ParityReport) -> Table:
             f"{d.message}" + (f" (accepted: {d.reason})" if d.accepted else "")
             for d in row.differences
         )
-        source = f"{row.source} [dim]({len(row.source_resources)} resources)[/dim]"
-        target = f"{row.target} [dim]({len(row.target_resources)} resources)[/dim]"
-        status = f"[{STYLE.get(row.status, 'bold red')}]{row.status}[/]"
+        source = Text.assemble(row.source, (f" ({len(row.source_resources)} resources)", "dim"))
+        target = Text.assemble(row.target, (f" ({len(row.target_resources)} resources)", "dim"))
+        status = Text(row.status, style=STYLE.get(row.status, "bold red"))
         table.add_row(row.element, source, target, status, details)
     return table
 
@@ -83,7 +84,8 @@ def _policy_table(violations: list[Violation]) -> Table:
     for column in ("stack", "resource", "rule", "problem", "fix"):
         table.add_column(column, overflow="fold")
     for v in violations:
-        table.add_row(v.stack, f"{v.resource}\n[dim]{v.type}[/dim]", v.rule, v.message, v.fix)
+        resource = Text.assemble(v.resource, "\n", (v.type, "dim"))
+        table.add_row(v.stack, resource, v.rule, v.message, v.fix)
     return table
 
 

@@ -461,8 +461,12 @@ class AzureBlobConnector:
                 yield PendingUpload(blob.name, TOKEN_PREFIX + token)
 
     def abort_upload(self, key: str, resume_token: str) -> None:
-        """See the module docstring; an upload already gone is not an error."""
-        _token_hex(resume_token, self.url, key)
+        """See the module docstring; an upload already gone is not an error. Nothing is
+        done unless a block of this very token is staged: another writer's staged blocks
+        are never discarded on our behalf."""
+        token = _token_hex(resume_token, self.url, key)
+        if not any(t == token for t, _, _ in self._uncommitted(key)):
+            return
         blob = self._container.get_blob_client(key)
         try:
             props = self._do(key, blob.get_blob_properties)

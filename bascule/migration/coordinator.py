@@ -33,7 +33,7 @@ from bascule.errors import (
     PreconditionFailed,
     VerificationError,
 )
-from bascule.migration.journal import Journal, KeyWrapper, ObjectRow, PartRow
+from bascule.migration.journal import Journal, KeyWrapper, ObjectRow, PartRow, UploadRow, Uploads
 from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
 from bascule.migration.retry import call_with_retries
 from bascule.migration.tasks import (
@@ -138,6 +138,7 @@ class Coordinator:
         self.progress = progress or NullProgress()
         self.stop = stop or threading.Event()
         self.stats = RunStats()
+        self.uploads = Uploads(journal)
         self.key_file = str(journal.path.with_name(journal.path.name + ".key"))
         self._wrapper = KeyWrapper.load_or_create(Path(self.key_file))
         self._futures: dict[Future[tuple[PartResult, int]], tuple[ObjectJob, PartSpec]] = {}
@@ -177,6 +178,7 @@ class Coordinator:
         if old is not None and old.resume_token and isinstance(tgt, PartWriterOpener):
             token_ = old.resume_token
             self._retry(tgt, lambda: tgt.abort_upload(plan.target_key, token_))
+            self.uploads.closed(token_)
         parts = plan.parts
         if len(parts) > 1 and not isinstance(tgt, PartWriterOpener):
             whole = plan_parts(plan.size, max(plan.size, 1) + 65536, plan.encrypt, 0)[0]
@@ -184,9 +186,7 @@ class Coordinator:
         header, nonce, wrapped = self._new_key_material(plan)
         token = None
         if len(parts) > 1:
-            assert isinstance(tgt, PartWriterOpener)
-            meta = object_metadata(plan)
-            token = self._retry(tgt, lambda: tgt.open_writer(plan.target_key, meta)).resume_token
+            token = self._open_upload(plan, tgt)
         values = {
             "dataset": plan.dataset,
             "source_key": plan.source_key,
@@ -210,6 +210,19 @@ class Coordinator:
         else:
             row = self.journal.begin_object(values)
         return self._job(plan, row, source, target, deque(parts), {})
+
+    def _open_upload(self, plan: ObjectPlan, tgt: Connector) -> str:
+        """Open an upload, journaled before the request and again once it answers (before any
+        part is written): `abort_orphans` only ever aborts uploads recorded this way."""
+        meta = object_metadata(plan)
+        assert isinstance(tgt, PartWriterOpener)
+        key = plan.target_key
+        listed = self._retry(tgt, lambda: list(tgt.list_uploads(key)))
+        present = [u.resume_token for u in listed if u.key == key]
+        upload_id = self.uploads.opening(plan.dataset, key, self.run_id, present)
+        writer = self._retry(tgt, lambda: tgt.open_writer(plan.target_key, meta))
+        self.uploads.opened(upload_id, writer.resume_token)
+        return writer.resume_token
 
     def _unjournaled_row(
         self,
@@ -473,6 +486,7 @@ class Coordinator:
         if job.row.resume_token and isinstance(tgt, PartWriterOpener):
             token = job.row.resume_token
             self._retry(tgt, lambda: tgt.abort_upload(job.plan.target_key, token))
+            self.uploads.closed(token)
         if job.row.id != UNJOURNALED:
             self.journal.drop_object(job.row.id)
         job.row = replace(job.row, generation=-1)
@@ -503,6 +517,8 @@ class Coordinator:
             self.journal.record_committed(_committed_values(row), plain, cipher, etag, self.run_id)
         else:
             self.journal.commit_object(row.id, plain, cipher, etag, self.run_id)
+            if row.resume_token is not None:
+                self.uploads.closed(row.resume_token)
         self.stats.objects_committed += 1
         self.progress.object_done(job.plan.target_key)
         log.info("object.committed", key=job.plan.target_key, bytes=job.plan.size, parts=len(parts))
@@ -529,20 +545,44 @@ def _committed_values(row: ObjectRow) -> dict[str, Any]:
     return values
 
 
-def abort_orphans(journal: Journal, dataset: str, target: EndpointRef, prefix: str) -> int:
-    """Abort unfinished uploads under `prefix` that the journal does not hold in progress
-    (left by a crash between opening an upload and journaling it, or by a restart)."""
+# The target's clock may be this far off the local one (see `_unanswered`).
+CLOCK_SKEW_S = 30.0
+
+
+def abort_orphans(journal: Journal, dataset: str, target: EndpointRef, since: float) -> int:
+    """Abort the uploads this journal opened for `dataset` and no object holds in progress
+    any more (a crash between opening an upload and journaling its object, or a restart).
+
+    Never anything else: an upload is aborted by the token the journal recorded, or, when
+    a crash came before the open request answered, see `_unanswered`. `since`: when the
+    current run started."""
     tgt = connector(target)
     if not isinstance(tgt, PartWriterOpener):
         return 0
-    live = {
-        (r.target_key, r.resume_token)
-        for r in journal.objects(dataset, "in_progress")
-        if r.resume_token
-    }
+    uploads = Uploads(journal)
+    live = {r.resume_token for r in journal.objects(dataset, "in_progress") if r.resume_token}
     aborted = 0
-    for upload in tgt.list_uploads(prefix):
-        if (upload.key, upload.resume_token) not in live:
-            tgt.abort_upload(upload.key, upload.resume_token)
+    for row in uploads.still_open(dataset):
+        if row.resume_token in live:
+            continue
+        tokens = [row.resume_token] if row.resume_token else _unanswered(tgt, uploads, row, since)
+        for token in tokens:
+            tgt.abort_upload(row.target_key, token)
             aborted += 1
+        uploads.close_row(row.id)
     return aborted
+
+
+def _unanswered(tgt: PartWriterOpener, uploads: Uploads, row: UploadRow, since: float) -> list[str]:
+    """The upload an open request created before a crash lost its answer: an unfinished
+    upload of exactly that key that the target did not list right before the request, that
+    no row of this journal names, and that (by the target's clock) began before the current
+    run. Targets that report no start time (Azure: its tokens are journaled before any
+    block is staged) never get here with anything to abort."""
+    known = uploads.tokens(row.dataset) | set(row.present)
+    return [
+        u.resume_token
+        for u in tgt.list_uploads(row.target_key)
+        if u.key == row.target_key and u.resume_token not in known and u.initiated is not None
+        and u.initiated.timestamp() <= since + CLOCK_SKEW_S
+    ]  # fmt: skip

@@ -80,6 +80,13 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, run_id INTEGER, kind TEXT NOT NULL,
     dataset TEXT, key TEXT, detail TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS uploads (
+    id INTEGER PRIMARY KEY, dataset TEXT NOT NULL, target_key TEXT NOT NULL,
+    resume_token TEXT, run_id INTEGER, opening REAL NOT NULL, opened REAL, closed REAL,
+    present TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS uploads_open ON uploads (dataset, closed);
+CREATE INDEX IF NOT EXISTS uploads_token ON uploads (resume_token);
 """
 
 
@@ -148,6 +155,11 @@ class RunRow:
         """The digest of the runbook's content (runbook runs), else None."""
         value = self.detail.get("runbook_sha256")
         return None if value is None else str(value)
+
+    @property
+    def rehearsal_id(self) -> str:
+        """A rehearsal's id (unique across journals); `r<run id>` for older journals."""
+        return _text(self.detail.get("rehearsal_id")) or f"r{self.id}"
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -254,6 +266,21 @@ class VerificationRow:
 
 def _detail(text: str) -> Mapping[str, Any]:
     return MappingProxyType(json.loads(text))
+
+
+@dataclass(frozen=True)
+class UploadRow:
+    """An upload this journal opened on a target (see `Uploads`). `resume_token` is None
+    while the open request has not answered (a crash then leaves it None)."""
+
+    id: int
+    dataset: str
+    target_key: str
+    resume_token: str | None
+    run_id: int | None
+    opening: float  # when the open request was about to be sent (local clock)
+    opened: float | None
+    present: tuple[str, ...]  # tokens of the key's unfinished uploads just before opening
 
 
 def fingerprint(identity: Mapping[str, Any]) -> str:
@@ -687,3 +714,65 @@ def _object_row(row: tuple[Any, ...]) -> ObjectRow:
     values = list(row)
     values[7] = bool(values[7])
     return ObjectRow(*values)
+
+
+class Uploads:
+    """The uploads this journal opened: the only ones bascule may abort.
+
+    `opening` is recorded before the request that opens an upload is sent, `opened` with
+    its resume token as soon as it answers (before any part is written), `closed` once it
+    is committed or aborted. Rows of journals made before this table existed are absent:
+    their uploads are aborted only through the objects still holding their token."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._j = journal
+
+    def opening(self, dataset: str, target_key: str, run_id: int, present: list[str]) -> int:
+        """Record an upload about to be opened; `present`: the tokens of the unfinished
+        uploads the target lists under exactly this key right before (not ours to abort)."""
+        with self._j.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO uploads (dataset, target_key, run_id, opening, present) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (dataset, target_key, run_id, time.time(), json.dumps(sorted(present))),
+            )
+        return int(cur.lastrowid or 0)
+
+    def opened(self, upload_id: int, resume_token: str) -> None:
+        with self._j.transaction() as db:
+            db.execute(
+                "UPDATE uploads SET resume_token=?, opened=? WHERE id=?",
+                (resume_token, time.time(), upload_id),
+            )
+
+    def closed(self, resume_token: str) -> None:
+        """The upload with this token was committed or aborted (unknown tokens: no-op)."""
+        with self._j.transaction() as db:
+            db.execute(
+                "UPDATE uploads SET closed=? WHERE resume_token=? AND closed IS NULL",
+                (time.time(), resume_token),
+            )
+
+    def close_row(self, upload_id: int) -> None:
+        with self._j.transaction() as db:
+            db.execute("UPDATE uploads SET closed=? WHERE id=?", (time.time(), upload_id))
+
+    def still_open(self, dataset: str) -> list[UploadRow]:
+        """Uploads of `dataset` neither committed nor aborted, oldest first."""
+        rows = self._j._db.execute(
+            "SELECT id, dataset, target_key, resume_token, run_id, opening, opened, present "
+            "FROM uploads WHERE dataset=? AND closed IS NULL ORDER BY id",
+            (dataset,),
+        )
+        return [
+            UploadRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(json.loads(r[7])))
+            for r in rows
+        ]
+
+    def tokens(self, dataset: str) -> set[str]:
+        """Every resume token this journal ever recorded for `dataset`."""
+        rows = self._j._db.execute(
+            "SELECT resume_token FROM uploads WHERE dataset=? AND resume_token IS NOT NULL",
+            (dataset,),
+        )
+        return {str(r[0]) for r in rows}

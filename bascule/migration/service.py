@@ -181,6 +181,7 @@ def _run(
     command: str,
 ) -> MigrateOutcome:
     plan = make_plan(cfg, dataset, journal)  # again, now with the journal's view
+    since = time.time()
     run_id = journal.start_run(command, {"dataset": dataset, "objects": plan.objects})
     if progress:
         progress.add_total(plan.objects, plan.bytes_to_copy)
@@ -195,9 +196,7 @@ def _run(
     try:
         stats = coordinator.run(_work(cfg, plan))
         for ds in cfg.select(dataset):
-            stats.orphans_aborted += abort_orphans(
-                journal, ds.name, target_ref(cfg, ds), ds.target.prefix
-            )
+            stats.orphans_aborted += abort_orphans(journal, ds.name, target_ref(cfg, ds), since)
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -195,7 +195,7 @@ def _rehearsal_reasons(
     counts = (max((v.verified for v in verifies), default=0),
               max((v.bytes for v in verifies), default=0),
               sum(v.findings for v in verifies))  # fmt: skip
-    rid = f"r{last.id}"
+    rid = last.rehearsal_id
     if last.status != "completed":
         bad = [s for s in steps if s.outcome == "failed"]
         about = bad[0].datasets_failed if bad else ()

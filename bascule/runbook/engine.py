@@ -5,9 +5,10 @@ Facts go to the config's (main) journal: one run per invocation (command ``rehea
 per step (start, end, outcome, detail with throughput and counts).
 
 - rehearse: the datasets' targets get the prefix ``switchover.rehearsal_prefix`` (with the
-  rehearsal id) and their own journal under ``<journal dir>/rehearsals/<id>/``; `switch` writes
-  a rehearsal copy of the routing record; hooks do not run. After the phases, the rollback
-  section is rehearsed too. Rehearsal data is removed at the end unless `keep`.
+  rehearsal id, unique across journals and configs) and their own journal under
+  ``<journal dir>/rehearsals/<id>/``; `switch` writes a rehearsal copy of the routing record;
+  hooks do not run. After the phases, the rollback section is rehearsed too. At the end,
+  unless `keep`, the objects the rehearsal journal committed are deleted (nothing else).
 - execute: refuses (UsageError) unless this exact runbook passed a rehearsal within
   ``switchover.rehearsal_valid_days`` or a force reason is given. A run that stopped midway
   (crash, Ctrl-C) is resumed by the next execute of the same runbook: steps that passed are
@@ -18,18 +19,22 @@ per step (start, end, outcome, detail with throughput and counts).
 from __future__ import annotations
 
 import getpass
+import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from bascule.config import Config
-from bascule.endpoints import connector
+from bascule.connectors.base import PartWriterOpener
+from bascule.endpoints import EndpointRef, connector
 from bascule.errors import BasculeError, ConnectorError, Interrupted, UsageError
+from bascule.migration.coordinator import abort_orphans
 from bascule.migration.journal import Facts, Journal, RunRow
 from bascule.migration.service import open_journal, target_ref
 from bascule.runbook.context import (
@@ -72,6 +77,12 @@ class RunbookOutcome:
     def failed_step(self) -> StepResult | None:
         bad = [r for r in self.results if r.outcome == FAILED]
         return bad[0] if bad else None
+
+
+def new_rehearsal_id() -> str:
+    """An id no other rehearsal has, whatever journal or config shares the bucket: UTC time
+    to the second, then 40 random bits (sortable, like a ULID)."""
+    return f"r{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(5)}"
 
 
 def rehearsal_config(cfg: Config, rehearsal_id: str) -> Config:
@@ -121,10 +132,20 @@ def _step_detail(report: StepReport, seconds: float) -> dict[str, Any]:
     return detail
 
 
+def _report(callback: Callable[..., None] | None, *args: Any) -> None:
+    """Call a reporting callback; whatever it raises is logged and dropped, so that output
+    (a terminal gone, text it cannot render) never decides whether a rollback runs."""
+    if callback is None:
+        return
+    try:
+        callback(*args)
+    except Exception as exc:
+        log.warning("runbook.report_failed", error=f"{type(exc).__name__}: {exc}")
+
+
 def _one(ctx: Context, phase: str, step: Step) -> StepResult:
     facts = Facts(ctx.journal)
-    if ctx.options.on_start:
-        ctx.options.on_start(phase, step)
+    _report(ctx.options.on_start, phase, step)
     step_id = facts.start_step(ctx.run_id, ctx.runbook.name, ctx.mode, phase, step.name, step.kind)
     started = time.monotonic()
     try:
@@ -134,6 +155,9 @@ def _one(ctx: Context, phase: str, step: Step) -> StepResult:
         raise
     except BasculeError as exc:
         report = StepReport(FAILED, str(exc))
+    except Exception as exc:  # a defect in a step fails the step; the rollback still runs
+        log.exception("runbook.step_crashed", step=step.name)
+        report = StepReport(FAILED, f"unexpected error: {type(exc).__name__}: {exc}")
     if report.outcome == FAILED and step.optional:
         report = StepReport(WARNED, f"optional step failed: {report.message}", report.detail,
                             report.datasets_failed)  # fmt: skip
@@ -141,8 +165,7 @@ def _one(ctx: Context, phase: str, step: Step) -> StepResult:
     facts.end_step(step_id, report.outcome, _step_detail(report, seconds))
     log.info("runbook.step", run=ctx.run_id, phase=phase, step=step.name, outcome=report.outcome)
     result = StepResult(phase, step, report.outcome, report.message, seconds)
-    if ctx.options.on_step:
-        ctx.options.on_step(result)
+    _report(ctx.options.on_step, result)
     return result
 
 
@@ -154,8 +177,7 @@ def _run_steps(
         if (phase, step.name) in done:
             result = StepResult(phase, step, SKIPPED, "passed in the interrupted run", 0.0, True)
             out.results.append(result)
-            if ctx.options.on_step:
-                ctx.options.on_step(result)
+            _report(ctx.options.on_step, result)
             continue
         result = _one(ctx, phase, step)
         out.results.append(result)
@@ -196,8 +218,8 @@ def rehearse(cfg: Config, runbook: Runbook, options: RunOptions) -> RunbookOutco
     journal = _main_journal(cfg)
     who = options.who or getpass.getuser()
     try:
-        run_id = journal.start_run("rehearse", _run_detail(runbook, who))
-        rid = f"r{run_id}"
+        rid = new_rehearsal_id()
+        run_id = journal.start_run("rehearse", _run_detail(runbook, who, rehearsal_id=rid))
         out = RunbookOutcome(run_id, "rehearse", "failed", rehearsal_id=rid)
         ctx = Context(rehearsal_config(cfg, rid), cfg, runbook, "rehearse", journal, run_id, rid,
                       options)  # fmt: skip
@@ -217,23 +239,44 @@ def rehearse(cfg: Config, runbook: Runbook, options: RunOptions) -> RunbookOutco
 
 
 def remove_rehearsal(cfg: Config, rehearsal_id: str) -> str:
-    """Delete the rehearsal's target objects, its routing record copy and its folder."""
+    """Delete what the rehearsal wrote: the objects its own journal committed (and the
+    uploads it opened), its routing record copy and its folder. Nothing else under its
+    prefix is touched: bascule deletes only what its journal recorded writing."""
     rcfg = rehearsal_config(cfg, rehearsal_id)
     removed = 0
-    for ds in rcfg.datasets:
-        tgt = connector(target_ref(rcfg, ds))
+    try:
+        journal = open_journal(rcfg, create=False)
+    except BasculeError as exc:
+        return f"cleanup skipped, the rehearsal journal cannot be read: {exc}"
+    if journal is not None:
         try:
-            for obj in list(tgt.list(ds.target.prefix)):
-                tgt.delete(obj.key)
-                removed += 1
+            for ds in rcfg.datasets:
+                removed += _remove_written(journal, ds.name, target_ref(rcfg, ds))
         except ConnectorError as exc:
-            return f"cleanup stopped after {removed} objects: {exc}"
+            return f"cleanup stopped: {exc}"
+        finally:
+            journal.close()
     try:
         RoutingStore(cfg, rehearsal_id).delete()
     except ConnectorError as exc:
         return f"removed {removed} objects; the rehearsal routing record stays: {exc}"
     shutil.rmtree(rehearsal_dir(cfg, rehearsal_id), ignore_errors=True)
     return f"removed {removed} rehearsal objects and the rehearsal journal"
+
+
+def _remove_written(journal: Journal, dataset: str, target: EndpointRef) -> int:
+    """Delete the committed objects of `dataset` in `journal`, abort its uploads; the count
+    of objects deleted."""
+    tgt = connector(target)
+    removed = 0
+    for row in journal.objects(dataset):
+        if row.state != "in_progress":
+            tgt.delete(row.target_key)
+            removed += 1
+        elif row.resume_token and isinstance(tgt, PartWriterOpener):
+            tgt.abort_upload(row.target_key, row.resume_token)
+    abort_orphans(journal, dataset, target, time.time())
+    return removed
 
 
 # -- execute -------------------------------------------------------------------------------

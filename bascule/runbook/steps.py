@@ -7,9 +7,11 @@ modes only: a rehearsal never revokes production writes or moves DNS.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from bascule.runbook.schema import (
 )
 
 _TAIL_CHARS = 400
+_KILL_GRACE_S = 5.0  # between SIGTERM and SIGKILL of a timed-out command's process group
 
 
 def _tail(text: str) -> str:
@@ -49,7 +52,8 @@ def _tail(text: str) -> str:
 
 
 def run_command(ctx: Context, command: str, timeout_s: float) -> tuple[int, str]:
-    """Run `command` in a shell; (exit status, redacted output tail). 124 on timeout."""
+    """Run `command` in a shell; (exit status, redacted output tail). 124 on timeout, after
+    the command and every process it started are gone (see `_kill_group`)."""
     env = dict(os.environ)
     env.update(
         BASCULE_MODE=ctx.mode,
@@ -57,14 +61,40 @@ def run_command(ctx: Context, command: str, timeout_s: float) -> tuple[int, str]
         BASCULE_REHEARSAL_ID=ctx.rehearsal_id or "",
         BASCULE_CONFIG=str(ctx.main_cfg.source_path),
     )
+    # Its own session and process group: on timeout the whole group goes, not only /bin/sh,
+    # so no child of the command outlives the step that was reported failed.
+    proc = subprocess.Popen(
+        command, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, cwd=ctx.runbook.path.parent, start_new_session=True,
+    )  # fmt: skip
     try:
-        done = subprocess.run(
-            command, shell=True, env=env, capture_output=True, text=True, timeout=timeout_s,
-            cwd=ctx.runbook.path.parent, check=False,
-        )  # fmt: skip
+        output, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        _kill_group(proc)
         return 124, f"timed out after {timeout_s:.0f}s"
-    return done.returncode, _tail(done.stdout + done.stderr)
+    except BaseException:  # Ctrl-C while it runs: the command goes too
+        _kill_group(proc)
+        raise
+    return proc.returncode, _tail(output)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to the command's process group, SIGKILL to what is left after a grace period.
+
+    Returns once the output pipe is closed, i.e. once every process of the group that held
+    it has exited."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.communicate(timeout=_KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    _signal_group(proc.pid, signal.SIGKILL)  # members that closed the pipe but still run
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def _hooks(ctx: Context, hooks: tuple[Hook, ...]) -> tuple[list[str], str | None]:

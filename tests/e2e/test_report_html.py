@@ -68,7 +68,7 @@ def _project(tmp_path: Path) -> Path:
     corrupt = RUNBOOK.replace(
         "      - {name: verify,",
         "      - {name: corrupt, kind: shell, command: 'printf x >> "
-        f"{tmp_path}/dst/rehearsal/r2/pmsi/b.bin'}}\n      - {{name: verify,",
+        f"{tmp_path}/dst/rehearsal/$BASCULE_REHEARSAL_ID/pmsi/b.bin'}}\n      - {{name: verify,",
     )
     book.write_text(corrupt)
     done = _cli("runbook", "rehearse", str(book), "-c", str(config))

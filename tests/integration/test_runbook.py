@@ -35,17 +35,21 @@ R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
 
 # A script the runbooks' shell steps call: `flip KEY` flips the first payload byte of a target
-# object through S3; `touch KEY` / `drop KEY` add, change or delete a source blob on Azurite.
+# object through S3, `put KEY` writes one as another tool would; `touch KEY` / `drop KEY` add,
+# change or delete a source blob on Azurite.
 FAULTS = """
 import os, sys
 import boto3
 from azure.storage.blob import BlobServiceClient
 action, key = sys.argv[1], sys.argv[2]
-if action == "flip":
+if action in ("flip", "put"):
     s3 = boto3.client("s3", endpoint_url=os.environ["RB_S3_URL"], region_name="us-east-1",
                       aws_access_key_id=os.environ["{id}"],
                       aws_secret_access_key=os.environ["{secret}"])
     bucket = os.environ["RB_BUCKET"]
+    if action == "put":
+        s3.put_object(Bucket=bucket, Key=key, Body=b"another writer's object")
+        sys.exit(0)
     body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     body[-20] ^= 0x01
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
@@ -295,3 +299,22 @@ def test_copy_and_verify_steps_submit_their_tasks_to_the_runner_given(box: Box) 
         runner.shutdown()
     assert out.ok
     assert {"run_part_with_retries", "read_parts"} <= set(runner.names)
+
+
+def test_rehearsal_cleanup_deletes_only_what_the_rehearsal_wrote(box: Box) -> None:
+    """Another config's kept rehearsal `r1` (ids used to restart at r1 with a new journal)
+    and an object another tool writes inside this rehearsal's own prefix both survive."""
+    earlier = "rehearsal/r1/hdh/dcir/ER_PRS_F_202301.csv"
+    box.setup.s3_client.put_object(Bucket=box.setup.bucket, Key=earlier, Body=b"kept")
+    theirs = "rehearsal/$BASCULE_REHEARSAL_ID/hdh/theirs.txt"
+    phases = [{"name": "p", "steps": [
+        {"name": "copy", "kind": "copy"},
+        {"name": "other tool", "kind": "shell", "command": box.fault("put", theirs)},
+    ]}]  # fmt: skip
+    done = box.cli("rehearse", str(box.runbook("cleanup", phases)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rid = done.stdout.split("rehearsal ", 1)[1].split()[0]
+    assert rid != "r1"
+    assert f"removed {len(OBJECTS)} rehearsal objects" in done.stdout
+    assert box.setup.target_keys("rehearsal/") == [earlier, f"rehearsal/{rid}/hdh/theirs.txt"]
+    assert box.setup.target_bytes(earlier) == b"kept"

@@ -91,4 +91,6 @@ def test_good_runbook_of_the_table_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr  # the gate needs a freeze first
     assert "no freeze before this gate" in done.stderr
-    assert (tmp_path / "dst" / "rehearsal" / "r1" / "a.bin").read_bytes() == b"x"
+    [kept] = (tmp_path / "dst" / "rehearsal").iterdir()
+    assert f"rehearsal {kept.name} of t" in done.stdout
+    assert (kept / "a.bin").read_bytes() == b"x"
