@@ -251,6 +251,7 @@ class AzureBlobConnector:
             max_part_size=4000 * MiB,
             max_parts=50_000,
             max_object_size=190 * 1024 * GiB,
+            part_rewrite=True,  # Put Block with the same id replaces the staged block
         )
 
     def _do(self, key: str, call: Any, *args: Any, **kwargs: Any) -> Any:

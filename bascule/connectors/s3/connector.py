@@ -131,6 +131,7 @@ class S3Quirks:
     part_checksum: str  # "content-md5" | "sha256"
     min_part_size_bytes: int
     max_parts: int
+    part_rewrite: bool = True  # UploadPart again with new bytes replaces the part (as S3 does)
 
 
 @cache
@@ -293,6 +294,7 @@ class S3Connector:
             server_side_checksums=self._quirks.server_side_checksums,
             min_part_size=self._quirks.min_part_size_bytes,
             max_parts=self._quirks.max_parts,
+            part_rewrite=self._quirks.part_rewrite,
         )
 
     def _call(self, method: str, key: str = "", **kwargs: Any) -> Any:
