@@ -121,7 +121,7 @@ def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
     code = _error_code(exc)
     status = int(getattr(exc, "status_code", 0) or 0)
     detail = f"{code or status or type(exc).__name__}"
-    cls = CODE_ERRORS.get(code) or status_error(status) or _type_error(exc)
+    cls = CODE_ERRORS.get(code) or status_error(status) or _class_by_type(exc)
     if cls is not None:
         return WORDING.error(cls, url, key, detail, retry_after_s=_retry_after(exc))
     if isinstance(exc, NETWORK_ERRORS):
@@ -129,7 +129,7 @@ def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
     return WORDING.error(ConnectorError, url, key, detail if status else f"{detail}: {exc}")
 
 
-def _type_error(exc: BaseException) -> type[ConnectorError] | None:
+def _class_by_type(exc: BaseException) -> type[ConnectorError] | None:
     return next((cls for base, cls in TYPE_ERRORS if isinstance(exc, base)), None)
 
 

@@ -129,8 +129,9 @@ def _map_error(
     exc: BaseException | None, url: str, key: str = "", *, returncode: int = 0, stderr: str = ""
 ) -> ConnectorError:
     """The single place where rclone failures (exit code + stderr, or OS errors starting the
-    process) become bascule errors. Only OSError and subprocess errors are ever passed in:
-    anything else raised while running rclone is a bug and propagates unchanged."""
+    process) become bascule errors. Only an OSError or a TimeoutExpired is ever passed in
+    (or None, with the exit code and stderr): anything else raised while running rclone is a
+    bug and propagates unchanged."""
     if isinstance(exc, ConnectorError):
         return exc
     where = f"{url}/{key}" if key else url
