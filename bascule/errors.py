@@ -19,7 +19,8 @@ BasculeError
 ├── PlanError                       exit 2
 └── Interrupted                     exit 4: stopped cleanly, resumable
 ```
-Messages say what happened, where, and what to do.
+Messages say what happened, where, and what to do. Any other exception is a bug, never
+mapped to one of these: the CLI says so in one line (exit 1), ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What every CLI module shares: the console, and turning errors into one line + exit code.
 
 Only CLI modules print. An error is one line on stderr (what, where, what to do) and the
-documented exit code; a traceback only with ``--debug``.
+documented exit code; a bug is one line saying so; a traceback only with ``--debug``.
 
 Both consoles print text as is (rich markup off): keys, messages and command output come
 from storage, configs and shell steps, and a ``[/x]`` in them must never be read as a tag
@@ -68,7 +68,11 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Decorator for commands: BasculeError -> one line + its exit code; Ctrl-C -> exit 4."""
+    """Decorator for commands: BasculeError -> one line + its exit code; Ctrl-C -> exit 4.
+
+    Any other exception is a bug (the connectors map their SDK's errors, nothing else): one
+    line saying so, exit 1 (as Python's own exit for an uncaught exception, which is what
+    ``--debug`` gives, with the traceback)."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -95,8 +99,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if _state["debug"]:
                 raise
             raise fail(
-                f"unexpected error: {type(exc).__name__}: {exc}; re-run with --debug for the "
-                "traceback and report it",
+                f"internal error, a bug in bascule ({type(exc).__name__}: {exc}); "
+                "re-run with --debug for the traceback and report it",
                 ExitCode.FAILED,
             ) from None
 

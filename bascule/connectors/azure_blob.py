@@ -48,12 +48,14 @@ from azure.storage.blob import BlobBlock, BlobProperties, BlobServiceClient, Con
 from bascule.connectors.base import (
     ByteRange,
     Capabilities,
+    ErrorWording,
     GiB,
     MiB,
     ObjectInfo,
     PartReceipt,
     PendingUpload,
     object_key_problem,
+    status_error,
 )
 from bascule.errors import (
     AccessDenied,
@@ -73,7 +75,7 @@ MAX_BLOB_SEGMENTS = 254
 TOKEN_PREFIX = "az1."
 _TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 
-# Error codes, by the bascule class they map to.
+# Error codes, by the bascule class they map to; read before the HTTP status.
 # https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes
 DENIED_CODES = frozenset(
     {
@@ -86,6 +88,26 @@ DENIED_CODES = frozenset(
 )
 THROTTLE_CODES = frozenset({"ServerBusy", "TooManyRequests"})  # 503/429: back off
 TRANSIENT_CODES = frozenset({"InternalError", "OperationTimedOut"})  # 500: retry
+CODE_ERRORS: Mapping[str, type[ConnectorError]] = {
+    "ContainerNotFound": ContainerNotFound,
+    "ConditionNotMet": PreconditionFailed,
+    "BlobAlreadyExists": PreconditionFailed,  # a write under If-None-Match: * lost the race
+    **dict.fromkeys(DENIED_CODES, AccessDenied),
+    **dict.fromkeys(THROTTLE_CODES, Throttled),
+    **dict.fromkeys(TRANSIENT_CODES, TransientStorageError),
+}
+# azure-core's own classes, for errors that carry no status (a token credential failing).
+TYPE_ERRORS: tuple[tuple[type[AzureError], type[ConnectorError]], ...] = (
+    (ResourceNotFoundError, ObjectNotFound),
+    (ClientAuthenticationError, AccessDenied),
+    (ResourceModifiedError, PreconditionFailed),
+)
+NETWORK_ERRORS = (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)
+# What the connector catches and maps: azure-core's exceptions (azure-storage-blob raises
+# those), and the OS errors a socket raises (requests' own errors are OSErrors too). Anything
+# else is a bug and propagates unchanged.
+SDK_ERRORS: tuple[type[BaseException], ...] = (AzureError, OSError)
+WORDING = ErrorWording("Azure", "container", "the connection string, key, SAS or role assignment")
 
 
 def _error_code(exc: BaseException) -> str:
@@ -94,57 +116,25 @@ def _error_code(exc: BaseException) -> str:
 
 
 def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
-    """The single place where azure-core / azure-storage-blob exceptions become bascule errors."""
+    """The single place where azure-core / azure-storage-blob exceptions become bascule errors.
+
+    Total, so `should_retry` may ask about anything: an exception that is not one of
+    `SDK_ERRORS` comes back as a permanent ConnectorError (the methods never pass one)."""
     if isinstance(exc, ConnectorError):
         return exc
-    where = f"{url}/{key}" if key else url
     code = _error_code(exc)
     status = int(getattr(exc, "status_code", 0) or 0)
     detail = f"{code or status or type(exc).__name__}"
-    if code == "ContainerNotFound":
-        return ContainerNotFound(
-            f"container {url} does not exist; create it or fix the name", connector=url
-        )
-    if isinstance(exc, ResourceNotFoundError) or status == 404:
-        return ObjectNotFound(f"{where} does not exist ({detail})", connector=url, key=key)
-    if code in DENIED_CODES or isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-        return AccessDenied(
-            f"access denied to {where} ({detail}); check the connection string, key, SAS "
-            "or role assignment",
-            connector=url,
-            key=key,
-        )
-    # BlobAlreadyExists answers a write made under If-None-Match: * (another writer won).
-    if (
-        isinstance(exc, ResourceModifiedError)
-        or status == 412
-        or code in ("ConditionNotMet", "BlobAlreadyExists")
-    ):
-        return PreconditionFailed(
-            f"{where} changed since it was planned ({detail}); re-plan the object",
-            connector=url,
-            key=key,
-        )
-    if code in THROTTLE_CODES or status in (429, 503):
-        return Throttled(
-            f"{where} is throttled ({detail}); backing off",
-            connector=url,
-            key=key,
-            retry_after_s=_retry_after(exc),
-        )
-    if code in TRANSIENT_CODES or status >= 500:
-        return TransientStorageError(
-            f"{where}: server error ({detail}); retry", connector=url, key=key
-        )
-    if isinstance(exc, ServiceRequestError | ServiceResponseError | ConnectionError | TimeoutError):
-        return TransientStorageError(
-            f"network error talking to {where}: {exc}; retry", connector=url, key=key
-        )
-    if isinstance(exc, AzureError | HttpResponseError):
-        return ConnectorError(
-            f"Azure refused the request for {where} ({detail})", connector=url, key=key
-        )
-    return ConnectorError(f"Azure request for {where} failed: {exc}", connector=url, key=key)
+    cls = CODE_ERRORS.get(code) or status_error(status) or _class_by_type(exc)
+    if cls is not None:
+        return WORDING.error(cls, url, key, detail, retry_after_s=_retry_after(exc))
+    if isinstance(exc, NETWORK_ERRORS):
+        return WORDING.network_error(url, key, exc)
+    return WORDING.error(ConnectorError, url, key, detail if status else f"{detail}: {exc}")
+
+
+def _class_by_type(exc: BaseException) -> type[ConnectorError] | None:
+    return next((cls for base, cls in TYPE_ERRORS if isinstance(exc, base)), None)
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -210,7 +200,7 @@ class _Chunks(io.RawIOBase):
         if not self._pending:
             try:
                 self._pending = next(self._chunks, b"")
-            except Exception as exc:
+            except SDK_ERRORS as exc:
                 raise _map_error(exc, self._url, self._key) from exc
         size = min(len(buffer), len(self._pending))
         buffer[:size] = self._pending[:size]
@@ -272,12 +262,13 @@ class AzureBlobConnector:
             max_parts=50_000,
             max_object_size=190 * 1024 * GiB,
             max_key_bytes=4 * MAX_BLOB_NAME_CHARS,  # the limit is in characters: key_problem
+            part_rewrite=True,  # Put Block with the same id replaces the staged block
         )
 
     def _do(self, key: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return call(*args, **kwargs)
-        except Exception as exc:
+        except SDK_ERRORS as exc:
             raise _map_error(exc, self.url, key) from exc
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -343,7 +334,7 @@ class AzureBlobConnector:
             # A range starting past the end: clipped to nothing, as the contract says.
             self._check_etag(key, self.stat(key).etag, if_match)
             return io.BytesIO(b"")
-        except Exception as exc:
+        except SDK_ERRORS as exc:
             raise _map_error(exc, self.url, key) from exc
         self._check_etag(key, _strip(downloader.properties.etag), if_match)
         return io.BufferedReader(_Chunks(iter(downloader.chunks()), self.url, key))

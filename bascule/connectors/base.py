@@ -14,8 +14,12 @@ path rules of backends whose keys become file paths, are the helpers below
 (`object_key_problem`, `path_key_problem`); connectors whose keys become paths also refuse,
 on every call, a key these rules reject (`refuse_key`).
 
-Errors: every method raises only `bascule.errors.ConnectorError` subclasses; SDK exceptions
-are mapped at the connector boundary, in a single function per connector.
+Errors (httpx's `map_exceptions`, in spirit): a connector catches its SDK's own exception
+types only (plus the OS and subprocess errors it meets) and maps them, in a single function
+per connector, to `bascule.errors.ConnectorError` subclasses: a provider's error code first,
+then the HTTP status through `STATUS_ERRORS`, the one table every HTTP-speaking connector
+shares. Anything else (a `TypeError`, an `AttributeError`) is a bug and propagates unchanged:
+the CLI prints it as one "bug" line, and its traceback with ``--debug``.
 """
 
 from __future__ import annotations
@@ -23,9 +27,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from bascule.errors import UnsupportedOperation
+from bascule.errors import (
+    AccessDenied,
+    ConnectorError,
+    ContainerNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    Throttled,
+    TransientStorageError,
+    UnsupportedOperation,
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -163,6 +177,79 @@ class Capabilities:
     max_parts: int = 10_000
     max_object_size: int = 5 * 1024 * GiB
     max_key_bytes: int = 1024
+    # A part number written again with different bytes replaces the earlier write (a retry
+    # rewrites the same bytes, which every part writer accepts).
+    part_rewrite: bool = False
+
+
+# --- errors -------------------------------------------------------------------------------
+
+# What an HTTP status says, for every connector that speaks HTTP (S3, Azure, rclone's S3
+# remotes). A provider's error code, where known, is more precise and is read first (404
+# NoSuchBucket is ContainerNotFound, 400 RequestTimeout is transient). Any other 5xx is
+# transient; any other status says nothing specific (the connector's plain ConnectorError).
+STATUS_ERRORS: Mapping[int, type[ConnectorError]] = MappingProxyType(
+    {
+        401: AccessDenied,  # no or expired credentials
+        403: AccessDenied,  # wrong key or signature, or a policy refusing the action
+        404: ObjectNotFound,  # the container's own 404 is told apart by its error code
+        412: PreconditionFailed,  # If-Match on a stale etag
+        429: Throttled,  # too many requests: back off
+        501: UnsupportedOperation,  # the server does not implement the request
+        503: Throttled,  # S3 SlowDown, Azure ServerBusy: back off
+    }
+)
+
+
+def status_error(status: int) -> type[ConnectorError] | None:
+    """The class HTTP `status` maps to (see `STATUS_ERRORS`), or None if it says nothing."""
+    if status in STATUS_ERRORS:
+        return STATUS_ERRORS[status]
+    return TransientStorageError if status >= 500 else None
+
+
+@dataclass(frozen=True)
+class ErrorWording:
+    """How one connector words its mapped errors: what happened, where, and what to do."""
+
+    service: str  # "S3", "Azure", "rclone"
+    container: str  # what the container is called: "bucket", "container", "remote"
+    credentials: str  # what to check when access is denied
+
+    def error(
+        self,
+        cls: type[ConnectorError],
+        url: str,
+        key: str,
+        detail: str,
+        retry_after_s: float | None = None,
+    ) -> ConnectorError:
+        """An error of class `cls` about `url`/`key`; `detail` is the provider's own words."""
+        where = f"{url}/{key}" if key else url
+        if cls is Throttled:
+            message = f"{where} is throttled ({detail}); backing off"
+            return Throttled(message, connector=url, key=key, retry_after_s=retry_after_s)
+        if cls is ContainerNotFound:
+            message = f"{self.container} {url} does not exist ({detail}); create it or fix the name"
+            return ContainerNotFound(message, connector=url)
+        messages: dict[type[ConnectorError], str] = {
+            ObjectNotFound: f"{where} does not exist ({detail})",
+            AccessDenied: f"access denied to {where} ({detail}); check {self.credentials}",
+            PreconditionFailed: (
+                f"{where} changed since it was planned ({detail}); re-plan the object"
+            ),
+            UnsupportedOperation: f"{where}: the server does not support this request ({detail})",
+            TransientStorageError: f"{where}: server error ({detail}); retry",
+        }
+        default = f"{self.service} request for {where} failed ({detail})"
+        return cls(messages.get(cls, default), connector=url, key=key)
+
+    def network_error(self, url: str, key: str, exc: BaseException) -> TransientStorageError:
+        """A request that got no answer (refused, reset, timed out): worth retrying."""
+        where = f"{url}/{key}" if key else url
+        return TransientStorageError(
+            f"network error talking to {where}: {exc}; retry", connector=url, key=key
+        )
 
 
 class Connector(Protocol):

@@ -78,7 +78,9 @@ class MemoryConnector:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(resumable_parts=True, if_match_read=True, server_side_checksums=True)
+        return Capabilities(
+            resumable_parts=True, if_match_read=True, server_side_checksums=True, part_rewrite=True
+        )
 
     def _check_container(self) -> None:
         if not self._exists:

@@ -50,9 +50,11 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 from bascule.connectors.base import (
     ByteRange,
     Capabilities,
+    ErrorWording,
     ObjectInfo,
     path_key_problem,
     refuse_key,
+    status_error,
 )
 from bascule.errors import (
     AccessDenied,
@@ -93,10 +95,29 @@ EXIT_DIR_NOT_FOUND = 3
 EXIT_FILE_NOT_FOUND = 4
 EXIT_TEMPORARY = 5
 
-DENIED_MARKERS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "StatusCode: 403")
-MISSING_CONTAINER_MARKERS = ("NoSuchBucket", "ContainerNotFound", "directory not found")
-THROTTLE_MARKERS = ("SlowDown", "StatusCode: 429", "StatusCode: 503", "ServerBusy")
-TRANSIENT_MARKERS = ("StatusCode: 500", "connection reset", "i/o timeout", "connection refused")
+# What rclone's stderr says, by the bascule class it maps to, most specific first; then its
+# exit code; then the HTTP status it quotes ("StatusCode: 429") through the shared table.
+MARKERS: tuple[tuple[str, type[ConnectorError]], ...] = (
+    ("SignatureDoesNotMatch", AccessDenied),
+    ("InvalidAccessKeyId", AccessDenied),
+    ("AccessDenied", AccessDenied),
+    ("NoSuchBucket", ContainerNotFound),
+    ("ContainerNotFound", ContainerNotFound),
+    ("directory not found", ContainerNotFound),
+    ("object not found", ObjectNotFound),
+    ("SlowDown", Throttled),
+    ("ServerBusy", Throttled),
+    ("connection reset", TransientStorageError),
+    ("i/o timeout", TransientStorageError),
+    ("connection refused", TransientStorageError),
+)
+EXIT_ERRORS: Mapping[int, type[ConnectorError]] = {
+    EXIT_DIR_NOT_FOUND: ContainerNotFound,
+    EXIT_FILE_NOT_FOUND: ObjectNotFound,
+    EXIT_TEMPORARY: TransientStorageError,
+}
+_STATUS = re.compile(r"StatusCode: (\d{3})")
+WORDING = ErrorWording("rclone", "remote", "the remote's credentials")
 
 
 def s3_remote_env(
@@ -127,7 +148,9 @@ def _map_error(
     exc: BaseException | None, url: str, key: str = "", *, returncode: int = 0, stderr: str = ""
 ) -> ConnectorError:
     """The single place where rclone failures (exit code + stderr, or OS errors starting the
-    process) become bascule errors."""
+    process) become bascule errors. Only an OSError or a TimeoutExpired is ever passed in
+    (or None, with the exit code and stderr): anything else raised while running rclone is a
+    bug and propagates unchanged."""
     if isinstance(exc, ConnectorError):
         return exc
     where = f"{url}/{key}" if key else url
@@ -139,23 +162,14 @@ def _map_error(
         )
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     detail = lines[-1][-300:] if lines else f"exit code {returncode}"
-    if any(m in stderr for m in DENIED_MARKERS):
-        return AccessDenied(
-            f"access denied to {where} ({detail}); check the remote's credentials",
-            connector=url,
-            key=key,
-        )
-    if returncode == EXIT_DIR_NOT_FOUND or any(m in stderr for m in MISSING_CONTAINER_MARKERS):
-        return ContainerNotFound(
-            f"{url} does not exist ({detail}); create it or fix the remote", connector=url
-        )
-    if returncode == EXIT_FILE_NOT_FOUND or "object not found" in stderr:
-        return ObjectNotFound(f"{where} does not exist", connector=url, key=key)
-    if any(m in stderr for m in THROTTLE_MARKERS):
-        return Throttled(f"{where} is throttled ({detail}); backing off", connector=url, key=key)
-    if returncode == EXIT_TEMPORARY or any(m in stderr for m in TRANSIENT_MARKERS):
-        return TransientStorageError(f"{where}: {detail}; retry", connector=url, key=key)
-    return ConnectorError(f"rclone failed on {where}: {detail}", connector=url, key=key)
+    return WORDING.error(_error_class(returncode, stderr), url, key, detail)
+
+
+def _error_class(returncode: int, stderr: str) -> type[ConnectorError]:
+    marked = next((cls for marker, cls in MARKERS if marker in stderr), None)
+    statuses = _STATUS.findall(stderr)
+    by_status = status_error(int(statuses[-1])) if statuses else None
+    return marked or EXIT_ERRORS.get(returncode) or by_status or ConnectorError
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -296,6 +310,20 @@ class RcloneConnector:
             raise _map_error(None, self.url, key, returncode=done.returncode, stderr=stderr)
         return done.stdout.decode("utf-8")
 
+    def _spawn(self, argv: list[str], key: str) -> io.BufferedReader:
+        """rclone's stdout as a stream; its stderr goes to a temporary file the reader reads
+        (for the error) and closes."""
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 (the reader closes it)
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=self._env)
+        except OSError as exc:
+            stderr.close()
+            raise _map_error(exc, self.url, key) from exc
+        except BaseException:
+            stderr.close()
+            raise
+        return io.BufferedReader(_ProcessReader(proc, stderr, self.url, key))
+
     def _entry(self, key: str, item: Mapping[str, Any]) -> ObjectInfo:
         hashes = item.get("Hashes") or {}
         md5 = str(hashes.get("md5", ""))
@@ -319,14 +347,7 @@ class RcloneConnector:
             "lsjson", "-R", "--files-only", "--fast-list", "--hash", "--no-mimetype",
             "--s3-list-chunk", str(self.list_page_size), self._join(base.rstrip("/")),
         )  # fmt: skip
-        stderr = tempfile.TemporaryFile()  # noqa: SIM115 (the reader closes it)
-        try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=self._env)
-        except OSError as exc:
-            stderr.close()
-            raise _map_error(exc, self.url) from exc
-        reader = _ProcessReader(proc, stderr, self.url, "")
-        entries = self._entries(io.BufferedReader(reader), base, prefix)
+        entries = self._entries(self._spawn(argv, ""), base, prefix)
         try:
             first = next(entries, None)  # errors such as a missing bucket surface here
         except BaseException:
@@ -380,18 +401,7 @@ class RcloneConnector:
             if byte_range.length == 0 or byte_range.start >= info.size:
                 return io.BytesIO(b"")
             args += ["--offset", str(byte_range.start), "--count", str(byte_range.length)]
-        stderr = tempfile.TemporaryFile()  # noqa: SIM115 (the reader closes it)
-        try:
-            proc = subprocess.Popen(
-                self._argv(*args, self._path(key)),
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=self._env,
-            )
-        except OSError as exc:
-            stderr.close()
-            raise _map_error(exc, self.url, key) from exc
-        return io.BufferedReader(_ProcessReader(proc, stderr, self.url, key))
+        return self._spawn(self._argv(*args, self._path(key)), key)
 
     def put(
         self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None

@@ -38,6 +38,7 @@ from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
 from bascule.migration.retry import call_with_retries
 from bascule.migration.tasks import (
     ObjectKey,
+    PartFailed,
     PartResult,
     PartTask,
     composite,
@@ -435,12 +436,15 @@ class Coordinator:
         if job.complete:
             self._finish_object(job)
 
-    def _on_failure(self, job: ObjectJob, part: PartSpec, exc: BaseException) -> None:
+    def _on_failure(self, job: ObjectJob, part: PartSpec, failure: BaseException) -> None:
         row = job.row
+        # A runner's own failure (a worker lost for good) has spent one attempt.
+        exc, spent = (
+            (failure.error, failure.attempts) if isinstance(failure, PartFailed) else (failure, 1)
+        )
         if isinstance(exc, PreconditionFailed):
             self._restart_object(job)
             return
-        spent = int(getattr(exc, "bascule_attempts", 1) or 1)
         if row.id != UNJOURNALED:
             self.journal.add_attempt(row.id, row.generation, part.number, str(exc), spent)
         log.error(

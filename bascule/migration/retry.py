@@ -134,7 +134,8 @@ def call_with_retries(
     on_retry: Callable[[RetryEvent], None] | None = None,
 ) -> tuple[T, int]:
     """Call `fn` until it succeeds, a non-retryable error occurs, or the budget is spent
-    (then the last error propagates). Returns the result and the attempts taken here."""
+    (then the last error propagates, unchanged). Returns the result and the attempts taken
+    here; a caller that needs the count of a failed call counts the calls of `fn`."""
     attempts = 0
 
     def count(_: RetryCallState) -> None:
@@ -151,9 +152,4 @@ def call_with_retries(
         on_retry=on_retry,
         before=count,
     )
-    try:
-        return policy(fn), attempts
-    except BaseException as exc:
-        # The coordinator charges every attempt made to the journal's budget.
-        exc.bascule_attempts = attempts  # type: ignore[attr-defined]
-        raise
+    return policy(fn), attempts

@@ -18,7 +18,7 @@ import structlog
 from bascule.config import Config, Dataset, identity_path
 from bascule.connectors.base import SkipReporter, display_key
 from bascule.endpoints import EndpointRef, connector
-from bascule.errors import PlanError
+from bascule.errors import Interrupted, PlanError
 from bascule.migration.coordinator import (
     Coordinator,
     ExecutorOptions,
@@ -202,7 +202,7 @@ def _run(
         status = "interrupted"
         raise
     except BaseException as exc:
-        status = "interrupted" if type(exc).__name__ == "Interrupted" else "failed"
+        status = "interrupted" if isinstance(exc, Interrupted) else "failed"
         raise
     finally:
         if own_runner:

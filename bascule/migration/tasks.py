@@ -221,14 +221,39 @@ def composite(hex_digests: list[str]) -> str:
     return f"{hashlib.sha256(joined).hexdigest()}-{len(hex_digests)}"
 
 
+class PartFailed(Exception):
+    """A part failed for good: `error` is the last error, unchanged, and `attempts` how many
+    attempts this task spent on it (the coordinator charges them to the journal's budget).
+
+    Raised by `run_part_with_retries` only, from a thread or a Dask worker (it pickles);
+    the coordinator unwraps it and never lets it out."""
+
+    def __init__(self, error: BaseException, attempts: int) -> None:
+        super().__init__(error, attempts)
+        self.error = error
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        return f"{self.error} (after {self.attempts} attempt(s))"
+
+
 def run_part_with_retries(task: PartTask, attempts_left: int) -> tuple[PartResult, int]:
     """`run_part` retried on transient errors (the connectors decide which), at most
-    `attempts_left` attempts. Returns the result and the attempts it took; the last error
-    propagates once the budget is spent."""
+    `attempts_left` attempts. Returns the result and the attempts it took; once the budget
+    is spent, or on an error not worth retrying, raises PartFailed with the attempts made."""
     target = connector(task.target)
     source = connector(task.source)
+    attempts = 0
 
     def should_retry(exc: BaseException) -> bool:
         return source.should_retry(exc) or target.should_retry(exc)
 
-    return call_with_retries(lambda: run_part(task), should_retry, attempts_left)
+    def attempt() -> PartResult:
+        nonlocal attempts
+        attempts += 1
+        return run_part(task)
+
+    try:
+        return call_with_retries(attempt, should_retry, attempts_left)
+    except Exception as exc:  # every failure, a bug's too: it is wrapped, never replaced
+        raise PartFailed(exc, attempts) from exc

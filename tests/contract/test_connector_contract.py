@@ -33,6 +33,7 @@ from bascule.errors import (
     ContainerNotFound,
     ObjectNotFound,
     PreconditionFailed,
+    UnsupportedOperation,
 )
 from bascule.migration.retry import call_with_retries
 from tests.conftest import Backend
@@ -301,16 +302,20 @@ def test_parts_out_of_order_one_rewritten_commit_exact_bytes(connector_factory: 
     assert list(opener.list_uploads("parts/")) == []
 
 
-def test_part_rewritten_with_new_bytes_last_write_wins(backend: Backend) -> None:
-    if backend.name == "s3_rclone":
-        # Capabilities cannot say this yet (a `part_rewrite` flag is proposed).
-        pytest.skip("rclone serve s3 refuses to replace a streamed part with new bytes")
-    connector = backend.make()
+def test_part_rewritten_with_new_bytes_as_capabilities_declare(connector_factory: Any) -> None:
+    """With `part_rewrite` the last write of a part wins; without it, the rewrite is refused
+    (UnsupportedOperation), never committed silently with the old bytes."""
+    connector = connector_factory()
     opener = part_writer_opener(connector)
     size = _part_size(connector)
     writer = opener.open_writer("rewrite.bin")
     writer.write_part(1, payload(size, "old"))
     last = writer.write_part(2, b"tail")
+    if not connector.capabilities.part_rewrite:
+        with pytest.raises(UnsupportedOperation):
+            writer.write_part(1, payload(size, "new"))
+        writer.abort()
+        return
     first = writer.write_part(1, payload(size, "new"))
     writer.commit([first, last])
     assert read_all(connector, "rewrite.bin") == payload(size, "new") + b"tail"

@@ -40,10 +40,12 @@ from botocore.config import Config
 from bascule.connectors.base import (
     ByteRange,
     Capabilities,
+    ErrorWording,
     ObjectInfo,
     PartReceipt,
     PendingUpload,
     object_key_problem,
+    status_error,
 )
 from bascule.errors import (
     AccessDenied,
@@ -60,7 +62,7 @@ from bascule.errors import (
 DEFAULT_LIST_PAGE_SIZE = 1000  # S3's own maximum for ListObjectsV2
 TOKEN_PREFIX = "s3mpu1."
 
-# S3 error codes, by the bascule class they map to.
+# S3 error codes, by the bascule class they map to; read before the HTTP status.
 # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
 DENIED_CODES = frozenset(
@@ -75,6 +77,7 @@ DENIED_CODES = frozenset(
 THROTTLE_CODES = frozenset(
     {
         "SlowDown",  # 503: request rate too high for the prefix; back off
+        "ServiceUnavailable",  # 503: "reduce your request rate"
         "Throttling",
         "ThrottlingException",
         "RequestLimitExceeded",
@@ -85,12 +88,21 @@ THROTTLE_CODES = frozenset(
 TRANSIENT_CODES = frozenset(
     {
         "InternalError",  # 500: "try again"
-        "ServiceUnavailable",  # 503
         "RequestTimeout",  # 400: the socket idled; resend
         "RequestTimeTooSkewed",  # clock drift fixed by a re-signed retry
     }
 )
-TRANSIENT_SDK_ERRORS: tuple[type[BaseException], ...] = (
+CODE_ERRORS: Mapping[str, type[ConnectorError]] = {
+    "NoSuchBucket": ContainerNotFound,
+    "PreconditionFailed": PreconditionFailed,
+    # e.g. `rclone serve s3` refusing to replace a part already streamed with new bytes
+    "NotImplemented": UnsupportedOperation,
+    **dict.fromkeys(NOT_FOUND_CODES, ObjectNotFound),
+    **dict.fromkeys(DENIED_CODES, AccessDenied),
+    **dict.fromkeys(THROTTLE_CODES, Throttled),
+    **dict.fromkeys(TRANSIENT_CODES, TransientStorageError),
+}
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     botocore.exceptions.ConnectionError,  # refused, reset, closed, timeouts
     botocore.exceptions.HTTPClientError,
     botocore.exceptions.ResponseStreamingError,  # connection cut mid-body
@@ -99,6 +111,15 @@ TRANSIENT_SDK_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+# What the connector catches and maps: the SDK's own exceptions, and the OS errors a socket
+# raises. Anything else is a bug and propagates unchanged.
+SDK_ERRORS: tuple[type[BaseException], ...] = (
+    botocore.exceptions.BotoCoreError,
+    botocore.exceptions.ClientError,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+WORDING = ErrorWording("S3", "bucket", "the access key, secret and policy")
 
 
 @dataclass(frozen=True)
@@ -115,6 +136,7 @@ class S3Quirks:
     max_part_size_bytes: int
     max_parts: int
     max_object_size_bytes: int
+    part_rewrite: bool = True  # UploadPart again with new bytes replaces the part (as S3 does)
 
 
 @cache
@@ -162,73 +184,32 @@ def _lowered_part_limit(quirks: S3Quirks, provider: str, max_parts: int | None) 
 
 
 def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
-    """The single place where boto3/botocore/urllib3 exceptions become bascule errors."""
+    """The single place where boto3/botocore/urllib3 exceptions become bascule errors.
+
+    Total, so `should_retry` may ask about anything: an exception that is not one of
+    `SDK_ERRORS` comes back as a permanent ConnectorError (the methods never pass one)."""
     if isinstance(exc, ConnectorError):
         return exc
-    where = f"{url}/{key}" if key else url
     if isinstance(exc, botocore.exceptions.ClientError):
-        return _map_client_error(exc, url, key, where)
+        return _map_client_error(exc, url, key)
     if isinstance(
         exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
     ):
-        return AccessDenied(
-            f"no usable S3 credentials for {where}; set the access key id and secret",
-            connector=url,
-            key=key,
-        )
-    if isinstance(exc, TRANSIENT_SDK_ERRORS):
-        return TransientStorageError(
-            f"network error talking to {where}: {exc}; retry", connector=url, key=key
-        )
-    return ConnectorError(f"S3 request for {where} failed: {exc}", connector=url, key=key)
+        return WORDING.error(AccessDenied, url, key, "no usable credentials")
+    if isinstance(exc, NETWORK_ERRORS):
+        return WORDING.network_error(url, key, exc)
+    return WORDING.error(ConnectorError, url, key, str(exc) or type(exc).__name__)
 
 
-def _map_client_error(
-    exc: botocore.exceptions.ClientError, url: str, key: str, where: str
-) -> ConnectorError:
+def _map_client_error(exc: botocore.exceptions.ClientError, url: str, key: str) -> ConnectorError:
     error = exc.response.get("Error", {})
     code = _error_code(exc)
     meta = exc.response.get("ResponseMetadata", {})
     status = int(meta.get("HTTPStatusCode", 0) or 0)
     detail = f"{code or status}: {error.get('Message', '')}".strip()
-    if code == "NoSuchBucket":
-        return ContainerNotFound(
-            f"bucket {url} does not exist ({detail}); create it or fix the name", connector=url
-        )
-    if code in NOT_FOUND_CODES or status == 404:
-        return ObjectNotFound(f"{where} does not exist ({detail})", connector=url, key=key)
-    if code in DENIED_CODES or status == 403:
-        return AccessDenied(
-            f"access denied to {where} ({detail}); check the access key, secret and policy",
-            connector=url,
-            key=key,
-        )
-    if code == "PreconditionFailed" or status == 412:
-        return PreconditionFailed(
-            f"{where} changed since it was planned ({detail}); re-plan the object",
-            connector=url,
-            key=key,
-        )
-    if code in THROTTLE_CODES or status in (429, 503):
-        headers = meta.get("HTTPHeaders", {})
-        return Throttled(
-            f"{where} is throttled ({detail}); backing off",
-            connector=url,
-            key=key,
-            retry_after_s=_retry_after(headers.get("retry-after")),
-        )
-    if code == "NotImplemented" or status == 501:
-        # e.g. `rclone serve s3` refusing to replace a part already streamed with new bytes
-        return UnsupportedOperation(
-            f"{where}: the server does not support this request ({detail})",
-            connector=url,
-            key=key,
-        )
-    if code in TRANSIENT_CODES or status >= 500:
-        return TransientStorageError(
-            f"{where}: server error ({detail}); retry", connector=url, key=key
-        )
-    return ConnectorError(f"S3 refused the request for {where} ({detail})", connector=url, key=key)
+    cls = CODE_ERRORS.get(code) or status_error(status) or ConnectorError
+    retry_after = _retry_after(meta.get("HTTPHeaders", {}).get("retry-after"))
+    return WORDING.error(cls, url, key, detail, retry_after_s=retry_after)
 
 
 def _error_code(exc: BaseException | None) -> str:
@@ -258,7 +239,7 @@ class _Body(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             chunk = self._body.read(len(buffer))
-        except Exception as exc:
+        except SDK_ERRORS as exc:
             raise _map_error(exc, self._url, self._key) from exc
         buffer[: len(chunk)] = chunk
         return len(chunk)
@@ -340,12 +321,13 @@ class S3Connector:
             max_part_size=self._quirks.max_part_size_bytes,
             max_parts=self._max_parts,
             max_object_size=self._quirks.max_object_size_bytes,
+            part_rewrite=self._quirks.part_rewrite,
         )
 
     def _call(self, method: str, key: str = "", **kwargs: Any) -> Any:
         try:
             return getattr(self._client, method)(Bucket=self._bucket, **kwargs)
-        except Exception as exc:
+        except SDK_ERRORS as exc:
             raise _map_error(exc, self.url, key) from exc
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
