@@ -17,10 +17,10 @@ RUN_WITH_A_BUG = """
 import sys
 from bascule.connectors.local import LocalConnector
 
-def listing(self, directory, rel, prefix):
+def listing(self, prefix):
     raise TypeError("an injected programming error")
 
-LocalConnector._walk_dir = listing
+LocalConnector._walk = listing
 from bascule.cli.app import app
 app(sys.argv[1:], prog_name="bascule")
 """
