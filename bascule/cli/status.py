@@ -37,7 +37,9 @@ def summary_lines(r: Readiness) -> list[str]:
     lines = [f"readiness: {r.overall} ({spread}); {days}", f"target: {r.target}"]
     last = r.rehearsals[-1] if r.rehearsals else None
     if last:
-        lines.append(f"last rehearsal: r{last.run_id} {last.status} in {_duration(last.seconds)}")
+        lines.append(
+            f"last rehearsal: {last.rehearsal_id} {last.status} in {_duration(last.seconds)}"
+        )
     volume = human_bytes(p.production_bytes) if p.production_bytes else "production volume unset"
     lines.append(
         f"throughput {rate}; full copy of {volume} with {p.workers} worker(s): "

@@ -66,6 +66,7 @@ class RehearsalPoint:
     rate_bps: float | None
     failed_step: str | None
     runbook: str
+    rehearsal_id: str = ""  # unique across journals (older journals: r<run id>)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ def _point(run: RunRow, steps: list[StepRow]) -> RehearsalPoint:
         run.id, run.started, run.status, nbytes, secs, run.seconds or 0.0,
         nbytes / secs if nbytes and secs > 0 else None,
         f"{failed[0].phase} / {failed[0].step}" if failed else None, run.runbook,
+        run.rehearsal_id,
     )  # fmt: skip
 
 
