@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_tiny [--objects 20000] [--size 11] [--transfers 8] [--json FILE]
     python -m benchmarks.bench_tiny --profile      # bascule under cProfile, top entries printed
+    python -m benchmarks.bench_tiny --py-spy DIR   # bascule under py-spy (every thread)
 
 bascule migrates a `local` endpoint to a `local` endpoint with age encryption; rclone copies
 the same folder into a crypt remote over a local folder (names not encrypted: bascule keeps
@@ -28,6 +29,7 @@ import yaml
 
 from bascule.age.stream import X25519Identity
 from bascule.connectors.rclone import rclone_binary
+from benchmarks.lines import _profiled
 from benchmarks.measure import ProcessFigures, load_1min, run_measured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +94,16 @@ def rclone_line(work: Path, source: Path, target: Path, transfers: int) -> Proce
     return run_measured(cmd, env, work, work / "rclone.stdout")
 
 
-def bascule_line(work: Path, config: Path, profile: Path | None) -> ProcessFigures:
+def bascule_line(
+    work: Path, config: Path, profile: Path | None, spy: Path | None
+) -> ProcessFigures:
     py = [sys.executable]
     if profile is not None:
         py += ["-m", "cProfile", "-o", str(profile)]
     cmd = [*py, "-m", "benchmarks.bascule_child", str(config), "local"]
+    if spy is not None:
+        spy.mkdir(parents=True, exist_ok=True)
+        cmd = _profiled(cmd, spy)
     env = _env({"PYTHONPATH": str(REPO_ROOT)})
     return run_measured(cmd, env, work, work / "bascule.stdout")
 
@@ -133,7 +140,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         else:
             config = bascule_config(work, source, target, args.transfers)
             prof = work / "bascule.prof" if args.profile else None
-            figures = bascule_line(work, config, prof)
+            figures = bascule_line(work, config, prof, args.py_spy)
             if prof is not None and prof.exists():
                 pstats.Stats(str(prof)).sort_stats("tottime").print_stats(args.top)
         lines.append(_figures(name, figures, _count(target), load))
@@ -157,6 +164,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--size", type=int, default=11, help="bytes per object")
     p.add_argument("--transfers", type=int, default=8, help="bascule concurrency, rclone transfers")
     p.add_argument("--profile", action="store_true", help="run bascule under cProfile")
+    p.add_argument("--py-spy", type=Path, help="run bascule under py-spy, write DIR/py-spy.txt")
     p.add_argument("--top", type=int, default=25, help="profile entries printed")
     p.add_argument("--json", type=Path, help="write the figures to this file")
     args = p.parse_args(argv)
