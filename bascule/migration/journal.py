@@ -5,11 +5,12 @@ age header, nonce and file key, the file key wrapped (ChaCha20-Poly1305) under a
 file of mode 0600, never in plaintext.
 
 Group commit. Most state changes are one committed transaction each. The commit rows of
-objects (`record_committed`, `commit_object`) are the exception: they are written into one open
-transaction that is committed when it holds `GROUP_ROWS` rows, when it is `GROUP_SECONDS` old
-(the coordinator calls `flush_if_due` between settlements), before any other write
-(`transaction`), and at `flush`/`close`. Per-object transactions cost more than the copy of a
-small object; a batch costs one.
+objects (`record_committed`, `commit_object`) and verdicts (`Facts.record_verification`) are
+the exception: they are written into one open transaction that is committed when it holds
+`GROUP_ROWS` rows, when it is `GROUP_SECONDS` old (the coordinator calls `flush_if_due` between
+settlements), before any other write (`transaction`), and at `flush`/`close`. Per-object
+transactions cost more than the copy of a small object; a batch costs one. Verdicts lost to a
+kill leave their verify run `running`, never `completed`: the verify is run again.
 
 Why a SIGKILL still loses at most the parts in flight:
 - an object is committed on the target *before* its commit row is written, and a commit row
@@ -675,7 +676,9 @@ class Facts:
         verdict: str,
         detail: Mapping[str, Any],
     ) -> None:
-        with self._j.transaction() as db:
+        """One object's verdict (group commit, like commit rows: durable at the next flush;
+        a verify run ends with `end_run`, which flushes)."""
+        with self._j._grouped() as db:
             db.execute(
                 "INSERT INTO verifications (run_id, ts, dataset, source_key, target_key, level, "
                 "verdict, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -263,3 +263,20 @@ def test_commit_rows_lost_to_a_kill_leave_the_objects_to_copy_again(tmp_path: Pa
                         [ObjectInfo(key="lost", size=1, etag="e")], on_target, view,
                         Capabilities())  # fmt: skip
     assert [(o.target_key, o.action) for o in plan.objects] == [("lost", "new")]
+
+
+def test_verdicts_are_group_committed_and_durable_once_the_run_ends(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path, "c")
+    run = journal.start_run("verify")
+    facts = Facts(journal)
+    for i in range(3):
+        facts.record_verification(run, "ds", f"s{i}", f"t{i}", "full", "ok", {"n": i})
+    assert journal.in_batch and len(facts.verifications(run)) == 3
+    journal.end_run(run, "completed", 0, 3, 1.0)
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT COUNT(*) FROM verifications").fetchone()[0] == 3
+    finally:
+        db.close()
+    journal.close()
