@@ -1,6 +1,6 @@
 """`verify --level full --rows` of many small CSV objects, local disk to local disk, encrypted.
 
-    python -m benchmarks.bench_verify [--objects 10000] [--json FILE]
+    python -m benchmarks.bench_verify [--objects 10000] [--json FILE] [--py-spy DIR]
 
 Seeds `objects` small CSV files, migrates them with `bascule migrate` (not timed), then times
 `bascule verify --level full --rows` as the CLI runs it, in its own process. Not part of the
@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from bascule.age.stream import X25519Identity, write_identity_file
+from benchmarks.lines import _profiled
 from benchmarks.measure import run_measured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_verify", description=__doc__)
     p.add_argument("--objects", type=int, default=10000)
     p.add_argument("--json", type=Path)
+    p.add_argument("--py-spy", type=Path, help="run verify under py-spy, write DIR/py-spy.txt")
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bascule-verify-"))
     try:
@@ -73,6 +75,9 @@ def main(argv: list[str]) -> int:
                                root / "migrate.out")  # fmt: skip
         load = os.getloadavg()
         cmd = [*bascule, "verify", "-c", str(config), "--level", "full", "--rows"]
+        if args.py_spy is not None:
+            args.py_spy.mkdir(parents=True, exist_ok=True)
+            cmd = _profiled(cmd, args.py_spy)
         figures = run_measured(cmd, env, root, root / "verify.out")
         report = {
             "objects": args.objects,
