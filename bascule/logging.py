@@ -181,11 +181,17 @@ def _new_log_file(log_dir: Path) -> Path:
 
 
 def configure_logging(
-    log_dir: Path = Path(".bascule/logs"), *, console_level: str = "info", json: bool = True
+    log_dir: Path = Path(".bascule/logs"),
+    *,
+    console_level: str = "info",
+    json: bool = True,
+    file_level: str = "debug",
 ) -> None:
     """Send every log event to stderr (readable, at `console_level` and above) and, with
-    `json`, to a new JSON-lines file under `log_dir` (every level; name: ``bascule-<UTC
-    timestamp>-<pid>.jsonl``; see `current_log_file`). Both sinks redact secrets.
+    `json`, to a new JSON-lines file under `log_dir` (at `file_level` and above; name:
+    ``bascule-<UTC timestamp>-<pid>.jsonl``; see `current_log_file`). Both sinks redact
+    secrets. Events below both levels are dropped before any processing (per-object debug
+    lines cost nothing unless asked for).
 
     Raises OSError if `log_dir` cannot be created or written."""
     root = logging.getLogger()
@@ -198,14 +204,14 @@ def configure_logging(
         if json:
             path = _new_log_file(log_dir)
             file_handler = logging.FileHandler(path, encoding="utf-8", delay=False)
-            file_handler.setLevel(logging.DEBUG)
+            file_handler.setLevel(file_level.upper())
             file_handler.setFormatter(_formatter(structlog.processors.JSONRenderer()))
             handlers.append(file_handler)
             _state["log_file"] = path
         for handler in handlers:
             root.addHandler(handler)
         _state["handlers"] = handlers
-        root.setLevel(logging.DEBUG)
+        root.setLevel(min(h.level for h in handlers))
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
     structlog.configure(

@@ -51,7 +51,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one line."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks instead of one line; log every object to the file."
+    ),
     verbose: bool = typer.Option(
         False,
         "--verbose",

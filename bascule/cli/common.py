@@ -117,7 +117,9 @@ def setup_logging(cfg: Config) -> None:
         # The console shows the command's own output and, on failure, one error line; the
         # event log goes to the JSON file (and to the console with --verbose).
         level = "info" if _state["verbose"] else "critical"
-        configure_logging(log_dir, console_level=level)
+        # Per-object events are debug lines: in the file only with --debug.
+        file_level = "debug" if _state["debug"] else "info"
+        configure_logging(log_dir, console_level=level, file_level=file_level)
     except OSError as exc:
         raise JournalError(
             f"{log_dir}: cannot create the journal and log directory ({exc.strerror}); "

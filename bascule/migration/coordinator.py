@@ -9,12 +9,19 @@ budget the journal still allows, and the journal counts attempts across restarts
 
 Memory: at most `max_bytes_in_flight` bytes of ciphertext are held by running tasks (one part
 is always allowed, however large), so RSS is about 100 MiB + 1.1 x max_bytes_in_flight.
+
+Crash bound: the same budget also counts single-request objects already written whose commit
+row is not yet durable (the journal's group commit, see `journal`): a SIGKILL sends again at
+most `max_bytes_in_flight` bytes. Per object, the coordinator does bookkeeping only: an object
+written in one request is one task that reads, makes its key material, encrypts and writes;
+each object is logged at debug, and a summary at info every `SUMMARY_SECONDS`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -33,7 +40,15 @@ from bascule.errors import (
     PreconditionFailed,
     VerificationError,
 )
-from bascule.migration.journal import Journal, KeyWrapper, ObjectRow, PartRow, UploadRow, Uploads
+from bascule.migration.journal import (
+    GROUP_SECONDS,
+    Journal,
+    KeyWrapper,
+    ObjectRow,
+    PartRow,
+    UploadRow,
+    Uploads,
+)
 from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
 from bascule.migration.retry import call_with_retries
 from bascule.migration.tasks import (
@@ -50,6 +65,7 @@ log = structlog.get_logger("bascule.executor")
 T = TypeVar("T")
 UNJOURNALED = -1  # ObjectRow.id of a single-request object not yet in the journal
 TaskFn = Callable[[PartTask], PartResult]
+SUMMARY_SECONDS = 10.0  # an info line with the counts so far, at most this often
 
 
 class ProgressSink(Protocol):
@@ -146,6 +162,9 @@ class Coordinator:
         self._bytes_in_flight = 0
         self._failure: BaseException | None = None
         self._ready: deque[ObjectJob] = deque()
+        self._parsed_recipients: list[Any] | None = None
+        self._unflushed_bytes = 0  # of single-request objects whose commit row is not durable
+        self._summary_at = time.monotonic()
 
     def _retry(self, conn: Connector, call: Callable[[], T]) -> T:
         """A coordinator-side storage call (open, commit, stat, abort) under the same retry
@@ -159,8 +178,9 @@ class Coordinator:
             return b"", b"", None
         from bascule.age import stream as age
 
-        recipients = age.parse_recipients(self.recipients)
-        material = age.new_file(recipients)
+        if self._parsed_recipients is None:
+            self._parsed_recipients = list(age.parse_recipients(self.recipients))
+        material = age.new_file(self._parsed_recipients)
         wrapped = self._wrapper.wrap(material.file_key, f"{plan.dataset}/{plan.target_key}")
         return material.header, material.nonce, wrapped
 
@@ -184,6 +204,12 @@ class Coordinator:
         if len(parts) > 1 and not isinstance(tgt, PartWriterOpener):
             whole = plan_parts(plan.size, max(plan.size, 1) + 65536, plan.encrypt, 0)[0]
             parts = (replace(whole, cipher_offset=0, cipher_length=plan.target_size),)
+        if len(parts) == 1:
+            # One request writes the whole object: the task makes its key material; nothing
+            # to resume after a crash, so the journal learns of it once, at commit (and never
+            # holds its file key).
+            row = self._unjournaled_row(plan, old)
+            return self._job(plan, row, source, target, deque(parts), {})
         header, nonce, wrapped = self._new_key_material(plan)
         token = None
         if len(parts) > 1:
@@ -204,12 +230,7 @@ class Coordinator:
             "resume_token": token,
             "run_id": self.run_id,
         }
-        if token is None:
-            # One request writes the whole object: nothing to resume after a crash, so the
-            # journal learns of it once, at commit (and never holds its file key).
-            row = self._unjournaled_row(plan, old, header, nonce, wrapped)
-        else:
-            row = self.journal.begin_object(values)
+        row = self.journal.begin_object(values)
         return self._job(plan, row, source, target, deque(parts), {})
 
     def _open_upload(self, plan: ObjectPlan, tgt: Connector) -> str:
@@ -225,21 +246,14 @@ class Coordinator:
         self.uploads.opened(upload_id, writer.resume_token)
         return writer.resume_token
 
-    def _unjournaled_row(
-        self,
-        plan: ObjectPlan,
-        old: ObjectRow | None,
-        header: bytes,
-        nonce: bytes,
-        wrapped: bytes | None,
-    ) -> ObjectRow:
+    def _unjournaled_row(self, plan: ObjectPlan, old: ObjectRow | None) -> ObjectRow:
         return ObjectRow(
             id=UNJOURNALED, dataset=plan.dataset, source_key=plan.source_key,
             target_key=plan.target_key, source_etag=plan.etag, source_size=plan.size,
             target_size=plan.target_size, encrypt=plan.encrypt, part_size=plan.part_size,
             parts=1, state="in_progress", generation=old.generation + 1 if old else 1,
-            header=header or None, nonce=nonce or None, wrapped_key=wrapped,
-            resume_token=None, plain_sha256=None, cipher_sha256=None,
+            header=None, nonce=None, wrapped_key=None, resume_token=None, plain_sha256=None,
+            cipher_sha256=None,
         )  # fmt: skip
 
     def _job(
@@ -330,6 +344,9 @@ class Coordinator:
                 self._settle_some()
         finally:
             self._drain()
+            self.journal.flush()
+            self._release_durable()
+            self._summary(force=True)
         if self._failure is not None:
             raise self._failure
         if self.stop.is_set():
@@ -360,15 +377,24 @@ class Coordinator:
                 continue
             job = ready[0]
             part = job.pending[0]
-            busy = self._bytes_in_flight > 0
-            if (
-                busy
-                and self._bytes_in_flight + part.cipher_length > self.options.max_bytes_in_flight
-            ):
+            if self._over_budget(part.cipher_length) and self._unflushed_bytes:
+                self.journal.flush()
+                self._release_durable()
+            if self._over_budget(part.cipher_length):
                 return exhausted
             job.pending.popleft()
             self._submit(job, part)
         return exhausted
+
+    def _over_budget(self, nbytes: int) -> bool:
+        busy = self._bytes_in_flight > 0  # one part is always allowed, however large
+        return busy and self._bytes_in_flight + nbytes > self.options.max_bytes_in_flight
+
+    def _release_durable(self) -> None:
+        """Once the journal's group commit is flushed, its objects leave the byte budget."""
+        if self._unflushed_bytes and not self.journal.in_batch:
+            self._bytes_in_flight -= self._unflushed_bytes
+            self._unflushed_bytes = 0
 
     def _submit(self, job: ObjectJob, part: PartSpec) -> None:
         row = job.row
@@ -385,6 +411,7 @@ class Coordinator:
             nonce=row.nonce or b"",
             resume_token=row.resume_token,
             metadata=object_metadata(job.plan),
+            recipients=tuple(self.recipients) if job.key is None else (),
         )
         used = 0
         if row.id != UNJOURNALED:
@@ -396,12 +423,23 @@ class Coordinator:
         job.in_flight += 1
 
     def _settle_some(self) -> None:
-        done, _ = wait(list(self._futures), timeout=0.5, return_when=FIRST_COMPLETED)
+        done, _ = wait(list(self._futures), timeout=GROUP_SECONDS, return_when=FIRST_COMPLETED)
         for future in done:
             job, part = self._futures.pop(future)
             self._bytes_in_flight -= part.cipher_length
             job.in_flight -= 1
             self._settle(job, part, future)
+        self.journal.flush_if_due()
+        self._release_durable()
+        self._summary()
+
+    def _summary(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._summary_at >= SUMMARY_SECONDS:
+            self._summary_at = now
+            s = self.stats
+            log.info("copy.progress", objects=s.objects_committed, parts=s.parts_sent,
+                     bytes=s.bytes_sent, bytes_in_flight=self._bytes_in_flight)  # fmt: skip
 
     def _settle(
         self, job: ObjectJob, part: PartSpec, future: Future[tuple[PartResult, int]]
@@ -463,8 +501,9 @@ class Coordinator:
         src = connector(job.source)
         fresh = self._retry(src, lambda: src.stat(plan.source_key))
         from bascule.age.sizes import ciphertext_size as csize
+        from bascule.age.sizes import header_length
 
-        hlen = len(job.row.header or b"") if plan.encrypt else 0
+        hlen = header_length(len(self.recipients)) if plan.encrypt else 0
         size_on_target = csize(fresh.size, hlen) if plan.encrypt else fresh.size
         new_plan = replace(
             plan,
@@ -519,13 +558,18 @@ class Coordinator:
         cipher = composite([p.cipher_sha256 for p in parts])
         if row.id == UNJOURNALED:
             self.journal.record_committed(_committed_values(row), plain, cipher, etag, self.run_id)
+            if self.journal.in_batch:  # sent again by a crash before the flush: still counted
+                self._unflushed_bytes += job.plan.target_size
+                self._bytes_in_flight += job.plan.target_size
         else:
             self.journal.commit_object(row.id, plain, cipher, etag, self.run_id)
             if row.resume_token is not None:
                 self.uploads.closed(row.resume_token)
         self.stats.objects_committed += 1
         self.progress.object_done(job.plan.target_key)
-        log.info("object.committed", key=job.plan.target_key, bytes=job.plan.size, parts=len(parts))
+        log.debug(
+            "object.committed", key=job.plan.target_key, bytes=job.plan.size, parts=len(parts)
+        )
 
     def _check_size(self, job: ObjectJob, size: int) -> None:
         if size != job.plan.target_size:

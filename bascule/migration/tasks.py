@@ -5,6 +5,11 @@ no secret: endpoints are named by config (environment variable names), and the o
 key travels wrapped under the journal key, which each worker reads from its own disk or
 environment (`BASCULE_JOURNAL_KEY_FILE` overrides the path in the task).
 
+An object written in one request (`resume_token` None, no `key`) is one task end to end: the
+task makes its own file key, nonce and header for the task's `recipients` (public keys), so the
+coordinator does no per-object cryptography and nothing secret leaves the worker. Its file key
+is never journaled: there is nothing to resume, a crash sends the object again.
+
 Memory: the plaintext is streamed through in 1 MiB reads; one part holds at most its
 ciphertext (part_size + 16 bytes per 64 KiB chunk) in memory.
 """
@@ -15,10 +20,10 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from bascule.age.sizes import CHUNK_SIZE
 from bascule.connectors.base import ByteRange, PartWriter, PartWriterOpener
@@ -27,6 +32,9 @@ from bascule.errors import TransientStorageError, UnsupportedOperation
 from bascule.migration.journal import KeyWrapper
 from bascule.migration.plan import PartSpec
 from bascule.migration.retry import call_with_retries
+
+if TYPE_CHECKING:
+    from bascule.age.stream import PayloadCipher, X25519Recipient
 
 READ_SIZE = 16 * CHUNK_SIZE  # 1 MiB reads: whole age chunks, bounded memory
 
@@ -56,6 +64,8 @@ class PartTask:
     nonce: bytes = b""
     resume_token: str | None = None  # multipart upload; None: one whole-object put
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Encrypted and `key` None: the task makes the object's key material for these recipients.
+    recipients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,23 @@ def _file_key(key: ObjectKey) -> bytes:
         if wrapper is None:
             wrapper = _wrappers[path] = KeyWrapper.load(Path(path))
     return wrapper.unwrap(key.wrapped, key.context)
+
+
+_parsed: dict[tuple[str, ...], Sequence[X25519Recipient]] = {}
+
+
+def _cipher_for(task: PartTask) -> tuple[bytes, PayloadCipher]:
+    """(bytes before the payload in part 1, the PayloadCipher) of an encrypted task."""
+    from bascule.age import stream as age
+
+    if task.key is not None:
+        return task.header, age.PayloadCipher(_file_key(task.key), task.nonce)
+    with _wrappers_lock:
+        recipients = _parsed.get(task.recipients)
+        if recipients is None:
+            recipients = _parsed[task.recipients] = age.parse_recipients(list(task.recipients))
+    material = age.new_file(recipients)
+    return material.header + material.nonce, age.PayloadCipher(material.file_key, material.nonce)
 
 
 def _read_exactly(stream: BinaryIO, n: int, where: str) -> bytes:
@@ -124,15 +151,12 @@ def build_part(task: PartTask) -> tuple[bytes, PartResult]:
     out = bytearray(part.cipher_length)
     view = memoryview(out)
     pos = 0
-    if part.number == 1 and task.header:
-        view[: len(task.header)] = task.header
-        pos = len(task.header)
-    cipher = None
+    prefix, cipher = task.header, None
     if task.encrypt:
-        from bascule.age.stream import PayloadCipher
-
-        assert task.key is not None
-        cipher = PayloadCipher(_file_key(task.key), task.nonce)
+        prefix, cipher = _cipher_for(task)
+    if part.number == 1 and prefix:
+        view[: len(prefix)] = prefix
+        pos = len(prefix)
     chunk_index = part.first_chunk
     for piece, last in _with_last(_plain_pieces(task), part.plain_length):
         plain_hash.update(piece)

@@ -186,3 +186,97 @@ def test_rows_written_with_bare_details_still_read(tmp_path: Path) -> None:
     )  # fmt: skip
     assert (step.datasets_failed, step.verified, step.snapshot) == ((), {}, {})
     assert (check.source_key, check.target_key, check.detail) == (None, None, {})
+
+
+def _committed(journal: Journal, key: str) -> None:
+    values = {"dataset": "ds", "source_key": key, "target_key": key, "source_etag": "e",
+              "source_size": 1, "target_size": 1, "encrypt": 0, "part_size": 8 << 20,
+              "parts": 1, "generation": 1}  # fmt: skip
+    journal.record_committed(values, "p" * 64 + "-1", "c" * 64 + "-1", "etag", 1)
+
+
+def _seen_by_another_reader(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM objects WHERE state='committed'").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_commit_rows_are_group_committed_and_flushed_by_any_other_write(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path, "c")
+    _committed(journal, "a")
+    _committed(journal, "b")
+    assert journal.in_batch
+    assert _seen_by_another_reader(path) == 0  # one open transaction, not yet durable
+    assert len(journal.objects("ds", "committed")) == 2  # the writer reads its own rows
+    journal.event(None, "something")  # any other write commits the batch first
+    assert not journal.in_batch and _seen_by_another_reader(path) == 2
+    _committed(journal, "c")
+    journal.close()
+    assert _seen_by_another_reader(path) == 3
+
+
+def test_group_commit_is_bounded_by_rows(tmp_path: Path) -> None:
+    from bascule.migration.journal import GROUP_ROWS
+
+    path = tmp_path / "j.db"
+    journal = Journal(path, "c")
+    for i in range(GROUP_ROWS + 3):
+        _committed(journal, f"k{i}")
+    assert _seen_by_another_reader(path) == GROUP_ROWS
+    journal.flush()
+    assert _seen_by_another_reader(path) == GROUP_ROWS + 3
+    journal.close()
+
+
+def test_commit_rows_lost_to_a_kill_leave_the_objects_to_copy_again(tmp_path: Path) -> None:
+    """A SIGKILL before the flush loses the batch: the plan's view of the journal then has
+    no committed row for those objects, so they are planned again, never taken as done."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "j.db"
+    Journal(path, "c").close()
+    script = (
+        "import os, sys; from pathlib import Path\n"
+        "from bascule.migration.journal import Journal\n"
+        "from tests.unit.test_journal import _committed\n"
+        "j = Journal(Path(sys.argv[1]), 'c')\n"
+        "_committed(j, 'lost')\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], check=False)
+    assert proc.returncode == -9
+    journal = Journal(path, "c")
+    try:
+        view = journal.plan_view("ds")
+        assert journal.get_object("ds", "lost") is None
+    finally:
+        journal.close()
+    from bascule.connectors.base import Capabilities, ObjectInfo
+    from bascule.migration.plan import DatasetSpec, plan_dataset
+
+    on_target = [ObjectInfo(key="lost", size=1, etag="t")]  # written, its commit row lost
+    plan = plan_dataset(DatasetSpec("ds", "", "", False, 8 << 20, 1),
+                        [ObjectInfo(key="lost", size=1, etag="e")], on_target, view,
+                        Capabilities())  # fmt: skip
+    assert [(o.target_key, o.action) for o in plan.objects] == [("lost", "new")]
+
+
+def test_verdicts_are_group_committed_and_durable_once_the_run_ends(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path, "c")
+    run = journal.start_run("verify")
+    facts = Facts(journal)
+    for i in range(3):
+        facts.record_verification(run, "ds", f"s{i}", f"t{i}", "full", "ok", {"n": i})
+    assert journal.in_batch and len(facts.verifications(run)) == 3
+    journal.end_run(run, "completed", 0, 3, 1.0)
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT COUNT(*) FROM verifications").fetchone()[0] == 3
+    finally:
+        db.close()
+    journal.close()

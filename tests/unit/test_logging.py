@@ -139,3 +139,18 @@ def test_one_file_per_run_and_console_level(tmp_path: Path) -> None:
     assert first.name.startswith("bascule-") and first.suffix == ".jsonl"
     assert second.read_text() == ""
     assert blog.current_log_file() is None
+
+
+def test_debug_lines_reach_the_file_only_at_file_level_debug(tmp_path: Path) -> None:
+    """Per-object events are debug lines: dropped unless the file asks for debug."""
+    blog.configure_logging(tmp_path / "a", console_level="critical", file_level="info")
+    quiet = blog.current_log_file()
+    blog.get_logger().debug("object.committed", key="k")
+    blog.get_logger().info("copy.progress", objects=1)
+    blog.configure_logging(tmp_path / "b", console_level="critical", file_level="debug")
+    loud = blog.current_log_file()
+    blog.get_logger().debug("object.committed", key="k")
+    blog.shutdown_logging()
+    assert quiet is not None and loud is not None
+    assert [json.loads(x)["event"] for x in quiet.read_text().splitlines()] == ["copy.progress"]
+    assert json.loads(loud.read_text())["event"] == "object.committed"

@@ -1,0 +1,183 @@
+"""Per-object overhead: many tiny objects, local disk to local disk, encrypted, side by side.
+
+    python -m benchmarks.bench_tiny [--objects 20000] [--size 11] [--transfers 8] [--json FILE]
+    python -m benchmarks.bench_tiny --profile      # bascule under cProfile, top entries printed
+    python -m benchmarks.bench_tiny --py-spy DIR   # bascule under py-spy (every thread)
+
+bascule migrates a `local` endpoint to a `local` endpoint with age encryption; rclone copies
+the same folder into a crypt remote over a local folder (names not encrypted: bascule keeps
+names). Both get the same number of transfers (`concurrency`, `--transfers`/`--checkers`).
+Neither side touches the network: this line measures what each tool spends per object.
+
+Not part of the test suite: figures depend on the machine and its load (recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bascule.age.stream import X25519Identity
+from bascule.connectors.rclone import rclone_binary
+from benchmarks.lines import _profiled
+from benchmarks.measure import ProcessFigures, load_1min, run_measured
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    base = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
+    return {**base, **extra}
+
+
+def seed(root: Path, count: int, size: int) -> None:
+    """`count` files of `size` bytes in 100 sub-folders (a flat folder of 20,000 is unusual)."""
+    for i in range(count):
+        sub = root / f"d{i % 100:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"o{i:06d}.txt").write_bytes(f"{i:0{size}d}".encode()[:size])
+
+
+def bascule_config(work: Path, source: Path, target: Path, transfers: int) -> Path:
+    data: dict[str, Any] = {
+        "project": "bench-tiny",
+        "journal": str(work / "state" / "journal.db"),
+        "endpoints": {
+            "src": {"kind": "local", "path": str(source.parent)},
+            "dst": {"kind": "local", "path": str(target.parent)},
+        },
+        "encryption": {"recipients": [str(X25519Identity.generate().recipient())]},
+        "transfer": {"concurrency": transfers},
+        "datasets": [
+            {
+                "name": "tiny",
+                "source": {"endpoint": "src", "container": source.name, "prefix": ""},
+                "target": {"endpoint": "dst", "container": target.name, "prefix": ""},
+                "encrypt": True,
+            }
+        ],
+    }
+    path = work / "bascule.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def rclone_line(work: Path, source: Path, target: Path, transfers: int) -> ProcessFigures:
+    rclone = rclone_binary()
+    password = subprocess.run(
+        [rclone, "obscure", "-"], input=os.urandom(16).hex(), capture_output=True, text=True,
+        check=True, env=_env({"RCLONE_CONFIG": "/dev/null"}),
+    ).stdout.strip()  # fmt: skip
+    env = _env(
+        {
+            "RCLONE_CONFIG": "/dev/null",
+            "RCLONE_CONFIG_CRYPT_TYPE": "crypt",
+            "RCLONE_CONFIG_CRYPT_REMOTE": str(target),
+            "RCLONE_CONFIG_CRYPT_PASSWORD": password,
+            "RCLONE_CONFIG_CRYPT_FILENAME_ENCRYPTION": "off",
+            "RCLONE_CONFIG_CRYPT_DIRECTORY_NAME_ENCRYPTION": "false",
+        }
+    )
+    cmd = [rclone, "copy", str(source), "crypt:", "--transfers", str(transfers),
+           "--checkers", str(transfers), "-q"]  # fmt: skip
+    return run_measured(cmd, env, work, work / "rclone.stdout")
+
+
+def bascule_line(
+    work: Path, config: Path, profile: Path | None, spy: Path | None
+) -> ProcessFigures:
+    py = [sys.executable]
+    if profile is not None:
+        py += ["-m", "cProfile", "-o", str(profile)]
+    cmd = [*py, "-m", "benchmarks.bascule_child", str(config), "local"]
+    if spy is not None:
+        spy.mkdir(parents=True, exist_ok=True)
+        cmd = _profiled(cmd, spy)
+    env = _env({"PYTHONPATH": str(REPO_ROOT)})
+    return run_measured(cmd, env, work, work / "bascule.stdout")
+
+
+def _count(root: Path) -> int:
+    return sum(1 for p in root.rglob("*") if p.is_file() and ".bascule-" not in str(p))
+
+
+def _figures(name: str, f: ProcessFigures, stored: int, load: tuple[float, ...]) -> dict[str, Any]:
+    return {
+        "line": name,
+        "seconds": round(f.seconds, 2),
+        "cpu_seconds": round(f.cpu_seconds, 2),
+        "peak_rss_mib": round(f.peak_rss_bytes / 2**20, 1),
+        "stored_objects": stored,
+        "exit_code": f.exit_code,
+        "load_before": load,
+        "error": "" if f.exit_code == 0 else (f.stderr.strip().splitlines() or [""])[-1][:300],
+    }
+
+
+def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    source = root / "src" / "data"
+    source.mkdir(parents=True)
+    seed(source, args.objects, args.size)
+    lines = []
+    for name in ("bascule encrypted", "rclone crypt"):
+        work = root / name.replace(" ", "-")
+        target = work / "dst" / "data"
+        target.mkdir(parents=True)
+        load = os.getloadavg()
+        if name == "rclone crypt":
+            figures = rclone_line(work, source, target, args.transfers)
+        else:
+            config = bascule_config(work, source, target, args.transfers)
+            prof = work / "bascule.prof" if args.profile else None
+            figures = bascule_line(work, config, prof, args.py_spy)
+            if prof is not None and prof.exists():
+                pstats.Stats(str(prof)).sort_stats("tottime").print_stats(args.top)
+        lines.append(_figures(name, figures, _count(target), load))
+        print(json.dumps(lines[-1]), flush=True)
+    ratio = lines[0]["seconds"] / lines[1]["seconds"] if lines[1]["seconds"] else None
+    return {
+        "objects": args.objects,
+        "size": args.size,
+        "transfers": args.transfers,
+        "cpus": os.cpu_count(),
+        "load_after": os.getloadavg(),
+        "load_1min_end": load_1min(),
+        "lines": lines,
+        "bascule_over_rclone_seconds": None if ratio is None else round(ratio, 2),
+    }
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_tiny", description=__doc__)
+    p.add_argument("--objects", type=int, default=20000)
+    p.add_argument("--size", type=int, default=11, help="bytes per object")
+    p.add_argument("--transfers", type=int, default=8, help="bascule concurrency, rclone transfers")
+    p.add_argument("--profile", action="store_true", help="run bascule under cProfile")
+    p.add_argument("--py-spy", type=Path, help="run bascule under py-spy, write DIR/py-spy.txt")
+    p.add_argument("--top", type=int, default=25, help="profile entries printed")
+    p.add_argument("--json", type=Path, help="write the figures to this file")
+    args = p.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="bascule-tiny-"))
+    try:
+        report = run(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"bascule / rclone crypt (wall seconds): {report['bascule_over_rclone_seconds']}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if any(line["error"] for line in report["lines"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
