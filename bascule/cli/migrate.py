@@ -28,7 +28,7 @@ from bascule.cli.tables import dataset_table
 from bascule.config import Config, load_config
 from bascule.errors import ConnectorError
 from bascule.migration import service
-from bascule.migration.plan import MigrationPlan
+from bascule.migration.plan import PlanSummary, item_record
 
 CONFIG_OPT = typer.Option(
     Path("bascule.yaml"), "--config", "-c", help="The bascule.yaml to use.", show_default=True
@@ -62,25 +62,25 @@ def human_duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s"
 
 
-def _plan_table(plan: MigrationPlan) -> Table:
+def _plan_table(plan: PlanSummary) -> Table:
     # most important first: at a narrow width the right-most columns are left out first
     headers = ("dataset", "to copy", "bytes", "parts", "blocked", "unchanged", "extra on target")
     rows = [
         (
             d.dataset,
-            str(len(d.objects)),
+            str(d.objects),
             human_bytes(d.bytes_to_copy),
             str(d.parts),
-            str(len(d.blocked)),
-            str(len(d.unchanged)),
-            str(len(d.extra)),
+            str(d.blocked),
+            str(d.unchanged),
+            str(d.extra),
         )
         for d in plan.datasets
     ]
     return dataset_table(console, "Migration plan", headers, rows)
 
 
-def print_plan(cfg: Config, plan: MigrationPlan) -> None:
+def print_plan(cfg: Config, plan: PlanSummary) -> None:
     console.print(_plan_table(plan))
     console.print(
         f"total: {plan.objects} objects, {human_bytes(plan.bytes_to_copy)}, {plan.parts} parts"
@@ -90,17 +90,24 @@ def print_plan(cfg: Config, plan: MigrationPlan) -> None:
         console.print(f"estimated duration at the last measured throughput: {human_duration(eta)}")
     elif plan.bytes_to_copy:
         console.print("estimated duration: unknown until a first migration has run")
-    for b in plan.blocked:
+    for b in plan.first_blocked:
         console.print(f"blocked: {b.dataset}:{b.source_key}: {b.reason}")
+    if plan.blocked > len(plan.first_blocked):
+        console.print(f"blocked: {plan.blocked - len(plan.first_blocked)} more (see --json)")
     for d in plan.datasets:
-        for key in d.extra[:10]:
+        for key in d.first_extra[:10]:
             console.print(f"extra on target ({d.dataset}): {key}")
 
 
 def plan_command(
     config: Path = CONFIG_OPT,
     dataset: str | None = DATASET_OPT,
-    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the plan as JSON lines: one per object (to copy, unchanged, extra, "
+        "blocked), then one summary line.",
+    ),
 ) -> None:
     """Show what `migrate` would copy: new and changed objects, parts, totals. Writes nothing."""
     _plan(config, dataset, as_json)
@@ -109,13 +116,27 @@ def plan_command(
 @handle_errors
 def _plan(config: Path, dataset: str | None, as_json: bool) -> None:
     cfg = load_config(config)
-    plan = service.make_plan(cfg, dataset, service.open_journal(cfg, create=False))
+    summary = _read_plan(cfg, dataset, as_json)
     if as_json:
-        data = plan.to_dict()
-        data["estimated_seconds"] = service.estimated_seconds(cfg, plan)
-        echo(json.dumps(data, indent=2))
+        line = {"type": "summary", **summary.to_dict()}
+        line["estimated_seconds"] = service.estimated_seconds(cfg, summary)
+        echo(json.dumps(line))
         return
-    print_plan(cfg, plan)
+    print_plan(cfg, summary)
+
+
+def _read_plan(cfg: Config, dataset: str | None, as_json: bool) -> PlanSummary:
+    """Read the plan's stream once: printed line by line with `as_json`, else only counted."""
+    journal = service.open_journal(cfg, create=False)
+    try:
+        summary, items = service.plan_stream(cfg, dataset, journal)
+        for item in items:
+            if as_json:
+                echo(json.dumps(item_record(item)))
+        return summary
+    finally:
+        if journal is not None:
+            journal.close()
 
 
 class RichProgress:
@@ -190,8 +211,7 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
     cfg = load_config(config)
     setup_logging(cfg)
     if dry_run:
-        plan = service.make_plan(cfg, dataset, service.open_journal(cfg, create=False))
-        print_plan(cfg, plan)
+        print_plan(cfg, _read_plan(cfg, dataset, as_json=False))
         console.print("dry run: nothing was written")
         return
     from bascule.runners import make_runner
@@ -218,7 +238,7 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
 def _summary(outcome: service.MigrateOutcome) -> None:
     stats = outcome.stats
     plan = outcome.plan
-    unchanged = sum(len(d.unchanged) for d in plan.datasets)
+    unchanged = plan.unchanged
     if not plan.objects:
         console.print(f"nothing to copy: {unchanged} objects already copied and unchanged")
         return

@@ -87,7 +87,7 @@ class LocalConnector:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(resumable_parts=True, if_match_read=True)
+        return Capabilities(resumable_parts=True, if_match_read=True, sorted_listing=True)
 
     def _check_root(self) -> None:
         if not self._root.is_dir():

@@ -77,7 +77,12 @@ class MemoryConnector:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(resumable_parts=True, if_match_read=True, server_side_checksums=True)
+        return Capabilities(
+            resumable_parts=True,
+            if_match_read=True,
+            server_side_checksums=True,
+            sorted_listing=True,
+        )
 
     def _check_container(self) -> None:
         if not self._exists:
