@@ -48,10 +48,10 @@ def external_sort(
         runs: list[IO[bytes]] = []
         buffer: list[T] = []
         for item in items:
-            buffer.append(item)
-            if len(buffer) >= run_items:
+            if len(buffer) == run_items:
                 runs.append(spill(sorted(buffer, key=key)))
                 buffer = []
+            buffer.append(item)
         if not runs:
             yield from sorted(buffer, key=key)
             return
