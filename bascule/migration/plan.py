@@ -121,6 +121,9 @@ class Blocked:
 
 @dataclass(frozen=True)
 class DatasetPlan:
+    """One dataset's plan held in memory (`plan_dataset`): small datasets and tests. The
+    commands read the stream (`stream_dataset`) and keep only its counters."""
+
     dataset: str
     objects: tuple[ObjectPlan, ...] = ()
     unchanged: tuple[str, ...] = ()  # source keys already copied and unchanged
@@ -139,6 +142,8 @@ class DatasetPlan:
 
 @dataclass(frozen=True)
 class MigrationPlan:
+    """Collected dataset plans, serialisable with `to_dict`/`from_dict`."""
+
     datasets: tuple[DatasetPlan, ...] = field(default_factory=tuple)
 
     @property
