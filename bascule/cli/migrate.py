@@ -29,7 +29,7 @@ from bascule.config import Config, load_config
 from bascule.connectors.base import display_key
 from bascule.errors import ConnectorError
 from bascule.migration import service
-from bascule.migration.plan import MigrationPlan
+from bascule.migration.plan import PlanSummary, item_record
 
 CONFIG_OPT = typer.Option(
     Path("bascule.yaml"), "--config", "-c", help="The bascule.yaml to use.", show_default=True
@@ -63,45 +63,41 @@ def human_duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s"
 
 
-def _plan_table(plan: MigrationPlan) -> Table:
+def _plan_table(plan: PlanSummary) -> Table:
     # most important first: at a narrow width the right-most columns are left out first
     headers = ("dataset", "to copy", "bytes", "parts", "blocked", "unchanged", "extra on target")
     rows = [
         (
             d.dataset,
-            str(len(d.objects)),
+            str(d.objects),
             human_bytes(d.bytes_to_copy),
             str(d.parts),
-            str(len(d.blocked)),
-            str(len(d.unchanged)),
-            str(len(d.extra)),
+            str(d.blocked),
+            str(d.unchanged),
+            str(d.extra),
         )
         for d in plan.datasets
     ]
     return dataset_table(console, "Migration plan", headers, rows)
 
 
-def widened_parts(cfg: Config, plan: MigrationPlan, limit: int = 10) -> list[str]:
+def widened_parts(cfg: Config, plan: PlanSummary) -> list[str]:
     """One line per object whose parts the planner widened beyond transfer.part_size to
-    stay within the target's part-count limit (at most `limit` lines, then a count)."""
-    widened = [
-        (d.dataset, o)
-        for d in plan.datasets
-        for o in d.objects
-        if o.part_size != cfg.transfer.part_size
-    ]
+    stay within the target's part-count limit (the first few, then a count)."""
     lines = [
-        f"part size: {dataset}:{o.source_key} in {len(o.parts)} parts of "
+        f"part size: {d.dataset}:{display_key(o.source_key)} in {o.parts} parts of "
         f"{human_bytes(o.part_size)} (transfer.part_size {human_bytes(cfg.transfer.part_size)} "
         "would exceed the target's part limit)"
-        for dataset, o in widened[:limit]
+        for d in plan.datasets
+        for o in d.first_widened
     ]
-    if len(widened) > limit:
-        lines.append(f"part size: {len(widened) - limit} more objects with widened parts")
+    more = sum(d.widened - len(d.first_widened) for d in plan.datasets)
+    if more:
+        lines.append(f"part size: {more} more objects with widened parts")
     return lines
 
 
-def print_plan(cfg: Config, plan: MigrationPlan) -> None:
+def print_plan(cfg: Config, plan: PlanSummary) -> None:
     console.print(_plan_table(plan))
     console.print(
         f"total: {plan.objects} objects, {human_bytes(plan.bytes_to_copy)}, {plan.parts} parts"
@@ -112,34 +108,39 @@ def print_plan(cfg: Config, plan: MigrationPlan) -> None:
     elif plan.bytes_to_copy:
         console.print("estimated duration: unknown until a first migration has run")
     for line in widened_parts(cfg, plan):
-        console.print(line, markup=False)
-    for b in plan.blocked:
+        console.print(line)
+    for b in plan.first_blocked:
         console.print(
             f"blocked: {b.dataset}:{display_key(b.source_key)} -> {display_key(b.target_key)}: "
-            f"{b.reason}",
-            markup=False,
+            f"{b.reason}"
         )
+    if plan.blocked > len(plan.first_blocked):
+        console.print(f"blocked: {plan.blocked - len(plan.first_blocked)} more (see --json)")
     print_skipped(plan)
     for d in plan.datasets:
-        for key in d.extra[:10]:
-            console.print(f"extra on target ({d.dataset}): {display_key(key)}", markup=False)
+        for key in d.first_extra[:10]:
+            console.print(f"extra on target ({d.dataset}): {display_key(key)}")
 
 
-def print_skipped(plan: MigrationPlan) -> None:
+def print_skipped(plan: PlanSummary) -> None:
     """The source folders left out on purpose (a connector's reserved folders), by name."""
     for d in plan.datasets:
         for folder in d.skipped:
             console.print(
                 f"skipped (reserved by bascule): {d.dataset}:{display_key(folder)}; "
-                "move its files elsewhere to copy them",
-                markup=False,
+                "move its files elsewhere to copy them"
             )
 
 
 def plan_command(
     config: Path = CONFIG_OPT,
     dataset: str | None = DATASET_OPT,
-    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the plan as JSON lines: one per object (to copy, unchanged, extra, "
+        "blocked), then one summary line.",
+    ),
 ) -> None:
     """Show what `migrate` would copy: new and changed objects, parts, totals. Writes nothing."""
     _plan(config, dataset, as_json)
@@ -148,13 +149,27 @@ def plan_command(
 @handle_errors
 def _plan(config: Path, dataset: str | None, as_json: bool) -> None:
     cfg = load_config(config)
-    plan = service.make_plan(cfg, dataset, service.open_journal(cfg, create=False))
+    summary = _read_plan(cfg, dataset, as_json)
     if as_json:
-        data = plan.to_dict()
-        data["estimated_seconds"] = service.estimated_seconds(cfg, plan)
-        echo(json.dumps(data, indent=2))
+        line = {"type": "summary", **summary.to_dict()}
+        line["estimated_seconds"] = service.estimated_seconds(cfg, summary)
+        echo(json.dumps(line))
         return
-    print_plan(cfg, plan)
+    print_plan(cfg, summary)
+
+
+def _read_plan(cfg: Config, dataset: str | None, as_json: bool) -> PlanSummary:
+    """Read the plan's stream once: printed line by line with `as_json`, else only counted."""
+    journal = service.open_journal(cfg, create=False)
+    try:
+        summary, items = service.plan_stream(cfg, dataset, journal)
+        for item in items:
+            if as_json:
+                echo(json.dumps(item_record(item)))
+        return summary
+    finally:
+        if journal is not None:
+            journal.close()
 
 
 class RichProgress:
@@ -229,8 +244,7 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
     cfg = load_config(config)
     setup_logging(cfg)
     if dry_run:
-        plan = service.make_plan(cfg, dataset, service.open_journal(cfg, create=False))
-        print_plan(cfg, plan)
+        print_plan(cfg, _read_plan(cfg, dataset, as_json=False))
         console.print("dry run: nothing was written")
         return
     from bascule.runners import make_runner
@@ -257,7 +271,7 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
 def _summary(outcome: service.MigrateOutcome) -> None:
     stats = outcome.stats
     plan = outcome.plan
-    unchanged = sum(len(d.unchanged) for d in plan.datasets)
+    unchanged = plan.unchanged
     print_skipped(plan)
     if not plan.objects:
         console.print(f"nothing to copy: {unchanged} objects already copied and unchanged")

@@ -258,6 +258,7 @@ class AzureBlobConnector:
             resumable_parts=True,
             if_match_read=True,
             server_side_checksums=True,
+            sorted_listing=True,  # blobs are listed in lexicographic (UTF-8 byte) order
             max_part_size=4000 * MiB,
             max_parts=50_000,
             max_object_size=190 * 1024 * GiB,

@@ -172,6 +172,9 @@ class Capabilities:
     resumable_parts: bool = False  # PartWriterOpener available and survives a restart
     if_match_read: bool = False  # open_read honours if_match (else: compared after stat)
     server_side_checksums: bool = False  # provider reports checksums we may compare
+    # `list` yields keys strictly ascending in code point (= UTF-8 byte) order on every
+    # backend of this kind; else the plan sorts the listing itself, on disk (bounded memory).
+    sorted_listing: bool = False
     min_part_size: int = 0  # every part but the last must be at least this big
     max_part_size: int = 5 * GiB
     max_parts: int = 10_000
@@ -264,7 +267,8 @@ class Connector(Protocol):
     def capabilities(self) -> Capabilities: ...
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with `prefix`, lazily, page by page, in key order.
+        """Every object whose key starts with `prefix`, lazily, page by page; in key order
+        where `capabilities.sorted_listing` (the plan sorts other listings itself).
 
         Raises ContainerNotFound if the bucket or container does not exist."""
         ...

@@ -130,7 +130,9 @@ class LocalConnector:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(resumable_parts=True, if_match_read=True, part_rewrite=True)
+        return Capabilities(
+            resumable_parts=True, if_match_read=True, part_rewrite=True, sorted_listing=True
+        )
 
     def key_problem(self, key: str) -> str | None:
         """Path rules (see `path_key_problem`); a segment leaves room for the sidecar's

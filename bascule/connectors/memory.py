@@ -79,7 +79,11 @@ class MemoryConnector:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            resumable_parts=True, if_match_read=True, server_side_checksums=True, part_rewrite=True
+            resumable_parts=True,
+            if_match_read=True,
+            server_side_checksums=True,
+            part_rewrite=True,
+            sorted_listing=True,
         )
 
     def _check_container(self) -> None:

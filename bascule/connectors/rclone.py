@@ -13,7 +13,9 @@ What each call does:
 - `stat`: ``lsjson --stat -M --hash``; `open_read`: a stat, then ``cat --offset --count``
   streamed from the process; `put`: ``rcat --size``; `delete`: ``deletefile``.
 
-Capabilities: no resumable parts (rcat streams a whole object), and no If-Match: with
+Capabilities: no sorted listing (a remote without recursive listing is walked one directory
+at a time, so "a/b" may come after "ab"), no resumable parts (rcat streams a whole object),
+and no If-Match: with
 `if_match`, `open_read` compares the etag of a stat made just before the read, so a write
 landing between the stat and the read goes unnoticed (a race a server-side If-Match closes).
 The etag is built from the MD5 the remote reports (when it has one), the modification time

@@ -544,16 +544,26 @@ class Journal:
 
     # -- objects ---------------------------------------------------------------------
 
-    def plan_view(self, dataset: str) -> dict[str, JournalObject]:
-        rows = self._db.execute(
-            "SELECT target_key, source_etag, source_size, target_size, state FROM objects "
-            "WHERE dataset=?",
-            (dataset,),
-        )
-        return {
-            r[0]: JournalObject(r[0], r[1], r[2], r[3], r[4] in ("committed", "verified"))
-            for r in rows
-        }
+    def plan_rows(self, dataset: str, page: int = 5_000) -> Iterator[JournalObject]:
+        """What the plan needs of each of the dataset's objects, ascending by target key
+        (SQLite's binary collation: UTF-8 byte order, the listings' order).
+
+        Read in pages of `page` rows, each its own short read on the (dataset, target_key)
+        index: no read transaction stays open while the caller works (a writer may write
+        between pages; a row is read before the plan hands its object to the coordinator, so
+        the coordinator's own writes never change a row still to be read)."""
+        after = ""  # every key sorts after the empty string
+        while True:
+            rows = self._db.execute(
+                "SELECT target_key, source_etag, source_size, target_size, state FROM objects "
+                "WHERE dataset=? AND target_key > ? ORDER BY target_key LIMIT ?",
+                (dataset, after, page),
+            ).fetchall()
+            for r in rows:
+                yield JournalObject(r[0], r[1], r[2], r[3], r[4] in ("committed", "verified"))
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     def get_object(self, dataset: str, target_key: str) -> ObjectRow | None:
         row = self._db.execute(

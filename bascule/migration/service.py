@@ -3,20 +3,24 @@
 Order matters for "nothing is written on bad input": the config is validated, then every
 source and target is listed (missing container, wrong credentials fail here), and only then
 is the journal opened or created and anything written.
+
+Memory does not grow with the object count: the plan is a stream (`plan_stream`), read once
+for its counters before anything is written, then again, lazily, by the coordinator. A
+listing that is not in key order (`Capabilities.sorted_listing` false) is sorted on disk.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from bascule.config import Config, Dataset, identity_path
-from bascule.connectors.base import SkipReporter, display_key
+from bascule.connectors.base import Connector, ObjectInfo, SkipReporter, display_key
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import Interrupted, PlanError
 from bascule.migration.coordinator import (
@@ -26,14 +30,16 @@ from bascule.migration.coordinator import (
     RunStats,
     abort_orphans,
 )
+from bascule.migration.extsort import external_sort
 from bascule.migration.journal import Journal, fingerprint
 from bascule.migration.plan import (
-    DatasetPlan,
     DatasetSpec,
-    JournalObject,
-    MigrationPlan,
+    DatasetTally,
     ObjectPlan,
-    plan_dataset,
+    PlanItem,
+    PlanSummary,
+    in_key_order,
+    stream_dataset,
 )
 from bascule.runners import TaskRunner, ThreadRunner
 
@@ -86,7 +92,23 @@ def check_identity_file(cfg: Config) -> None:
         load_identities(path)
 
 
-def plan_one(cfg: Config, ds: Dataset, journal: Journal | None) -> DatasetPlan:
+def _by_key(o: ObjectInfo) -> str:
+    return o.key
+
+
+def sorted_listing(conn: Connector, prefix: str) -> Iterator[ObjectInfo]:
+    """`conn.list(prefix)` in key order (sorted on disk where the backend does not list in
+    order), checked as it is read."""
+    items: Iterable[ObjectInfo] = conn.list(prefix)
+    if not conn.capabilities.sorted_listing:
+        items = external_sort(items, _by_key)
+    return in_key_order(items, _by_key, conn.url)
+
+
+def dataset_items(
+    cfg: Config, ds: Dataset, journal: Journal | None, tally: DatasetTally
+) -> Iterator[PlanItem]:
+    """One dataset's plan, item by item, counted into `tally`."""
     src = connector(source_ref(cfg, ds))
     tgt = connector(target_ref(cfg, ds))
     spec = DatasetSpec(
@@ -97,40 +119,61 @@ def plan_one(cfg: Config, ds: Dataset, journal: Journal | None) -> DatasetPlan:
         cfg.transfer.part_size,
         len(cfg.encryption.recipients),
     )
-    view: dict[str, JournalObject] = journal.plan_view(ds.name) if journal else {}
-    planned = plan_dataset(
-        spec,
-        src.list(ds.source.prefix),
-        tgt.list(ds.target.prefix),
-        view,
-        tgt.capabilities,
-        tgt.key_problem,
-    )
     if isinstance(src, SkipReporter):
-        planned = replace(planned, skipped=tuple(src.skipped(ds.source.prefix)))
-    return planned
+        tally.skipped = tuple(src.skipped(ds.source.prefix))
+    rows = journal.plan_rows(ds.name) if journal else iter(())
+    source = sorted_listing(src, ds.source.prefix)
+    target = sorted_listing(tgt, ds.target.prefix)
+    return stream_dataset(
+        spec, source, target, rows, tgt.capabilities, tally, key_problem=tgt.key_problem
+    )
 
 
-def make_plan(cfg: Config, dataset: str | None, journal: Journal | None) -> MigrationPlan:
-    return MigrationPlan(tuple(plan_one(cfg, ds, journal) for ds in cfg.select(dataset)))
+def plan_stream(
+    cfg: Config, dataset: str | None, journal: Journal | None
+) -> tuple[PlanSummary, Iterator[PlanItem]]:
+    """The plan as a stream, and its summary, whose counters are final once the stream is
+    exhausted. The stream is read once, lazily (a dataset is listed when it is reached)."""
+    summary = PlanSummary()
+    return summary, _items(cfg, cfg.select(dataset), journal, summary)
+
+
+def _items(
+    cfg: Config, datasets: Iterable[Dataset], journal: Journal | None, summary: PlanSummary
+) -> Iterator[PlanItem]:
+    for ds in datasets:
+        tally = DatasetTally(ds.name)
+        summary.datasets.append(tally)
+        yield from dataset_items(cfg, ds, journal, tally)
+
+
+def count_plan(cfg: Config, dataset: str | None, journal: Journal | None) -> PlanSummary:
+    """The plan's counters (and first blocked and extra keys), nothing held per object."""
+    summary, items = plan_stream(cfg, dataset, journal)
+    for _ in items:
+        pass
+    return summary
 
 
 @dataclass(frozen=True)
 class MigrateOutcome:
-    plan: MigrationPlan
+    plan: PlanSummary
     stats: RunStats
     seconds: float
     run_id: int
 
 
 def _work(
-    cfg: Config, plan: MigrationPlan
+    cfg: Config, items: Iterable[PlanItem]
 ) -> Iterator[tuple[ObjectPlan, EndpointRef, EndpointRef]]:
-    for dplan in plan.datasets:
-        ds = cfg.dataset(dplan.dataset)
-        src, tgt = source_ref(cfg, ds), target_ref(cfg, ds)
-        for obj in dplan.objects:
-            yield obj, src, tgt
+    refs: dict[str, tuple[EndpointRef, EndpointRef]] = {}
+    for item in items:
+        if not isinstance(item, ObjectPlan):
+            continue
+        if item.dataset not in refs:
+            ds = cfg.dataset(item.dataset)
+            refs[item.dataset] = (source_ref(cfg, ds), target_ref(cfg, ds))
+        yield item, *refs[item.dataset]
 
 
 def migrate(
@@ -144,13 +187,13 @@ def migrate(
 ) -> MigrateOutcome:
     """Copy what the plan says; idempotent (a re-run resumes from the journal)."""
     check_identity_file(cfg)
-    plan = make_plan(cfg, dataset, open_journal(cfg, create=False))
-    if plan.blocked:
-        raise PlanError(blocked_message(plan))
+    counted = _count_read_only(cfg, dataset)
+    if counted.blocked:
+        raise PlanError(blocked_message(counted))
     journal = open_journal(cfg, create=True)
     assert journal is not None
     try:
-        return _run(cfg, dataset, journal, runner, progress, stop, command)
+        return _run(cfg, dataset, journal, counted, runner, progress, stop, command)
     finally:
         journal.close()
 
@@ -158,33 +201,46 @@ def migrate(
 BLOCKED_SHOWN = 3
 
 
-def blocked_message(plan: MigrationPlan) -> str:
+def blocked_message(plan: PlanSummary) -> str:
     """One line: how many objects the targets cannot store, the first few, the first reason
     and what to do."""
-    blocked = plan.blocked
-    shown = ", ".join(f"{b.dataset}:{display_key(b.source_key)}" for b in blocked[:BLOCKED_SHOWN])
-    more = f" and {len(blocked) - BLOCKED_SHOWN} more" if len(blocked) > BLOCKED_SHOWN else ""
+    first = plan.first_blocked
+    shown = ", ".join(f"{b.dataset}:{display_key(b.source_key)}" for b in first[:BLOCKED_SHOWN])
+    more = f" and {plan.blocked - BLOCKED_SHOWN} more" if plan.blocked > BLOCKED_SHOWN else ""
     return (
-        f"{len(blocked)} object(s) cannot be stored on the target: {shown}{more} "
-        f"({blocked[0].reason}); nothing was copied: rename them at the source or exclude "
-        "them by narrowing the source prefix (`bascule plan` lists them all)"
+        f"{plan.blocked} object(s) cannot be stored on the target: {shown}{more} "
+        f"({first[0].reason}); nothing was copied: rename them at the source or exclude "
+        "them by narrowing the source prefix (`bascule plan` lists them)"
     )
+
+
+def _count_read_only(cfg: Config, dataset: str | None) -> PlanSummary:
+    """The counting pass, before anything is written (no writer lock taken yet)."""
+    reader = open_journal(cfg, create=False)
+    try:
+        return count_plan(cfg, dataset, reader)
+    finally:
+        if reader is not None:
+            reader.close()
 
 
 def _run(
     cfg: Config,
     dataset: str | None,
     journal: Journal,
+    counted: PlanSummary,
     runner: TaskRunner | None,
     progress: ProgressSink | None,
     stop: threading.Event | None,
     command: str,
 ) -> MigrateOutcome:
-    plan = make_plan(cfg, dataset, journal)  # again, now with the journal's view
+    # The plan again, now with the writer's journal, read lazily by the coordinator; the
+    # counting pass gives the totals up front and the difference is settled at the end.
+    plan, items = plan_stream(cfg, dataset, journal)
     since = time.time()
-    run_id = journal.start_run(command, {"dataset": dataset, "objects": plan.objects})
+    run_id = journal.start_run(command, {"dataset": dataset, "objects": counted.objects})
     if progress:
-        progress.add_total(plan.objects, plan.bytes_to_copy)
+        progress.add_total(counted.objects, counted.bytes_to_copy)
     opts = ExecutorOptions.from_transfer(cfg.transfer)
     own_runner = runner is None
     runner = runner or ThreadRunner(opts.concurrency, "part")
@@ -194,7 +250,11 @@ def _run(
     started = time.monotonic()
     status = "failed"
     try:
-        stats = coordinator.run(_work(cfg, plan))
+        stats = coordinator.run(_work(cfg, items))
+        if progress:
+            progress.add_total(
+                plan.objects - counted.objects, plan.bytes_to_copy - counted.bytes_to_copy
+            )
         for ds in cfg.select(dataset):
             stats.orphans_aborted += abort_orphans(journal, ds.name, target_ref(cfg, ds), since)
         status = "completed"
@@ -214,7 +274,7 @@ def _run(
     return MigrateOutcome(plan, stats, seconds, run_id)
 
 
-def estimated_seconds(cfg: Config, plan: MigrationPlan) -> float | None:
+def estimated_seconds(cfg: Config, plan: PlanSummary) -> float | None:
     journal = open_journal(cfg, create=False)
     if journal is None:
         return None

@@ -201,7 +201,7 @@ def copy(ctx: Context, step: CopyStep) -> StepReport:
             )  # fmt: skip
         except ConnectorError as exc:
             return StepReport(FAILED, f"{ds.name}: {exc}", {"datasets": per}, (ds.name,))
-        unchanged = sum(len(d.unchanged) for d in out.plan.datasets)
+        unchanged = out.plan.unchanged
         per[ds.name] = {
             "objects": out.stats.objects_committed, "bytes": out.stats.bytes_sent,
             "seconds": round(out.seconds, 3), "unchanged": unchanged,

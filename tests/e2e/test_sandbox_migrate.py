@@ -65,8 +65,14 @@ def test_migrate_the_seeded_sandbox_encrypted_and_decrypt_every_object_with_age(
     config = str(sandbox / "bascule.yaml")
     state = json.loads((sandbox / "sandbox.json").read_text())
 
-    plan = json.loads(run("plan", "-c", config, "--json", env=env).stdout)
-    planned = plan["totals"]["objects"]
+    lines = [
+        json.loads(line)
+        for line in run("plan", "-c", config, "--json", env=env).stdout.splitlines()
+    ]
+    summary = lines[-1]
+    assert summary["type"] == "summary"
+    planned = summary["totals"]["objects"]
+    assert planned == sum(1 for line in lines if line["type"] == "object")
     assert planned > 20
     dry = run("migrate", "-c", config, "--dry-run", env=env)
     assert "nothing was written" in dry.stdout

@@ -19,6 +19,7 @@ import yaml
 from bascule.config import Config, load_config
 from bascule.errors import ExitCode, ObjectNotFound, PlanError
 from bascule.migration import service
+from bascule.migration.plan import ObjectPlan
 from bascule.runners import ThreadRunner
 
 BASCULE = [sys.executable, "-m", "bascule.cli.app"]
@@ -69,9 +70,10 @@ def blocked_config(tmp_path: Path, identity_file: tuple[Path, str]) -> Config:
 def test_plan_lists_unstorable_keys_and_migrate_refuses_writing_nothing(
     tmp_path: Path, blocked_config: Config
 ) -> None:
-    plan = service.make_plan(blocked_config, None, None)
-    assert {b.target_key for b in plan.blocked} == {".bascule-uploads/p.bin", NOT_UTF8}
-    assert [o.source_key for o in plan.datasets[0].objects] == ["in/ok.csv"]
+    plan, items = service.plan_stream(blocked_config, None, None)
+    objects = [i.source_key for i in items if isinstance(i, ObjectPlan)]
+    assert {b.target_key for b in plan.first_blocked} == {".bascule-uploads/p.bin", NOT_UTF8}
+    assert objects == ["in/ok.csv"]
     with pytest.raises(PlanError) as refused:
         service.migrate(blocked_config)
     message = str(refused.value)
@@ -92,9 +94,10 @@ def test_plan_cli_shows_blocked_keys_in_the_table_and_in_json(
     as_json = subprocess.run(
         [*BASCULE, "plan", "-c", config, "--json"], capture_output=True, text=True
     )
-    data = json.loads(as_json.stdout)
-    assert data["totals"]["blocked"] == 2
-    assert {b["target_key"] for b in data["datasets"][0]["blocked"]} >= {".bascule-uploads/p.bin"}
+    lines = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert lines[-1]["type"] == "summary" and lines[-1]["totals"]["blocked"] == 2
+    blocked = {r["target_key"] for r in lines if r["type"] == "blocked"}
+    assert blocked >= {".bascule-uploads/p.bin"}
     migrate = subprocess.run([*BASCULE, "migrate", "-c", config], capture_output=True, text=True)
     lines = [line for line in migrate.stderr.splitlines() if line.strip()]
     assert migrate.returncode == 2 and len(lines) == 1, migrate.stderr
@@ -106,7 +109,7 @@ def test_a_local_source_reserved_folder_is_reported_not_silently_skipped(
 ) -> None:
     _seed(tmp_path, "a.csv", ".bascule-uploads/x/1", ".bascule-meta/a.csv.json")
     cfg = load_config(_config(tmp_path, identity_file[1], "", "copy/"))
-    plan = service.make_plan(cfg, None, None)
+    plan = service.count_plan(cfg, None, None)
     assert plan.datasets[0].skipped == (".bascule-meta/", ".bascule-uploads/")
     assert list(plan.to_dict()["datasets"][0]["skipped"]) == [".bascule-meta/", ".bascule-uploads/"]
     out = subprocess.run(

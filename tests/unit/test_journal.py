@@ -251,7 +251,7 @@ def test_commit_rows_lost_to_a_kill_leave_the_objects_to_copy_again(tmp_path: Pa
     assert proc.returncode == -9
     journal = Journal(path, "c")
     try:
-        view = journal.plan_view("ds")
+        view = {row.target_key: row for row in journal.plan_rows("ds")}
         assert journal.get_object("ds", "lost") is None
     finally:
         journal.close()

@@ -317,6 +317,7 @@ class S3Connector:
             resumable_parts=True,
             if_match_read=self._quirks.if_match_read,
             server_side_checksums=self._quirks.server_side_checksums,
+            sorted_listing=True,  # ListObjectsV2 returns keys in UTF-8 binary order
             min_part_size=self._quirks.min_part_size_bytes,
             max_part_size=self._quirks.max_part_size_bytes,
             max_parts=self._max_parts,
