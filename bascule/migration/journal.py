@@ -80,6 +80,20 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, run_id INTEGER, kind TEXT NOT NULL,
     dataset TEXT, key TEXT, detail TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id INTEGER NOT NULL, step TEXT NOT NULL, dataset TEXT NOT NULL, key TEXT NOT NULL,
+    etag TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (run_id, step, dataset, key)
+) WITHOUT ROWID;
+"""
+# What status, report, verify and resume ask, as covering indexes where the rows are many:
+# committed objects per dataset (readiness), verdicts per run and dataset (readiness, verify),
+# a run's steps, runs by command. A writer creates them (on an older journal: at its first
+# writing open); readers get the same answers without them, only slower.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS objects_state ON objects (state, dataset, source_size);
+CREATE INDEX IF NOT EXISTS verifications_run ON verifications (run_id, dataset, verdict);
+CREATE INDEX IF NOT EXISTS steps_run ON steps (run_id);
+CREATE INDEX IF NOT EXISTS runs_command ON runs (command, id);
 """
 
 
@@ -359,6 +373,8 @@ class Journal:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
+            if create:
+                db.executescript(_INDEXES)
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"{path}: not a usable bascule journal ({exc}); move it aside or point "
