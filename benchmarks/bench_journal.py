@@ -7,8 +7,8 @@ on a synthetic journal of N committed objects (default 1,000,000).
 No storage: the journal is written through the Journal's connection in batched transactions,
 and the listings come from a synthetic connector (`journal_child.SyntheticConnector`). Each
 line is one child process; it prints the wall seconds, its CPU seconds (user + system, less
-sensitive to other load on the machine), the child's peak RSS (the kernel's high-water mark) and the 1-minute load average before and after, since the machine may be
-shared. `status` and `report` run after `verify`, so they aggregate the verify run's records
+sensitive to other load on the machine), its peak RSS (the kernel's high-water mark) and the
+1-minute load average before and after, since the machine may be shared. `status` and `report` run after `verify`, so they aggregate the verify run's records
 as well.
 """
 

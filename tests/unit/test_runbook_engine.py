@@ -185,7 +185,9 @@ def test_the_gate_stops_a_run_when_the_source_changed_after_the_freeze(site: Sit
     out = engine.rehearse(site.cfg, book, OPTIONS)
     assert out.status == "failed"
     assert out.failed_step is not None and out.failed_step.step.name == "gate"
-    assert out.failed_step.message == "source changed since the freeze: ds: changed in/a.csv"
+    assert out.failed_step.message == (
+        "source changed since the freeze: ds: changed in/a.csv (ds: 0 new, 1 changed, 0 deleted)"
+    )
 
 
 def test_an_interrupted_execute_resumes_without_rerunning_passed_steps(site: Site) -> None:
