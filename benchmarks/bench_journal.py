@@ -8,8 +8,8 @@ No storage: the journal is written through the Journal's connection in batched t
 and the listings come from a synthetic connector (`journal_child.SyntheticConnector`). Each
 line is one child process; it prints the wall seconds, its CPU seconds (user + system, less
 sensitive to other load on the machine), its peak RSS (the kernel's high-water mark) and the
-1-minute load average before and after, since the machine may be shared. `status` and `report` run after `verify`, so they aggregate the verify run's records
-as well.
+1-minute load average before and after, since the machine may be shared. `status` and
+`report` run after `verify`, so they aggregate the verify run's records as well.
 """
 
 from __future__ import annotations
