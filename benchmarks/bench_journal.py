@@ -88,9 +88,11 @@ def run(objects: int, folder: Path) -> None:
     fg = measure("freeze + drift gate", [*child, "freeze-gate", str(config), str(objects)], folder)
     if fg.exit_code == 0:
         print(f"  {json.loads(fg.stdout.strip().splitlines()[-1])}")
+    frozen_bytes = journal.stat().st_size + _wal(journal)
     print(
         f"journal: {migrate_bytes / objects:.0f} bytes per committed object; "
-        f"{(verify_bytes - migrate_bytes) / objects:.0f} more per object per verify run",
+        f"{(verify_bytes - migrate_bytes) / objects:.0f} more per object per verify run, "
+        f"{(frozen_bytes - verify_bytes) / objects:.0f} per object per freeze snapshot",
         flush=True,
     )
 
