@@ -45,12 +45,13 @@ import shlex
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -109,6 +110,20 @@ CREATE TABLE IF NOT EXISTS uploads (
     resume_token TEXT, run_id INTEGER, opening REAL NOT NULL, opened REAL, closed REAL,
     present TEXT NOT NULL DEFAULT '[]'
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id INTEGER NOT NULL, step TEXT NOT NULL, dataset TEXT NOT NULL, key TEXT NOT NULL,
+    etag TEXT NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (run_id, step, dataset, key)
+) WITHOUT ROWID;
+"""
+# What status, report, verify and resume ask, as covering indexes where the rows are many:
+# committed objects per dataset (readiness), verdicts per run and dataset (readiness, verify),
+# a run's steps, runs by command. A writer creates them (on an older journal: at its first
+# writing open); readers get the same answers without them, only slower.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS objects_state ON objects (state, dataset, source_size);
+CREATE INDEX IF NOT EXISTS verifications_run ON verifications (run_id, dataset, verdict);
+CREATE INDEX IF NOT EXISTS steps_run ON steps (run_id);
+CREATE INDEX IF NOT EXISTS runs_command ON runs (command, id);
 CREATE INDEX IF NOT EXISTS uploads_open ON uploads (dataset, closed);
 CREATE INDEX IF NOT EXISTS uploads_token ON uploads (resume_token);
 """
@@ -288,6 +303,16 @@ class VerificationRow:
     detail: Mapping[str, Any]
 
 
+class VerdictRow(NamedTuple):
+    """One verdict to append (`Facts.record_verifications`)."""
+
+    dataset: str
+    source_key: str | None
+    target_key: str | None
+    verdict: str
+    detail: Mapping[str, Any]
+
+
 def _detail(text: str) -> Mapping[str, Any]:
     return MappingProxyType(json.loads(text))
 
@@ -412,6 +437,8 @@ class Journal:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
+            if create:
+                db.executescript(_INDEXES)
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"{path}: not a usable bascule journal ({exc}); move it aside or point "
@@ -564,6 +591,32 @@ class Journal:
             if len(rows) < page:
                 return
             after = rows[-1][0]
+
+    def committed_totals(self) -> dict[str, tuple[int, int]]:
+        """Per dataset, (objects, source bytes) in state committed: one aggregate query over
+        an index, not a row scan."""
+        rows = self._db.execute(
+            "SELECT dataset, COUNT(*), COALESCE(SUM(source_size), 0) FROM objects "
+            "WHERE state='committed' GROUP BY dataset"
+        )
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+    def copy_rows(self, dataset: str) -> Iterator[tuple[Any, ...]]:
+        """What verify compares, per object of `dataset`, as plain tuples (no ObjectRow: a
+        million of them cost seconds): (target_key, source_etag, source_size, target_size,
+        part_size, parts, state, plain_sha256, cipher_sha256, target_etag, part etags joined
+        by ',' for objects of more than one part, else None)."""
+        cursor = self._db.execute(
+            "SELECT o.target_key, o.source_etag, o.source_size, o.target_size, o.part_size, "
+            "o.parts, o.state, o.plain_sha256, o.cipher_sha256, o.target_etag, "
+            "CASE WHEN o.parts > 1 THEN (SELECT group_concat(etag, ',') FROM "
+            "(SELECT etag FROM parts WHERE object_id = o.id ORDER BY number)) END "
+            "FROM objects o WHERE o.dataset=?",
+            (dataset,),
+        )
+        cursor.arraysize = 1000
+        while rows := cursor.fetchmany():
+            yield from rows
 
     def get_object(self, dataset: str, target_key: str) -> ObjectRow | None:
         row = self._db.execute(
@@ -731,6 +784,21 @@ class Facts:
                 ),
             )
 
+    def record_verifications(
+        self, run_id: int, level: str, rows: Iterable[VerdictRow], batch: int = 10_000
+    ) -> None:
+        """Append many verdicts of one run, `batch` rows per transaction."""
+        items = iter(rows)
+        while chunk := list(islice(items, batch)):
+            now = time.time()
+            with self._j.transaction() as db:
+                db.executemany(
+                    "INSERT INTO verifications (run_id, ts, dataset, source_key, target_key, "
+                    "level, verdict, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    ((run_id, now, r.dataset, r.source_key, r.target_key, level, r.verdict,
+                      json.dumps(r.detail, default=str)) for r in chunk),
+                )  # fmt: skip
+
     def verifications(self, run_id: int | None = None) -> list[VerificationRow]:
         """Rows of one verify run, or of the latest one when `run_id` is None."""
         if run_id is None:
@@ -743,6 +811,16 @@ class Facts:
                 (run_id,),
             )
         ]
+
+    def verdict_totals(self, run_id: int) -> dict[str, tuple[int, int]]:
+        """Per dataset, (verified, with findings) among the records of one verify run: one
+        aggregate query over an index."""
+        rows = self._j._db.execute(
+            "SELECT dataset, SUM(verdict = 'verified'), COUNT(*) FROM verifications "
+            "WHERE run_id=? GROUP BY dataset",
+            (run_id,),
+        )
+        return {str(r[0]): (int(r[1]), int(r[2]) - int(r[1])) for r in rows}
 
     def start_step(
         self, run_id: int, runbook: str, mode: str, phase: str, step: str, kind: str

@@ -116,22 +116,28 @@ class _Facts:
     migrate_rate: float | None
 
 
-def _gather(journal: Journal) -> _Facts:
+def _latest_verdicts(journal: Journal, names: set[str]) -> dict[str, tuple[int, int]]:
+    """Per dataset of `names`, (verified, findings) of the latest verify run that recorded
+    it: aggregates per run, newest first, stopping once every dataset is found."""
+    facts = Facts(journal)
+    found: dict[str, tuple[int, int]] = {}
+    for run in reversed(journal.runs("verify")):
+        missing = names - set(found)
+        if not missing:
+            break
+        if run.datasets and not missing & set(run.datasets):
+            continue  # the run covered none of them: its records cannot be theirs
+        for name, counts in facts.verdict_totals(run.id).items():
+            found.setdefault(name, counts)
+    return found
+
+
+def _gather(journal: Journal, names: set[str]) -> _Facts:
     facts = Facts(journal)
     rehearsals = journal.runs("rehearse")
     steps = {r.id: facts.steps(r.id) for r in rehearsals}
-    copied: dict[str, tuple[int, int]] = {}
-    for row in journal.objects(state="committed"):
-        n, b = copied.get(row.dataset, (0, 0))
-        copied[row.dataset] = (n + 1, b + row.source_size)
-    verified: dict[str, tuple[int, int]] = {}
-    for run in reversed(journal.runs("verify")):
-        rows = facts.verifications(run.id)
-        for name in {r.dataset for r in rows} - set(verified):
-            mine = [r for r in rows if r.dataset == name]
-            ok = sum(r.verdict == "verified" for r in mine)
-            verified[name] = (ok, len(mine) - ok)
-    return _Facts(rehearsals, steps, copied, verified, journal.last_throughput("migrate"))
+    return _Facts(rehearsals, steps, journal.committed_totals(), _latest_verdicts(journal, names),
+                  journal.last_throughput("migrate"))  # fmt: skip
 
 
 def _point(run: RunRow, steps: list[StepRow]) -> RehearsalPoint:
@@ -285,7 +291,7 @@ def compute_readiness(cfg: Config, now: float | None = None) -> Readiness:
         facts = _Facts([], {}, {}, {}, None)
     else:
         try:
-            facts = _gather(journal)
+            facts = _gather(journal, {ds.name for ds in cfg.datasets})
         finally:
             journal.close()
     points = [_point(r, facts.steps[r.id]) for r in facts.rehearsals]

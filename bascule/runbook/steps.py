@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import hashlib
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from bascule.config import Config, Dataset, identity_path
 from bascule.endpoints import connector
 from bascule.errors import BasculeError, ConfigError, ConnectorError
-from bascule.migration.journal import StepRow
-from bascule.migration.service import migrate, source_ref, target_ref
+from bascule.migration.journal import Journal, StepRow
+from bascule.migration.service import migrate, open_journal, source_ref, target_ref
 from bascule.runbook.context import FAILED, PASSED, SKIPPED, Context, StepReport
+from bascule.runbook.drift import KINDS, drift, take_snapshot
 from bascule.runbook.routing import RoutingStore, site_name
 from bascule.runbook.schema import (
     ApproveStep,
@@ -39,6 +39,7 @@ from bascule.runbook.schema import (
     SwitchStep,
     VerifyStep,
 )
+from bascule.runbook.smoke import check_target_object, source_digest
 
 _TAIL_CHARS = 400
 _KILL_GRACE_S = 5.0  # between SIGTERM and SIGKILL of a timed-out command's process group
@@ -245,36 +246,20 @@ def verify_step(ctx: Context, step: VerifyStep) -> StepReport:
 # -- freeze and gate ------------------------------------------------------------------------
 
 
-def _inventory(cfg: Config, ds: Dataset) -> dict[str, list[Any]]:
-    src = connector(source_ref(cfg, ds))
-    return {o.key: [o.etag, o.size] for o in src.list(ds.source.prefix)}
-
-
 def freeze(ctx: Context, step: FreezeStep) -> StepReport:
-    snapshot = {ds.name: _inventory(ctx.cfg, ds) for ds in ctx.datasets(step)}
+    started = time.monotonic()
+    counts = {
+        ds.name: take_snapshot(ctx.journal, ctx.run_id, step.name, ctx.cfg, ds)
+        for ds in ctx.datasets(step)
+    }
+    listed = time.monotonic() - started
     ran, failure = _hooks(ctx, step.hooks)
-    count = sum(len(v) for v in snapshot.values())
-    detail = {"snapshot": snapshot, "objects": count, "hooks": ran, "at": time.time()}
+    count = sum(counts.values())
+    detail = {"datasets": list(counts), "objects": count, "per_dataset": counts,
+              "snapshot_seconds": round(listed, 3), "hooks": ran, "at": time.time()}  # fmt: skip
     if failure:
         return StepReport(FAILED, failure, detail)
     return StepReport(PASSED, f"source inventory of {count} objects recorded", detail)
-
-
-def _drift(ctx: Context, freeze_row: StepRow) -> tuple[dict[str, list[str]], list[str]]:
-    """(changes per dataset, one line per drifted object)."""
-    per: dict[str, list[str]] = {}
-    lines = []
-    for name, before in freeze_row.snapshot.items():
-        now = _inventory(ctx.cfg, ctx.cfg.dataset(name))
-        new = sorted(set(now) - set(before))
-        deleted = sorted(set(before) - set(now))
-        changed = sorted(k for k in set(now) & set(before) if list(now[k]) != list(before[k]))
-        items = [f"new {k}" for k in new] + [f"changed {k}" for k in changed]
-        items += [f"deleted {k}" for k in deleted]
-        if items:
-            per[name] = items
-            lines += [f"{name}: {i}" for i in items]
-    return per, lines
 
 
 def _last(rows: list[StepRow], kind: str) -> StepRow | None:
@@ -282,8 +267,24 @@ def _last(rows: list[StepRow], kind: str) -> StepRow | None:
     return found[-1] if found else None
 
 
+def _drift_problems(ctx: Context, rows: list[StepRow]) -> tuple[list[str], dict[str, Any]]:
+    """(problems, detail) of the no_source_drift condition."""
+    frozen = _last(rows, "freeze")
+    if frozen is None:
+        return ["no freeze before this gate; add a freeze step"], {}
+    found = drift(ctx.journal, ctx.cfg, frozen)
+    detail = {d.dataset: {**d.counts, "objects": d.objects, "seconds": round(d.seconds, 3),
+                          "named": d.named} for d in found}  # fmt: skip
+    drifted = [d for d in found if d.total]
+    if not drifted:
+        return [], detail
+    named = [f"{d.dataset}: {item}" for d in drifted for item in d.named][:10]
+    counts = "; ".join(f"{d.dataset}: {d.summary()}" for d in drifted)
+    return [f"source changed since the freeze: {', '.join(named)} ({counts})"], detail
+
+
 def _condition(ctx: Context, cond: GateCondition, rows: list[StepRow]) -> list[str]:
-    """Problems with one gate condition ([] when it holds)."""
+    """Problems with one gate condition ([] when it holds); no_source_drift is apart."""
     if cond.kind == "no_verification_findings":
         verifies = [r for r in rows if r.kind == "verify" and r.outcome != "running"]
         if not verifies:
@@ -291,14 +292,6 @@ def _condition(ctx: Context, cond: GateCondition, rows: list[StepRow]) -> list[s
         return [
             f"verification '{r.step}' has {r.findings} finding(s)" for r in verifies if r.findings
         ]
-    if cond.kind == "no_source_drift":
-        frozen = _last(rows, "freeze")
-        if frozen is None:
-            return ["no freeze before this gate; add a freeze step"]
-        _, lines = _drift(ctx, frozen)
-        if lines:
-            return [f"source changed since the freeze: {', '.join(lines[:10])}"]
-        return []
     window = cond.window_s or ctx.main_cfg.switchover.freeze_window
     frozen = _last(rows, "freeze")
     since = frozen.started if frozen else ctx.started
@@ -312,13 +305,15 @@ def gate(ctx: Context, step: GateStep) -> StepReport:
     rows = ctx.step_rows()
     problems: list[str] = []
     failed: set[str] = set()
+    detail: dict[str, Any] = {"conditions": [c.kind for c in step.conditions]}
     for cond in step.conditions:
-        found = _condition(ctx, cond, rows)
+        if cond.kind != "no_source_drift":
+            problems += _condition(ctx, cond, rows)
+            continue
+        found, detail["drift"] = _drift_problems(ctx, rows)
         problems += found
-        frozen = _last(rows, "freeze")
-        if found and cond.kind == "no_source_drift" and frozen is not None:
-            failed |= set(_drift(ctx, frozen)[0])
-    detail = {"conditions": [c.kind for c in step.conditions], "problems": problems}
+        failed |= {name for name, d in detail["drift"].items() if any(d[k] for k in KINDS)}
+    detail["problems"] = problems
     if problems:
         return StepReport(FAILED, "; ".join(problems), detail, tuple(sorted(failed)))
     return StepReport(PASSED, "all conditions hold", detail)
@@ -348,40 +343,6 @@ def switch(ctx: Context, step: SwitchStep) -> StepReport:
     return StepReport(PASSED, f"routing record at {store.where}: active = {step.to}", detail)
 
 
-class _Sha256Sink:
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-
-def _source_digest(cfg: Config, ds: Dataset, key: str) -> tuple[str, int]:
-    sink = _Sha256Sink()
-    with connector(source_ref(cfg, ds)).open_read(key) as fh:
-        while chunk := fh.read(1024 * 1024):
-            sink.write(chunk)
-    return sink.hash.hexdigest(), sink.size
-
-
-def _target_digest(cfg: Config, ds: Dataset, key: str) -> tuple[str, int]:
-    sink = _Sha256Sink()
-    with connector(target_ref(cfg, ds)).open_read(key) as fh:
-        if ds.encrypt:
-            from bascule.age.stream import decrypt_stream, load_identities
-
-            path = identity_path(cfg, required=True, why="smoke (reading encrypted objects)")
-            assert path is not None
-            decrypt_stream(fh, cast(BinaryIO, sink), load_identities(path), armored=False)
-        else:
-            while chunk := fh.read(1024 * 1024):
-                sink.write(chunk)
-    return sink.hash.hexdigest(), sink.size
-
-
 def _sample(ctx: Context, step: SmokeStep) -> list[tuple[Dataset, str]]:
     """`step.sample` objects spread evenly over the sorted keys of the step's datasets."""
     keys = []
@@ -395,29 +356,57 @@ def _sample(ctx: Context, step: SmokeStep) -> list[tuple[Dataset, str]]:
     return [keys[int(i * stride)] for i in range(step.sample)]
 
 
-def smoke(ctx: Context, step: SmokeStep) -> StepReport:
-    record = routing_store(ctx).read()
-    active = record.get("active", "source") if record else "source"
+def _copies_journal(ctx: Context) -> tuple[Journal | None, bool]:
+    """(the journal that recorded the copies the steps act on, whether to close it): the
+    run's own in execute and rollback, the rehearsal's (read only) in a rehearsal."""
+    if ctx.cfg.journal == ctx.main_cfg.journal:
+        return ctx.journal, False
+    return open_journal(ctx.cfg, create=False), True
+
+
+def _smoke_objects(
+    ctx: Context, step: SmokeStep, active: str
+) -> tuple[list[str], set[str], list[str], int]:
+    """(problems, datasets failed, objects checked, how many against the journal)."""
     problems: list[str] = []
     failed: set[str] = set()
     checked = []
-    for ds, key in _sample(ctx, step):
-        target_key = ds.target.prefix + key[len(ds.source.prefix) :]
-        try:
-            expected = _source_digest(ctx.cfg, ds, key)
-            if active == "target":
-                got = _target_digest(ctx.cfg, ds, target_key)
-                if got != expected:
-                    problems.append(f"{ds.name}:{target_key} differs from the source")
-                    failed.add(ds.name)
-        except (ConnectorError, BasculeError) as exc:
-            problems.append(f"{ds.name}:{key}: {exc}")
-            failed.add(ds.name)
-        checked.append(f"{ds.name}:{key}")
-    detail = {"active": active, "objects": checked, "problems": problems}
+    against_journal = 0
+    journal, close = _copies_journal(ctx) if active == "target" else (None, False)
+    try:
+        for ds, key in _sample(ctx, step):
+            try:
+                if active == "target":
+                    found, recorded = check_target_object(ctx.cfg, ds, key, journal)
+                    against_journal += recorded
+                else:
+                    found = []
+                    source_digest(ctx.cfg, ds, key)
+            except (ConnectorError, BasculeError) as exc:
+                found = [f"{ds.name}:{key}: {exc}"]
+            if found:
+                problems += found
+                failed.add(ds.name)
+            checked.append(f"{ds.name}:{key}")
+    finally:
+        if close and journal is not None:
+            journal.close()
+    return problems, failed, checked, against_journal
+
+
+def smoke(ctx: Context, step: SmokeStep) -> StepReport:
+    record = routing_store(ctx).read()
+    active = record.get("active", "source") if record else "source"
+    problems, failed, checked, against_journal = _smoke_objects(ctx, step, active)
+    detail = {"active": active, "objects": checked, "problems": problems,
+              "journal_checked": against_journal}  # fmt: skip
     if problems:
         return StepReport(FAILED, "; ".join(problems[:5]), detail, tuple(sorted(failed)))
-    how = "decrypted and matched the source" if active == "target" else "read from the source"
+    how = (
+        f"matched the source and, {against_journal} of them, the journal's checksums"
+        if active == "target"
+        else "read from the source"
+    )
     return StepReport(PASSED, f"{len(checked)} objects {how} (active: {active})", detail)
 
 

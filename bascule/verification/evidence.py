@@ -90,11 +90,24 @@ class ObjectRecord:
         return self.findings[0].kind if self.findings else VERIFIED
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["verdict"] = self.verdict
-        data["findings"] = [asdict(f) for f in self.findings]
-        data["bascule_version"] = __version__
-        return data
+        """The record as JSON-ready values (the fields of `asdict`, by hand: verify writes
+        one per object, and `asdict`'s deep copy dominated a run of a million)."""
+        return {
+            "dataset": self.dataset, "source_key": self.source_key,
+            "target_key": self.target_key, "source_size": self.source_size,
+            "target_size": self.target_size, "expected_target_size": self.expected_target_size,
+            "source_etag": self.source_etag, "target_etag": self.target_etag,
+            "checksums": dict(self.checksums), "row_format": self.row_format,
+            "source_rows": self.source_rows, "target_rows": self.target_rows,
+            "findings": [_finding_dict(f) for f in self.findings], "time": self.time,
+            "verdict": self.verdict, "bascule_version": __version__,
+        }  # fmt: skip
+
+
+def _finding_dict(f: Finding) -> dict[str, Any]:
+    return {"kind": f.kind, "dataset": f.dataset, "source_key": f.source_key,
+            "target_key": f.target_key, "what": f.what, "source_value": f.source_value,
+            "target_value": f.target_value, "message": f.message}  # fmt: skip
 
 
 @dataclass(frozen=True)

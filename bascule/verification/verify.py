@@ -24,7 +24,7 @@ from bascule.config import Config, Dataset, identity_path
 from bascule.connectors.base import ObjectInfo
 from bascule.errors import UsageError
 from bascule.migration.coordinator import NullProgress, ProgressSink
-from bascule.migration.journal import Facts, Journal
+from bascule.migration.journal import Facts, Journal, VerdictRow
 from bascule.migration.plan import part_count
 from bascule.migration.service import open_journal, source_ref, target_ref
 from bascule.migration.tasks import composite
@@ -122,22 +122,11 @@ def _list(cfg: Config, ds: Dataset) -> _Listing:
 
 def _copies(journal: Journal, dataset: str) -> dict[str, Copy]:
     """The journal's record of each target key of `dataset`."""
-    out = {}
-    for row in journal.objects(dataset):
-        part_etags = tuple(p.etag for p in journal.parts(row.id)) if row.parts > 1 else ()
-        out[row.target_key] = Copy(
-            row.source_etag,
-            row.source_size,
-            row.target_size,
-            row.part_size,
-            row.parts,
-            row.state in ("committed", "verified"),
-            row.plain_sha256,
-            row.cipher_sha256,
-            row.target_etag or None,
-            part_etags,
-        )
-    return out
+    return {
+        r[0]: Copy(r[1], r[2], r[3], r[4], r[5], r[6] in ("committed", "verified"), r[7], r[8],
+                   r[9] or None, tuple(r[10].split(",")) if r[10] else ())
+        for r in journal.copy_rows(dataset)
+    }  # fmt: skip
 
 
 @dataclass
@@ -416,10 +405,11 @@ def _run_tasks(
 
 
 def _record_facts(facts: Facts, run_id: int, report: VerifyReport) -> None:
-    for record in report.records:
-        detail: dict[str, Any] = record.to_dict()
-        detail["rows_checked"] = report.rows
-        facts.record_verification(
-            run_id, record.dataset, record.source_key, record.target_key, report.level,
-            record.verdict, detail,
-        )  # fmt: skip
+    def rows() -> Iterator[VerdictRow]:
+        for record in report.records:
+            detail: dict[str, Any] = record.to_dict()
+            detail["rows_checked"] = report.rows
+            yield VerdictRow(record.dataset, record.source_key, record.target_key,
+                             record.verdict, detail)  # fmt: skip
+
+    facts.record_verifications(run_id, report.level, rows())
