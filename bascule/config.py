@@ -48,6 +48,9 @@ class AzureBlobEndpoint(_Strict):
     kind: Literal["azure-blob"]
     connection_string_env: str | None = None
     account_url: str | None = None  # with DefaultAzureCredential-style chains
+    # PEM file of the CA certificates to trust for this endpoint's HTTPS (a private CA);
+    # relative to the config file. Unset: the system's trust store.
+    ca_bundle: Path | None = None
 
 
 class S3Endpoint(_Strict):
@@ -63,6 +66,7 @@ class S3Endpoint(_Strict):
     # Plain HTTP is refused unless the host is loopback or this is set: health data in clear
     # text on a network is never what an operator meant.
     allow_insecure_http: bool = False
+    ca_bundle: Path | None = None  # as for azure-blob
 
 
 class LocalEndpoint(_Strict):
@@ -279,12 +283,50 @@ def load_config(path: Path, *, check_env: bool = True) -> Config:
         raise ConfigError(_validation_message(path, exc)) from None
     if not cfg.journal.is_absolute():
         cfg = cfg.model_copy(update={"journal": path.parent / cfg.journal})
+    cfg = _resolve_ca_bundles(cfg, path.parent)
     _check_references(cfg)
     _check_recipients(cfg)
     _check_overlaps(cfg, _resolve_places(cfg))
     if check_env:
         _check_env(cfg)
     return cfg
+
+
+def _resolve_ca_bundles(cfg: Config, base: Path) -> Config:
+    """Each `ca_bundle` made absolute (relative to the config file's folder) and checked: the
+    file must exist and hold PEM certificates. ConfigError naming the endpoint otherwise."""
+    endpoints = dict(cfg.endpoints)
+    for name, ep in cfg.endpoints.items():
+        if not isinstance(ep, AzureBlobEndpoint | S3Endpoint) or ep.ca_bundle is None:
+            continue
+        bundle = ep.ca_bundle if ep.ca_bundle.is_absolute() else base / ep.ca_bundle
+        problem = ca_bundle_problem(bundle)
+        if problem:
+            raise ConfigError(
+                f"{cfg.source_path}: endpoints.{name}.ca_bundle: {bundle} {problem}; point it "
+                "at the PEM file of the CA certificates that sign the endpoint's certificate"
+            )
+        endpoints[name] = ep.model_copy(update={"ca_bundle": bundle})
+    return cfg.model_copy(update={"endpoints": endpoints})
+
+
+def ca_bundle_problem(path: Path) -> str | None:
+    """None if `path` is a readable file of one or more PEM certificates, else what is wrong."""
+    from cryptography.x509 import load_pem_x509_certificates
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "does not exist"
+    except IsADirectoryError:
+        return "is a directory, not a file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    try:
+        load_pem_x509_certificates(data)
+    except ValueError:
+        return "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    return None
 
 
 def _check_references(cfg: Config) -> None:

@@ -85,7 +85,11 @@ def build_connector(ref: EndpointRef) -> Connector:
         conn = _env(ep.connection_string_env, where)
         credential = None if conn else _azure_credential(where)
         azure = AzureBlobConnector(
-            ref.store, connection_string=conn, account_url=ep.account_url, credential=credential
+            ref.store,
+            connection_string=conn,
+            account_url=ep.account_url,
+            credential=credential,
+            ca_bundle=str(ep.ca_bundle) if ep.ca_bundle else None,
         )
         check_plain_http(where, ep, [azure.endpoint_url])
         return azure
@@ -100,6 +104,7 @@ def build_connector(ref: EndpointRef) -> Connector:
             secret_access_key=_env(ep.secret_access_key_env, where),
             provider=ep.provider,
             max_parts=ep.max_parts,
+            ca_bundle=str(ep.ca_bundle) if ep.ca_bundle else None,
         )
         # The URL boto3 settled on (endpoint_url, AWS_ENDPOINT_URL_S3, profile, AWS itself).
         check_plain_http(where, ep, [s3.endpoint_url])

@@ -52,12 +52,20 @@ def up(
     s3_port: Annotated[
         int, typer.Option("--s3-port", help="rclone serve s3 port on 127.0.0.1.")
     ] = control.DEFAULT_S3_PORT,
+    use_tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve HTTPS with certificates from a local CA (made in the state "
+            "directory); the written bascule.yaml trusts it through ca_bundle.",
+        ),
+    ] = False,
 ) -> None:
     """Start Azurite and rclone serve s3; write sandbox.json, env.sh, bascule.yaml.
 
     Starts only what is not running yet; a running server keeps its port."""
     paths = _paths(state_dir)
-    result = control.up(paths, azure_port=azure_port, s3_port=s3_port)
+    result = control.up(paths, azure_port=azure_port, s3_port=s3_port, use_tls=use_tls)
     register_secret(result.state.secret_access_key)
     register_secret(result.state.access_key_id)
     get_logger("bascule.sandbox").info(
@@ -70,6 +78,8 @@ def up(
         console.print(f"{name} already running (pid {result.state.pids[name]}) on {urls[name]}")
     console.print(f"state:   {paths.state_file} (mode 0600)", soft_wrap=True)
     console.print(f"config:  {paths.example_config}", soft_wrap=True)
+    if result.state.ca_bundle:
+        console.print(f"CA:      {result.state.ca_bundle} (HTTPS)", soft_wrap=True)
     console.print(f"secrets: source {paths.env_file}", soft_wrap=True)
 
 
@@ -150,8 +160,9 @@ def seed(
         def shown(obj: SeededObject) -> None:
             progress.update(f"seeding... {obj.key}")
 
+        ca_bundle = str(state.ca_bundle) if state.ca_bundle else None
         written = upload_objects(
-            state.connection_string, SOURCE_CONTAINER, build_objects(options), shown
+            state.connection_string, SOURCE_CONTAINER, build_objects(options), shown, ca_bundle
         )
     manifest = {
         "container": SOURCE_CONTAINER,

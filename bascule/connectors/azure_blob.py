@@ -223,6 +223,7 @@ class AzureBlobConnector:
         credential: Any = None,
         sdk_retry_total: int = 0,
         list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        ca_bundle: str | None = None,
     ) -> None:
         # Ranged reads stream in 4 MiB pieces: by default the SDK buffers the first 32 MiB of
         # every download in one piece, which a part read would hold entirely in memory.
@@ -231,6 +232,8 @@ class AzureBlobConnector:
             "max_single_get_size": 4 * 1024 * 1024,
             "max_chunk_get_size": 4 * 1024 * 1024,
         }
+        if ca_bundle:  # a PEM file of the CAs to trust; unset: the system's store
+            options["connection_verify"] = ca_bundle
         if connection_string:
             service = BlobServiceClient.from_connection_string(connection_string, **options)
         elif account_url:

@@ -24,6 +24,7 @@ the CLI prints it as one "bug" line, and its traceback with ``--debug``.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -247,12 +248,35 @@ class ErrorWording:
         default = f"{self.service} request for {where} failed ({detail})"
         return cls(messages.get(cls, default), connector=url, key=key)
 
-    def network_error(self, url: str, key: str, exc: BaseException) -> TransientStorageError:
-        """A request that got no answer (refused, reset, timed out): worth retrying."""
+    def network_error(self, url: str, key: str, exc: BaseException) -> ConnectorError:
+        """A request that got no answer (refused, reset, timed out): worth retrying. A server
+        certificate that does not verify is permanent: retrying meets the same certificate."""
         where = f"{url}/{key}" if key else url
+        if _certificate_failure(exc):
+            return ConnectorError(
+                f"the TLS certificate of {self.service} at {where} is not trusted ({exc}); set "
+                "the endpoint's ca_bundle: to the PEM file of the CA that signed it",
+                connector=url,
+                key=key,
+            )
         return TransientStorageError(
             f"network error talking to {where}: {exc}; retry", connector=url, key=key
         )
+
+
+def _certificate_failure(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, is a failed certificate check
+    (the SDKs wrap ssl's error in their own classes, some only in the message)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            seen
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class Connector(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ServiceRequestError
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -33,10 +34,11 @@ def _mapped(where: str, key: str = "") -> Iterator[None]:
         ) from exc
 
 
-def _container(connection_string: str, container: str) -> ContainerClient:
-    service = BlobServiceClient.from_connection_string(
-        connection_string, max_single_put_size=_SINGLE_PUT_BYTES
-    )
+def _container(connection_string: str, container: str, ca_bundle: str | None) -> ContainerClient:
+    options: dict[str, Any] = {"max_single_put_size": _SINGLE_PUT_BYTES}
+    if ca_bundle:
+        options["connection_verify"] = ca_bundle
+    service = BlobServiceClient.from_connection_string(connection_string, **options)
     client = service.get_container_client(container)
     # Seeding again overwrites objects in place.
     with _mapped(f"az://{service.account_name}/{container}"), suppress(ResourceExistsError):
@@ -49,10 +51,12 @@ def upload_objects(
     container: str,
     objects: Iterable[SeedObject],
     on_object: Callable[[SeededObject], None] | None = None,
+    ca_bundle: str | None = None,
 ) -> list[SeededObject]:
-    """Create `container` if needed and write every object (overwriting). Raises
-    TransientStorageError if Azurite cannot be reached, ConnectorError if it refuses."""
-    client = _container(connection_string, container)
+    """Create `container` if needed and write every object (overwriting); over HTTPS,
+    trusting the CA certificates in `ca_bundle`. Raises TransientStorageError if Azurite
+    cannot be reached, ConnectorError if it refuses."""
+    client = _container(connection_string, container, ca_bundle)
     where = f"az://{client.account_name}/{container}"
     written = []
     for obj in objects:

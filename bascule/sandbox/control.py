@@ -7,6 +7,7 @@ sandbox.json     connection details, S3 keys and process ids (0600: holds the se
 env.sh           `source` it: exports the variables bascule.yaml names (0600)
 bascule.yaml     example configuration pointing at the sandbox (no secret in it)
 age/identity.txt age identity (0600); its recipient is in bascule.yaml
+tls/             with `up --tls`: ca.pem (the CA bascule.yaml trusts), server.pem, keys (0600)
 azurite/ s3/     the servers' data (s3/<bucket>/ is a bucket)
 logs/            the servers' output
 ```
@@ -22,8 +23,6 @@ import secrets
 import shlex
 import string
 import subprocess
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 from bascule.age.stream import X25519Identity, load_identities, write_identity_file
 from bascule.connectors.rclone import rclone_binary
 from bascule.errors import ConfigError, UsageError
-from bascule.sandbox import servers
+from bascule.sandbox import servers, tls
 from bascule.sandbox.seed import DEFAULT_PART_SIZE, SEED_GROUPS, SOURCE_CONTAINER, TARGET_BUCKET
 
 DEFAULT_STATE_DIR = Path(".bascule/sandbox")
@@ -74,6 +73,10 @@ class SandboxPaths:
         return self.root / "age" / "identity.txt"
 
     @property
+    def tls(self) -> tls.TlsFiles:
+        return tls.TlsFiles(self.root / "tls")
+
+    @property
     def manifest(self) -> Path:
         return self.root / "seed-manifest.json"
 
@@ -93,21 +96,26 @@ class SandboxState:
     access_key_id: str
     secret_access_key: str
     pids: dict[str, int] = field(default_factory=dict)
+    ca_bundle: Path | None = None  # set when the servers speak HTTPS (`up --tls`)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ca_bundle else "http"
 
     @property
     def connection_string(self) -> str:
-        return servers.azurite_connection_string(self.azure_port)
+        return servers.azurite_connection_string(self.azure_port, tls=self.ca_bundle is not None)
 
     @property
     def account_url(self) -> str:
-        return f"http://{servers.HOST}:{self.azure_port}/{servers.AZURITE_ACCOUNT}"
+        return f"{self.scheme}://{servers.HOST}:{self.azure_port}/{servers.AZURITE_ACCOUNT}"
 
     @property
     def s3_endpoint_url(self) -> str:
-        return f"http://{servers.HOST}:{self.s3_port}"
+        return f"{self.scheme}://{servers.HOST}:{self.s3_port}"
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "azure": {"connection_string": self.connection_string, "account_url": self.account_url},
             "s3": {
                 "endpoint_url": self.s3_endpoint_url,
@@ -117,6 +125,9 @@ class SandboxState:
             },
             "pids": dict(self.pids),
         }
+        if self.ca_bundle:
+            data["tls"] = {"ca_bundle": str(self.ca_bundle)}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object], where: Path) -> SandboxState:
@@ -125,12 +136,15 @@ class SandboxState:
             assert isinstance(azure, dict) and isinstance(s3, dict)
             pids = data.get("pids") or {}
             assert isinstance(pids, dict)
+            tls_info = data.get("tls") or {}
+            assert isinstance(tls_info, dict)
             return cls(
                 azure_port=_port_of(str(azure["account_url"])),
                 s3_port=_port_of(str(s3["endpoint_url"])),
                 access_key_id=str(s3["access_key_id"]),
                 secret_access_key=str(s3["secret_access_key"]),
                 pids={str(k): int(v) for k, v in pids.items()},
+                ca_bundle=Path(tls_info["ca_bundle"]) if tls_info else None,
             )
         except (KeyError, AssertionError, ValueError, TypeError) as exc:
             raise ConfigError(
@@ -241,16 +255,6 @@ def is_ours(pid: int, service: str, paths: SandboxPaths) -> bool:
     return program in cmdline and data_dir in cmdline
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True  # any HTTP status: the server is up (it refuses anonymous requests)
-    except (OSError, ValueError):
-        return False
-
-
 def status(paths: SandboxPaths) -> list[ServiceStatus]:
     """What the state directory's sandbox runs, and whether each server answers."""
     state = load_state(paths)
@@ -261,7 +265,8 @@ def status(paths: SandboxPaths) -> list[ServiceStatus]:
     for name in (AZURE, S3):
         pid = state.pids.get(name)
         running = pid is not None and is_ours(pid, name, paths)
-        result.append(ServiceStatus(name, pid, urls[name], running, _answers(urls[name] + "/")))
+        answers = servers.http_answers(urls[name] + "/", state.ca_bundle)
+        result.append(ServiceStatus(name, pid, urls[name], running, answers))
     return result
 
 
@@ -276,8 +281,16 @@ def _check_ports_free(wanted: dict[str, int]) -> None:
 
 
 def _start(name: str, port: int, paths: SandboxPaths, state: SandboxState) -> int:
+    files = paths.tls
+    server_tls = (
+        servers.ServerTls(files.server_cert, files.server_key, files.ca_cert)
+        if state.ca_bundle
+        else None
+    )
     if name == AZURE:
-        server = servers.start_azurite(paths.data_dir(AZURE), port, paths.log_file(AZURE))
+        server = servers.start_azurite(
+            paths.data_dir(AZURE), port, paths.log_file(AZURE), server_tls
+        )
     else:
         server = servers.start_rclone_s3(
             paths.data_dir(S3),
@@ -285,6 +298,7 @@ def _start(name: str, port: int, paths: SandboxPaths, state: SandboxState) -> in
             paths.log_file(S3),
             state.access_key_id,
             state.secret_access_key,
+            server_tls,
         )
     return server.pid
 
@@ -304,9 +318,14 @@ def up(
     paths: SandboxPaths,
     azure_port: int = DEFAULT_AZURE_PORT,
     s3_port: int = DEFAULT_S3_PORT,
+    use_tls: bool = False,
 ) -> UpResult:
     """Start whichever server is not running yet, then (re)write sandbox.json, env.sh and
     the example bascule.yaml. A running server keeps its port.
+
+    With `use_tls`, the servers speak HTTPS with a certificate signed by a local CA (made
+    under tls/ on first use) that the example config trusts through `ca_bundle:`. A sandbox
+    running in the other mode is refused (UsageError): `down` it first.
 
     Raises UsageError (exit 2) if Node.js, Azurite or rclone is missing or a port is taken
     (before anything starts), ServerError (exit 3) if a server does not come up; a server
@@ -327,7 +346,9 @@ def up(
         AZURE: previous.azure_port if previous and AZURE in live else azure_port,
         S3: previous.s3_port if previous and S3 in live else s3_port,
     }
-    state = SandboxState(ports[AZURE], ports[S3], key_id, secret, dict(live))
+    _check_same_mode(paths, previous, live, use_tls)
+    ca_bundle = tls.ensure_tls(paths.tls.root).ca_cert if use_tls else None
+    state = SandboxState(ports[AZURE], ports[S3], key_id, secret, dict(live), ca_bundle)
     to_start = [name for name in (AZURE, S3) if name not in live]
     if AZURE in to_start:
         servers.azurite_command()  # UsageError now if Node.js or Azurite is missing
@@ -350,6 +371,18 @@ def up(
     write_private(paths.env_file, render_env(state, paths))
     paths.example_config.write_text(render_example_config(state, recipient), encoding="utf-8")
     return UpResult(state, tuple(started), tuple(n for n in (AZURE, S3) if n in live))
+
+
+def _check_same_mode(
+    paths: SandboxPaths, previous: SandboxState | None, live: dict[str, int], use_tls: bool
+) -> None:
+    running_tls = previous is not None and previous.ca_bundle is not None
+    if live and running_tls != use_tls:
+        mode = "HTTPS (--tls)" if running_tls else "plain HTTP"
+        raise UsageError(
+            f"the sandbox in {paths.root} is running on {mode}; run `bascule sandbox down "
+            f"--state-dir {paths.root}` first, then `up` again"
+        )
 
 
 def _write_state(paths: SandboxPaths, state: SandboxState) -> None:
@@ -400,6 +433,11 @@ def render_example_config(state: SandboxState, recipient: str) -> str:
         for g in SEED_GROUPS
     )
     part_mib = DEFAULT_PART_SIZE // (1024 * 1024)
+    ca_line = (
+        "\n    ca_bundle: tls/ca.pem          # the sandbox's own CA (`sandbox up --tls`)"
+        if state.ca_bundle
+        else ""
+    )
     return f"""\
 # Example configuration for the local sandbox, written by `bascule sandbox up`.
 # No secret here: `source env.sh` (beside this file) exports the variables named below.
@@ -409,7 +447,7 @@ journal: journal.db             # relative to this file
 endpoints:
   azure-fc:
     kind: azure-blob
-    connection_string_env: {ENV_AZURE}
+    connection_string_env: {ENV_AZURE}{ca_line}
   # The target: Scaleway Object Storage, fr-par. Here endpoint_url points it at the sandbox's
   # rclone serve s3; on the real platform, drop endpoint_url (the preset gives
   # https://s3.fr-par.scw.cloud). OVHcloud instead: provider ovhcloud, region gra (or
@@ -420,7 +458,7 @@ endpoints:
     region: {S3_REGION}
     endpoint_url: {state.s3_endpoint_url}   # the sandbox's rclone serve s3
     access_key_id_env: {ENV_S3_KEY_ID}
-    secret_access_key_env: {ENV_S3_SECRET}
+    secret_access_key_env: {ENV_S3_SECRET}{ca_line}
 encryption:
   recipients: [{recipient}]
   identity_file_env: {ENV_IDENTITY}

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -47,10 +48,21 @@ class ServerProcess:
     pid: int
     port: int
     log_path: Path
+    ca_file: Path | None = None  # set when the server speaks HTTPS with a cert this CA signed
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        scheme = "https" if self.ca_file else "http"
+        return f"{scheme}://{HOST}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The PEM files a server speaks HTTPS with, and the CA that clients trust."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 def free_port() -> int:
@@ -100,9 +112,12 @@ def _spawn(name: str, cmd: list[str], log_path: Path, env: dict[str, str], port:
     return proc.pid
 
 
-def _http_answers(url: str) -> bool:
+def http_answers(url: str, ca_file: Path | None = None) -> bool:
+    """Whether `url` answers HTTP at all (any status); over HTTPS, only with a certificate
+    that `ca_file` signed (a server answering with another certificate is not ours)."""
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     try:
-        with urllib.request.urlopen(url, timeout=2):
+        with urllib.request.urlopen(url, timeout=2, context=context):
             return True
     except urllib.error.HTTPError:
         return True  # any HTTP status means the server is up (403/400 without auth)
@@ -119,7 +134,7 @@ def wait_ready(server: ServerProcess, timeout_s: float = 60.0) -> None:
             raise ServerError(
                 f"{server.name} exited during start-up; see its log {server.log_path}"
             )
-        if _http_answers(server.url + "/"):
+        if http_answers(server.url + "/", server.ca_file):
             return
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
@@ -130,7 +145,10 @@ def wait_ready(server: ServerProcess, timeout_s: float = 60.0) -> None:
     )
 
 
-def start_azurite(data_dir: Path, port: int, log_path: Path) -> ServerProcess:
+def start_azurite(
+    data_dir: Path, port: int, log_path: Path, tls: ServerTls | None = None
+) -> ServerProcess:
+    """Azurite's blob service; over HTTPS with `tls`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         *azurite_command(),
@@ -141,24 +159,34 @@ def start_azurite(data_dir: Path, port: int, log_path: Path) -> ServerProcess:
         "--skipApiVersionCheck",
         "--silent",
     ]  # fmt: skip
+    if tls:
+        cmd += ["--cert", str(tls.cert), "--key", str(tls.key)]
     pid = _spawn("azurite", cmd, log_path, {}, port)
-    server = ServerProcess("azurite", pid, port, log_path)
+    server = ServerProcess("azurite", pid, port, log_path, tls.ca if tls else None)
     wait_ready(server)
     return server
 
 
 def start_rclone_s3(
-    data_dir: Path, port: int, log_path: Path, access_key_id: str, secret_access_key: str
+    data_dir: Path,
+    port: int,
+    log_path: Path,
+    access_key_id: str,
+    secret_access_key: str,
+    tls: ServerTls | None = None,
 ) -> ServerProcess:
-    """`rclone serve s3` over a local folder: each top-level folder is a bucket."""
+    """`rclone serve s3` over a local folder: each top-level folder is a bucket. Over HTTPS
+    with `tls`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     cmd = [rclone_binary(), "serve", "s3", "--addr", f"{HOST}:{port}", str(data_dir)]
+    if tls:
+        cmd += ["--cert", str(tls.cert), "--key", str(tls.key)]
     env = {
         "RCLONE_AUTH_KEY": f'"{access_key_id},{secret_access_key}"',
         "RCLONE_CONFIG": "/dev/null",
     }
     pid = _spawn("rclone-s3", cmd, log_path, env, port)
-    server = ServerProcess("rclone-s3", pid, port, log_path)
+    server = ServerProcess("rclone-s3", pid, port, log_path, tls.ca if tls else None)
     wait_ready(server)
     return server
 
@@ -206,9 +234,10 @@ def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def azurite_connection_string(port: int) -> str:
+def azurite_connection_string(port: int, *, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
     return (
-        "DefaultEndpointsProtocol=http;"
+        f"DefaultEndpointsProtocol={scheme};"
         f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://{HOST}:{port}/{AZURITE_ACCOUNT};"
+        f"BlobEndpoint={scheme}://{HOST}:{port}/{AZURITE_ACCOUNT};"
     )

@@ -277,6 +277,7 @@ class S3Connector:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 60.0,
         list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        ca_bundle: str | None = None,
     ) -> None:
         self._bucket = bucket
         self._quirks = load_quirks(provider)
@@ -298,6 +299,7 @@ class S3Connector:
             aws_secret_access_key=secret_access_key,
             aws_session_token=session_token,
             config=config,
+            verify=ca_bundle,  # a PEM file of the CAs to trust; None: the system's store
         )
         self.list_page_size = list_page_size
         self.list_pages_fetched = 0
