@@ -47,16 +47,47 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from bascule.errors import JournalError
+from bascule.migration.journal_rows import (  # the rows, re-exported for callers
+    ObjectRow as ObjectRow,
+)
+from bascule.migration.journal_rows import (
+    PartRow as PartRow,
+)
+from bascule.migration.journal_rows import (
+    RunRow as RunRow,
+)
+from bascule.migration.journal_rows import (
+    StepRow as StepRow,
+)
+from bascule.migration.journal_rows import (
+    UploadRow as UploadRow,
+)
+from bascule.migration.journal_rows import (
+    VerdictRow as VerdictRow,
+)
+from bascule.migration.journal_rows import (
+    VerificationRow as VerificationRow,
+)
+from bascule.migration.journal_rows import (
+    VerifyTally as VerifyTally,
+)
+from bascule.migration.journal_rows import (
+    _detail as _detail,
+)
+from bascule.migration.journal_rows import (
+    _tally as _tally,
+)
+from bascule.migration.journal_rows import (
+    _text as _text,
+)
 from bascule.migration.lock import WriterLock
 from bascule.migration.plan import JournalObject
 
@@ -127,209 +158,6 @@ CREATE INDEX IF NOT EXISTS runs_command ON runs (command, id);
 CREATE INDEX IF NOT EXISTS uploads_open ON uploads (dataset, closed);
 CREATE INDEX IF NOT EXISTS uploads_token ON uploads (resume_token);
 """
-
-
-@dataclass(frozen=True)
-class ObjectRow:
-    id: int
-    dataset: str
-    source_key: str
-    target_key: str
-    source_etag: str
-    source_size: int
-    target_size: int
-    encrypt: bool
-    part_size: int
-    parts: int
-    state: str  # in_progress | committed
-    generation: int
-    header: bytes | None
-    nonce: bytes | None
-    wrapped_key: bytes | None
-    resume_token: str | None
-    plain_sha256: str | None
-    cipher_sha256: str | None
-    target_etag: str | None = None
-
-
-@dataclass(frozen=True)
-class PartRow:
-    number: int
-    size: int
-    cipher_size: int
-    plain_sha256: str
-    cipher_sha256: str
-    etag: str
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One invocation (`command`: migrate, verify, rehearse, execute, rollback).
-
-    `status`: running | completed | failed | interrupted | rolled_back | rollback_failed
-    (those of a runbook run) or the migrate/verify statuses. `ended` and `seconds` are None
-    while it runs. `detail`: what the command recorded at its start."""
-
-    id: int
-    command: str
-    started: float
-    ended: float | None
-    status: str
-    bytes: int
-    objects: int
-    seconds: float | None
-    detail: Mapping[str, Any]
-
-    @property
-    def runbook(self) -> str:
-        """The runbook's name (runbook runs), else ""."""
-        return _text(self.detail.get("runbook"))
-
-    @property
-    def runbook_sha256(self) -> str | None:
-        """The digest of the runbook's content (runbook runs), else None."""
-        value = self.detail.get("runbook_sha256")
-        return None if value is None else str(value)
-
-    @property
-    def rehearsal_id(self) -> str:
-        """A rehearsal's id (unique across journals); `r<run id>` for older journals."""
-        return _text(self.detail.get("rehearsal_id")) or f"r{self.id}"
-
-    @property
-    def datasets(self) -> tuple[str, ...]:
-        """The datasets the run covered (runbook and verify runs), else ()."""
-        return tuple(str(d) for d in self.detail.get("datasets") or ())
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyTally:
-    """What one verify step found for one dataset."""
-
-    objects: int
-    verified: int
-    findings: int
-    bytes: int
-    level: str  # quick | full
-    rows: bool  # row counts compared
-
-
-@dataclass(frozen=True, slots=True)
-class StepRow:
-    """One runbook step of a run. `outcome`: running | passed | failed | warned | skipped |
-    interrupted. `ended` is None while it runs; `detail` is what the step reported."""
-
-    id: int
-    run_id: int
-    runbook: str
-    mode: str
-    phase: str
-    step: str
-    kind: str
-    started: float
-    ended: float | None
-    outcome: str
-    detail: Mapping[str, Any]
-
-    @property
-    def seconds(self) -> float:
-        """The step's measured duration (0.0 while it runs)."""
-        return float(self.detail.get("seconds", 0.0))
-
-    @property
-    def message(self) -> str:
-        return _text(self.detail.get("message"))
-
-    @property
-    def copied_bytes(self) -> int:
-        """Bytes a copy step sent (0 for other kinds)."""
-        return int(self.detail.get("bytes", 0)) if self.kind == "copy" else 0
-
-    @property
-    def copied_objects(self) -> int:
-        """Objects a copy step committed (0 for other kinds)."""
-        return int(self.detail.get("objects", 0)) if self.kind == "copy" else 0
-
-    @property
-    def findings(self) -> int:
-        """Verification findings of a verify step (0 for other kinds)."""
-        return int(self.detail.get("findings") or 0) if self.kind == "verify" else 0
-
-    @property
-    def datasets_failed(self) -> tuple[str, ...]:
-        """The datasets a failure is about (() when it is about none in particular)."""
-        return tuple(str(d) for d in self.detail.get("datasets_failed") or ())
-
-    @property
-    def verified(self) -> dict[str, VerifyTally]:
-        """Per dataset, what a verify step found ({} for other kinds)."""
-        if self.kind != "verify":
-            return {}
-        return {name: _tally(d) for name, d in (self.detail.get("datasets") or {}).items()}
-
-    @property
-    def snapshot(self) -> dict[str, dict[str, tuple[str, int]]]:
-        """Per dataset, the source inventory (key -> (etag, size)) a freeze step took."""
-        raw = self.detail.get("snapshot") or {}
-        return {
-            name: {key: (str(etag), int(size)) for key, (etag, size) in keys.items()}
-            for name, keys in raw.items()
-        }
-
-
-def _tally(d: Mapping[str, Any]) -> VerifyTally:
-    return VerifyTally(
-        int(d.get("objects", 0)), int(d.get("verified", 0)), int(d.get("findings", 0)),
-        int(d.get("bytes", 0)), _text(d.get("level")), bool(d.get("rows")),
-    )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationRow:
-    """The verdict of one object (or dataset-level check) in a verify run. `detail`: the
-    checksums and counts behind it."""
-
-    run_id: int
-    ts: float
-    dataset: str
-    source_key: str | None
-    target_key: str | None
-    level: str
-    verdict: str
-    detail: Mapping[str, Any]
-
-
-class VerdictRow(NamedTuple):
-    """One verdict to append (`Facts.record_verifications`)."""
-
-    dataset: str
-    source_key: str | None
-    target_key: str | None
-    verdict: str
-    detail: Mapping[str, Any]
-
-
-def _detail(text: str) -> Mapping[str, Any]:
-    return MappingProxyType(json.loads(text))
-
-
-@dataclass(frozen=True)
-class UploadRow:
-    """An upload this journal opened on a target (see `Uploads`). `resume_token` is None
-    while the open request has not answered (a crash then leaves it None)."""
-
-    id: int
-    dataset: str
-    target_key: str
-    resume_token: str | None
-    run_id: int | None
-    opening: float  # when the open request was about to be sent (local clock)
-    opened: float | None
-    present: tuple[str, ...]  # tokens of the key's unfinished uploads just before opening
 
 
 def fingerprint(identity: Mapping[str, Any]) -> str:
