@@ -394,6 +394,10 @@ class Journal:
             self._lock.release()
             self._lock = None
 
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only statement (for modules keeping their own tables here)."""
+        return list(self._db.execute(sql, args))
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         self._db.execute("BEGIN IMMEDIATE")

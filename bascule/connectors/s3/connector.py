@@ -38,6 +38,7 @@ from botocore.config import Config
 from bascule.connectors.base import (
     ByteRange,
     Capabilities,
+    GiB,
     ObjectInfo,
     PartReceipt,
     PendingUpload,
@@ -110,6 +111,8 @@ class S3Quirks:
     part_checksum: str  # "content-md5" | "sha256"
     min_part_size_bytes: int
     max_parts: int
+    max_part_size_bytes: int = 5 * GiB
+    upload_part_copy: bool = True  # UploadPartCopy implemented (server-side range copy)
 
 
 @cache
@@ -317,7 +320,9 @@ class S3Connector:
             if_match_read=self._quirks.if_match_read,
             server_side_checksums=self._quirks.server_side_checksums,
             min_part_size=self._quirks.min_part_size_bytes,
+            max_part_size=self._quirks.max_part_size_bytes,
             max_parts=self._quirks.max_parts,
+            range_copy=self._quirks.upload_part_copy,
         )
 
     def _call(self, method: str, key: str = "", **kwargs: Any) -> Any:
@@ -496,6 +501,47 @@ class S3Connector:
         with contextlib.suppress(ObjectNotFound):  # already aborted or committed
             self._call("abort_multipart_upload", key, Key=key, UploadId=upload_id)
 
+    # --- RangeCopier -----------------------------------------------------------------------
+
+    def copy_part(
+        self,
+        key: str,
+        resume_token: str,
+        number: int,
+        source_key: str,
+        byte_range: ByteRange,
+        if_match: str,
+    ) -> PartReceipt:
+        """UploadPartCopy of `byte_range` of `source_key` (CopySourceIfMatch = `if_match`).
+
+        An answer without a CopyPartResult ETag is refused: `rclone serve s3` answers 200
+        and stores an empty part instead of copying, which a commit would publish."""
+        if not self._quirks.upload_part_copy:
+            raise UnsupportedOperation(
+                f"{self.url}/{key}: this S3 server does not implement UploadPartCopy",
+                connector=self.url,
+                key=key,
+            )
+        response = self._call(
+            "upload_part_copy",
+            key,
+            Key=key,
+            UploadId=_upload_id(resume_token, self.url, key),
+            PartNumber=number,
+            CopySource={"Bucket": self._bucket, "Key": source_key},
+            CopySourceRange=f"bytes={byte_range.start}-{byte_range.end - 1}",
+            CopySourceIfMatch=f'"{if_match}"',
+        )
+        etag = _strip(str(response.get("CopyPartResult", {}).get("ETag", "")))
+        if not etag:
+            raise UnsupportedOperation(
+                f"{self.url}/{key}: the server answered UploadPartCopy without copying "
+                "(no CopyPartResult); it does not implement server-side copy",
+                connector=self.url,
+                key=key,
+            )
+        return PartReceipt(number, byte_range.length, etag)
+
 
 def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
@@ -563,9 +609,10 @@ class S3PartWriter:
 
 
 if TYPE_CHECKING:
-    from bascule.connectors.base import Connector, PartWriter, PartWriterOpener
+    from bascule.connectors.base import Connector, PartWriter, PartWriterOpener, RangeCopier
 
     def _typecheck(connector: S3Connector, writer: S3PartWriter) -> None:
         _c: Connector = connector
         _o: PartWriterOpener = connector
+        _r: RangeCopier = connector
         _w: PartWriter = writer
