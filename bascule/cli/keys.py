@@ -172,6 +172,8 @@ def _rotation_report(outcome: RotationOutcome) -> None:
     if outcome.finished_after_crash or outcome.restarted:
         _say(f"resumed: {outcome.finished_after_crash} commit(s) finished, "
              f"{outcome.restarted} interrupted rotation(s) done again")  # fmt: skip
+    for url in outcome.copy_refused:
+        _say(f"{url} refused server-side copy (UploadPartCopy): its objects were rewritten whole")
     if outcome.orphans_aborted:
         _say(f"aborted {outcome.orphans_aborted} orphaned upload(s)")
     for r in outcome.rotated:

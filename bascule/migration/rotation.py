@@ -61,6 +61,7 @@ from bascule.errors import (
     EncryptionError,
     ObjectNotFound,
     TransientStorageError,
+    UnsupportedOperation,
     VerificationError,
 )
 from bascule.migration.coordinator import abort_orphans
@@ -312,6 +313,7 @@ class RotationOutcome:
     orphans_aborted: int = 0
     run_id: int = 0
     dry_run: bool = False
+    copy_refused: list[str] = field(default_factory=list)  # targets that refused range copy
 
 
 @dataclass
@@ -332,6 +334,7 @@ class _Context(_Reads):
     change: RecipientChange
     mode: str
     run_id: int
+    copy_refused: list[str] = field(default_factory=list)
 
 
 def _read(ctx: _Reads, tgt: Connector, key: str, start: int, length: int, etag: str) -> bytes:
@@ -442,11 +445,17 @@ def _rewrap(ctx: _Context, w: ObjectWork) -> RotatedObject:
     digests = _cipher_digests(ctx, tgt, w, new_header, old_hlen)
     new = NewCopy("", new_size, composite(digests))
     layout = None
-    if w.path == "copy":
+    if w.path == "copy" and tgt.url not in ctx.copy_refused:
         layout = copy_layout(old_hlen, w.info.size, len(new_header), tgt.capabilities)
     if layout is not None:
-        return _copy_path(ctx, tgt, w, new_header, old_hlen, layout, new)
-    return _rewrite_path(ctx, tgt, w, new_header, old_hlen, new)
+        try:
+            return _copy_path(ctx, tgt, w, new_header, old_hlen, layout, new)
+        except UnsupportedOperation as exc:
+            # The server declared the copy and refused it: rewrite this object and the
+            # rest (the aborted upload and its journal row are gone).
+            log.warning("rotate.copy_refused", target=tgt.url, error=str(exc))
+            ctx.copy_refused.append(tgt.url)
+    return _rewrite_path(ctx, tgt, replace_path(w), new_header, old_hlen, new)
 
 
 def _copy_path(ctx: _Context, tgt: Connector, w: ObjectWork, new_header: bytes,
@@ -460,9 +469,19 @@ def _copy_path(ctx: _Context, tgt: Connector, w: ObjectWork, new_header: bytes,
     receipts = [ctx.retry(tgt, lambda: writer.write_part(1, first))]
     for number, rng in enumerate(layout.copies, start=2):
         copy = partial(tgt.copy_part, key, token, number, key, rng, w.info.etag)
-        receipts.append(ctx.retry(tgt, copy))
+        try:
+            receipts.append(ctx.retry(tgt, copy))
+        except UnsupportedOperation:
+            ctx.retry(tgt, writer.abort)
+            ctx.rotations.drop(rid)
+            raise
     ctx.retry(tgt, lambda: writer.commit(receipts))
     return _finish(ctx, tgt, w, rid, new, len(first), layout.copied)
+
+
+def replace_path(w: ObjectWork) -> ObjectWork:
+    """`w` sent whole: what the rewrite path sends."""
+    return replace(w, path="rewrite", bytes_sent=w.row.target_size, bytes_copied=0)
 
 
 def _rewrite_path(ctx: _Context, tgt: Connector, w: ObjectWork, new_header: bytes,
@@ -643,6 +662,7 @@ def _run(cfg: Config, datasets: list[Dataset], change: RecipientChange, mode: st
         outcome.plan = plan_rotation(cfg, datasets, change, mode, journal, rotations)
         for w in outcome.plan.work:
             outcome.rotated.append(_rekey(ctx, w) if mode == "rekey" else _rewrap(ctx, w))
+        outcome.copy_refused = ctx.copy_refused
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -89,6 +89,13 @@ def _after_rotation(cloud: CloudSetup, new: X25519Identity, new_id: Path) -> Pat
     return _config(cloud, recipients=[str(new.recipient())])
 
 
+def _rotate(config: Path, cloud: CloudSetup, new: X25519Identity, *extra: str) -> list[str]:
+    """`keys rotate` from the setup's recipient (A) to `new` (B)."""
+    old = str(cloud.identity.recipient())
+    return ["keys", "rotate", "-c", str(config), "--add-recipient", str(new.recipient()),
+            "--remove-recipient", old, *extra]  # fmt: skip
+
+
 def _journal(cloud: CloudSetup) -> sqlite3.Connection:
     return sqlite3.connect(cloud.tmp_path / "state" / "journal.db")
 
@@ -110,8 +117,7 @@ def test_rotation_copies_server_side_on_moto(cloud_moto: CloudSetup) -> None:
     proxy = FaultProxy(cloud.s3.endpoint_url, FaultPlan(rate=0)).start()
     try:
         config = _config(cloud, endpoint=proxy.url)
-        done = _run("keys", "rotate", "-c", str(config), "--add-recipient",
-                    str(new.recipient()), "--remove-recipient", str(cloud.identity.recipient()))  # fmt: skip
+        done = _run(*_rotate(config, cloud, new))
     finally:
         proxy.stop()
     assert done.returncode == 0, done.stderr
@@ -151,15 +157,17 @@ def test_rotation_copies_server_side_on_moto(cloud_moto: CloudSetup) -> None:
 def test_rotation_falls_back_to_rewrite_without_upload_part_copy(cloud: CloudSetup) -> None:
     objects, config = _migrated(cloud)
     new, new_id = _new_identity(cloud, "b")
-    dry = _run("keys", "rotate", "-c", str(config), "--dry-run", "--add-recipient",
-               str(new.recipient()), "--remove-recipient", str(cloud.identity.recipient()))  # fmt: skip
+    dry = _run(*_rotate(config, cloud, new, "--dry-run"))
     assert dry.returncode == 0, dry.stderr
-    assert "would rotate 5 object(s)" in dry.stdout and "by copy" not in dry.stdout
-    assert _age(cloud.target_bytes(_target("snds/small/b.csv")), cloud.identity_file).returncode == 0
-    done = _run("keys", "rotate", "-c", str(config), "--add-recipient", str(new.recipient()),
-                "--remove-recipient", str(cloud.identity.recipient()))  # fmt: skip
+    # `provider: other` declares UploadPartCopy: the dry run plans it, the server refuses it
+    assert "would rotate 5 object(s)" in dry.stdout
+    assert (
+        _age(cloud.target_bytes(_target("snds/small/b.csv")), cloud.identity_file).returncode == 0
+    )
+    done = _run(*_rotate(config, cloud, new))
     assert done.returncode == 0, done.stderr
     assert "by copy" not in done.stdout and "by rewrite" in done.stdout
+    assert "refused server-side copy" in done.stdout, done.stdout
     _check_rotated(cloud, objects, new_id)
     config = _after_rotation(cloud, new, new_id)
     check = _run("verify", "-c", str(config), "--level", "full")
@@ -217,8 +225,7 @@ def test_sigkill_mid_rotation_then_rerun_completes(cloud_moto: CloudSetup, phase
     plan = FaultPlan(rate=0, hold=hold, hold_after_forward=phase == "commit-landed")
     proxy = FaultProxy(cloud.s3.endpoint_url, plan).start()
     config = _config(cloud, endpoint=proxy.url)
-    args = ["keys", "rotate", "-c", str(config), "--add-recipient", str(new.recipient()),
-            "--remove-recipient", str(cloud.identity.recipient())]  # fmt: skip
+    args = _rotate(config, cloud, new)
     keys = [_target(k) for k in objects]
     try:
         with _Readers(cloud, keys, [cloud.identity_file, new_id]) as readers:
@@ -252,8 +259,7 @@ def test_rekey_gives_new_file_keys(cloud_moto: CloudSetup) -> None:
     objects, config = _migrated(cloud)
     before = {k: _file_key(cloud.target_bytes(_target(k)), cloud.identity) for k in objects}
     new, new_id = _new_identity(cloud, "b")
-    done = _run("keys", "rotate", "-c", str(config), "--rekey", "--add-recipient",
-                str(new.recipient()), "--remove-recipient", str(cloud.identity.recipient()))  # fmt: skip
+    done = _run(*_rotate(config, cloud, new, "--rekey"))
     assert done.returncode == 0, done.stderr
     assert "by rekey" in done.stdout and "does not revoke" not in done.stdout
     for key in objects:
