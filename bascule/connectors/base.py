@@ -7,6 +7,10 @@ it. Optional capabilities are separate `runtime_checkable` Protocols, checked wi
 - `PartWriterOpener`: multipart writes that survive a restart (S3 multipart upload, Azure
   staged blocks). The backend's own handle (upload id, block ids) never leaves the
   connector: callers see an opaque `resume_token` they may store and hand back.
+- `RangeCopier`: a part of such an upload copied by the server from a byte range of an
+  object already stored (S3 UploadPartCopy), so the bytes never travel through the client.
+  Declared by `Capabilities.range_copy`: a connector may have the method and still say no
+  (a server that does not implement the request).
 
 Keys: `Connector.key_problem` says, before anything is written, whether the backend can store
 a key as it is; `plan` asks it for every target key. The rules every backend shares, and the
@@ -184,6 +188,7 @@ class Capabilities:
     # A part number written again with different bytes replaces the earlier write (a retry
     # rewrites the same bytes, which every part writer accepts).
     part_rewrite: bool = False
+    range_copy: bool = False  # RangeCopier available and implemented by the server
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -394,4 +399,24 @@ class PartWriterOpener(Protocol):
 
     def abort_upload(self, key: str, resume_token: str) -> None:
         """Abort one unfinished upload; an upload already gone is not an error."""
+        ...
+
+
+@runtime_checkable
+class RangeCopier(Protocol):
+    def copy_part(
+        self,
+        key: str,
+        resume_token: str,
+        number: int,
+        source_key: str,
+        byte_range: ByteRange,
+        if_match: str,
+    ) -> PartReceipt:
+        """Part `number` of the unfinished upload of `key` (`resume_token`) becomes
+        `byte_range` of `source_key` as stored, copied by the server (the source may be
+        `key` itself: it stays readable until the upload commits).
+
+        Raises PreconditionFailed if `source_key`'s etag is not `if_match`, and
+        UnsupportedOperation where the server does not implement the copy."""
         ...

@@ -303,6 +303,10 @@ class Journal:
             self._lock.release()
             self._lock = None
 
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only statement (for modules keeping their own tables here)."""
+        return list(self._db.execute(sql, args))
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write committed at its end (after the open group commit, if any)."""

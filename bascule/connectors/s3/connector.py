@@ -137,6 +137,7 @@ class S3Quirks:
     max_parts: int
     max_object_size_bytes: int
     part_rewrite: bool = True  # UploadPart again with new bytes replaces the part (as S3 does)
+    upload_part_copy: bool = True  # UploadPartCopy implemented (server-side range copy)
 
 
 @cache
@@ -325,6 +326,7 @@ class S3Connector:
             max_parts=self._max_parts,
             max_object_size=self._quirks.max_object_size_bytes,
             part_rewrite=self._quirks.part_rewrite,
+            range_copy=self._quirks.upload_part_copy,
         )
 
     def _call(self, method: str, key: str = "", **kwargs: Any) -> Any:
@@ -509,6 +511,47 @@ class S3Connector:
         with contextlib.suppress(ObjectNotFound):  # already aborted or committed
             self._call("abort_multipart_upload", key, Key=key, UploadId=upload_id)
 
+    # --- RangeCopier -----------------------------------------------------------------------
+
+    def copy_part(
+        self,
+        key: str,
+        resume_token: str,
+        number: int,
+        source_key: str,
+        byte_range: ByteRange,
+        if_match: str,
+    ) -> PartReceipt:
+        """UploadPartCopy of `byte_range` of `source_key` (CopySourceIfMatch = `if_match`).
+
+        An answer without a CopyPartResult ETag is refused: `rclone serve s3` answers 200
+        and stores an empty part instead of copying, which a commit would publish."""
+        if not self._quirks.upload_part_copy:
+            raise UnsupportedOperation(
+                f"{self.url}/{key}: this S3 server does not implement UploadPartCopy",
+                connector=self.url,
+                key=key,
+            )
+        response = self._call(
+            "upload_part_copy",
+            key,
+            Key=key,
+            UploadId=_upload_id(resume_token, self.url, key),
+            PartNumber=number,
+            CopySource={"Bucket": self._bucket, "Key": source_key},
+            CopySourceRange=f"bytes={byte_range.start}-{byte_range.end - 1}",
+            CopySourceIfMatch=f'"{if_match}"',
+        )
+        etag = _strip(str(response.get("CopyPartResult", {}).get("ETag", "")))
+        if not etag:
+            raise UnsupportedOperation(
+                f"{self.url}/{key}: the server answered UploadPartCopy without copying "
+                "(no CopyPartResult); it does not implement server-side copy",
+                connector=self.url,
+                key=key,
+            )
+        return PartReceipt(number, byte_range.length, etag)
+
 
 def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
@@ -576,9 +619,10 @@ class S3PartWriter:
 
 
 if TYPE_CHECKING:
-    from bascule.connectors.base import Connector, PartWriter, PartWriterOpener
+    from bascule.connectors.base import Connector, PartWriter, PartWriterOpener, RangeCopier
 
     def _typecheck(connector: S3Connector, writer: S3PartWriter) -> None:
         _c: Connector = connector
         _o: PartWriterOpener = connector
+        _r: RangeCopier = connector
         _w: PartWriter = writer
