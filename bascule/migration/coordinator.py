@@ -242,9 +242,28 @@ class Coordinator:
         listed = self._retry(tgt, lambda: list(tgt.list_uploads(key)))
         present = [u.resume_token for u in listed if u.key == key]
         upload_id = self.uploads.opening(plan.dataset, key, self.run_id, present)
-        writer = self._retry(tgt, lambda: tgt.open_writer(plan.target_key, meta))
+        writer, attempts = call_with_retries(
+            lambda: tgt.open_writer(key, meta), tgt.should_retry, self.options.max_attempts
+        )
         self.uploads.opened(upload_id, writer.resume_token)
+        if attempts > 1:
+            self._abort_lost_opens(tgt, key, {*present, writer.resume_token})
         return writer.resume_token
+
+    def _abort_lost_opens(self, tgt: Connector, key: str, keep: set[str]) -> None:
+        """An open request sent again after its answer was lost (a reset, a timeout) may have
+        created an upload whose token never reached us. Such an upload is on this exact key,
+        absent from the listing taken just before opening, and not the one we use: our own
+        request created it, so it is ours to abort (nothing else is)."""
+        assert isinstance(tgt, PartWriterOpener)
+        listed = self._retry(tgt, lambda: list(tgt.list_uploads(key)))
+        lost = [u.resume_token for u in listed if u.key == key and u.resume_token not in keep]
+        for token in lost:
+            self._abort(tgt, key, token)
+
+    def _abort(self, tgt: Connector, key: str, token: str) -> None:
+        assert isinstance(tgt, PartWriterOpener)
+        self._retry(tgt, lambda: tgt.abort_upload(key, token))
 
     def _unjournaled_row(self, plan: ObjectPlan, old: ObjectRow | None) -> ObjectRow:
         return ObjectRow(
