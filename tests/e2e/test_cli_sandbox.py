@@ -218,7 +218,9 @@ def test_seed_without_a_running_sandbox_says_how_to_start_it(tmp_path: Path) -> 
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_down_stops_exactly_the_recorded_processes(tmp_path: Path) -> None:
+def test_down_stops_exactly_the_recorded_processes(
+    tmp_path: Path, server_binaries: ServerBinaries
+) -> None:
     sb = Sandbox(tmp_path / "state", servers.free_port(), servers.free_port(), tmp_path)
     assert up(sb).returncode == 0
     pids = {k: int(str(v)) for k, v in read_state(sb)["pids"].items()}
@@ -243,7 +245,9 @@ def test_down_stops_exactly_the_recorded_processes(tmp_path: Path) -> None:
     assert read_state(sb)["pids"] == {}
 
 
-def test_up_then_down_leaves_no_process_behind(tmp_path: Path) -> None:
+def test_up_then_down_leaves_no_process_behind(
+    tmp_path: Path, server_binaries: ServerBinaries
+) -> None:
     sb = Sandbox(tmp_path / "state", servers.free_port(), servers.free_port(), tmp_path)
     assert up(sb).returncode == 0
     pids = [int(str(p)) for p in read_state(sb)["pids"].values()]
