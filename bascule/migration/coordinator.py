@@ -20,6 +20,7 @@ each object is logged at debug, and a summary at info every `SUMMARY_SECONDS`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import deque
@@ -247,23 +248,28 @@ class Coordinator:
         )
         self.uploads.opened(upload_id, writer.resume_token)
         if attempts > 1:
-            self._abort_lost_opens(tgt, key, {*present, writer.resume_token})
+            self._abort_lost_opens(plan.dataset, key, tgt, [*present, writer.resume_token])
         return writer.resume_token
 
-    def _abort_lost_opens(self, tgt: Connector, key: str, keep: set[str]) -> None:
-        """An open request sent again after its answer was lost (a reset, a timeout) may have
-        created an upload whose token never reached us. Such an upload is on this exact key,
-        absent from the listing taken just before opening, and not the one we use: our own
-        request created it, so it is ours to abort (nothing else is)."""
+    def _abort_lost_opens(self, dataset: str, key: str, tgt: Connector, present: list[str]) -> None:
+        """Abort the uploads that open requests answered by an error may have created before
+        their retry succeeded (the request reached the target, its answer was lost): the
+        unfinished uploads of exactly `key` that the target did not list before the first
+        request and that no row of this journal names, the rule `_unanswered` applies after
+        a crash. Each is journaled before its abort, so `abort_orphans` finishes the job if
+        the abort fails."""
         assert isinstance(tgt, PartWriterOpener)
+        known = self.uploads.tokens(dataset) | set(present)
         listed = self._retry(tgt, lambda: list(tgt.list_uploads(key)))
-        lost = [u.resume_token for u in listed if u.key == key and u.resume_token not in keep]
-        for token in lost:
-            self._abort(tgt, key, token)
-
-    def _abort(self, tgt: Connector, key: str, token: str) -> None:
-        assert isinstance(tgt, PartWriterOpener)
-        self._retry(tgt, lambda: tgt.abort_upload(key, token))
+        for upload in listed:
+            if upload.key != key or upload.resume_token in known or upload.initiated is None:
+                continue
+            token = upload.resume_token
+            row = self.uploads.opening(dataset, key, self.run_id, present)
+            self.uploads.opened(row, token)
+            self._retry(tgt, functools.partial(tgt.abort_upload, key, token))
+            self.uploads.close_row(row)
+            log.info("upload.lost_open_aborted", key=key)
 
     def _unjournaled_row(self, plan: ObjectPlan, old: ObjectRow | None) -> ObjectRow:
         return ObjectRow(

@@ -126,3 +126,31 @@ def test_azure_resume_aborts_its_own_staged_blocks_only(
         _, staged = container.get_blob_client(key).get_block_list("uncommitted")
         assert len(staged) == 1, key
     blobs.close()
+
+
+@pytest.mark.parametrize("server", ["cloud_moto", "cloud"])
+def test_an_open_whose_answer_was_lost_is_aborted_once_the_retry_answers(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """CreateMultipartUpload reaches the server, its answer is cut; the retry opens a second
+    upload, which carries the object. The first is ours too: aborted in the same run, while
+    another tool's upload in the same bucket stays."""
+    cloud: CloudSetup = request.getfixturevalue(server)
+    data = random.Random(server).randbytes(2 * PART + 7)
+    cloud.upload("snds/large/0.bin", data)
+    foreign = cloud.s3_client.create_multipart_upload(Bucket=cloud.bucket, Key="tool/x.bin")
+    plan = FaultPlan(rate=1, kinds=("reset",), max_faults=1, applies=_is_create)
+    proxy = FaultProxy(cloud.s3.endpoint_url, plan).start()
+    config = cloud.config_dict(concurrency=1)
+    config["endpoints"]["ovh-gra"]["endpoint_url"] = proxy.url
+    config["datasets"][0]["target"]["prefix"] = ""  # the whole bucket
+    path = cloud.write_config(config)
+    try:
+        done = subprocess.run([*BASCULE, "migrate", "-c", str(path)], capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+    finally:
+        proxy.stop()
+    assert done.returncode == 0, done.stderr
+    assert proxy.injected["reset"] == 1
+    assert _s3_uploads(cloud) == [("tool/x.bin", foreign["UploadId"])]
+    assert sha256(cloud.decrypt_target("large/0.bin")) == sha256(data)
