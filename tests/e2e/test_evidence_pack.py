@@ -28,6 +28,10 @@ from bascule.verification.merkle import leaf_hash, root_from_path
 from bascule.verification.seal import InclusionProof, proof_holds
 from tests.e2e.test_report_html import CHROMIUM, _page_urls, _png_pixels
 
+# The shared project runs migrate, verify, a rehearsal and an execute through the CLI, and
+# each check is a CLI call: about a minute of CPU for the module.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "docs" / "check_evidence.py"
 MARKER = f"PLAINTEXT-MARKER-{secrets.token_hex(8)}"

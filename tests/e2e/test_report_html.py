@@ -15,7 +15,11 @@ import sys
 import zlib
 from pathlib import Path
 
+import pytest
 import yaml
+
+# Two rehearsals through the CLI, then a browser: about 10 s of CPU.
+pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RUNBOOK = """\
