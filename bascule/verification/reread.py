@@ -84,6 +84,7 @@ class ReadTask:
     parts: tuple[PartRange, ...]
     md5: bool = False  # the parts are the whole object, in order: also MD5 the source
     identity_env: str | None = None
+    attempts: int = ATTEMPTS  # per side, on errors the connector calls transient
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,8 @@ def _describe(exc: BaseException) -> str:
     return str(exc)
 
 
-def _retrying(conn: Connector, fn: Callable[[], Any]) -> Any:
-    return call_with_retries(fn, conn.should_retry, ATTEMPTS)[0]
+def _retrying(conn: Connector, fn: Callable[[], Any], attempts: int = ATTEMPTS) -> Any:
+    return call_with_retries(fn, conn.should_retry, attempts)[0]
 
 
 def _pieces(stream: BinaryIO, length: int, piece: int) -> Iterator[bytes]:
@@ -248,7 +249,7 @@ def read_parts(task: ReadTask) -> ReadResult:
     if task.source is not None:
         src = connector(task.source)
         try:
-            found, md5, nbytes = _retrying(src, lambda: _read_source(task, src))
+            found, md5, nbytes = _retrying(src, lambda: _read_source(task, src), task.attempts)
             src_digests = list(found)
         except ConnectorError as exc:
             src_error = _describe(exc)
@@ -256,7 +257,7 @@ def read_parts(task: ReadTask) -> ReadResult:
     tgt_parts: list[_TargetPart] = []
     tgt_error, undecryptable = None, False
     try:
-        tgt_parts, tgt_bytes = _retrying(tgt, lambda: _read_target(task, tgt))
+        tgt_parts, tgt_bytes = _retrying(tgt, lambda: _read_target(task, tgt), task.attempts)
         nbytes += tgt_bytes
         tgt_error = next((p.error for p in tgt_parts if p.error), None)
         undecryptable = tgt_error is not None

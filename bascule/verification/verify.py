@@ -266,7 +266,7 @@ def _read_tasks(ctx: _Context, pair: Pair) -> list[ReadTask]:
         ReadTask(
             source_ref(ctx.cfg, ds) if read_source else None, pair.source_key,
             target_ref(ctx.cfg, ds), pair.target_key, pair.encrypt, pair.header_len, group,
-            md5, ctx.cfg.encryption.identity_file_env,
+            md5, ctx.cfg.encryption.identity_file_env, ctx.cfg.transfer.max_attempts,
         )
         for group in groups
     ]  # fmt: skip
