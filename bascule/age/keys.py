@@ -102,6 +102,13 @@ def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
 
 
+def _is_plugin_recipient(s: str) -> bool:
+    """A plugin or post-quantum recipient (``age1pq1...``, ``age1yubikey1...``): its bech32
+    prefix runs past ``age``. An X25519 key may itself start ``age1pq``: its prefix is ``age``."""
+    lower = s.lower()
+    return lower.startswith("age1") and lower.rfind("1") > len(RECIPIENT_HRP)
+
+
 class X25519Recipient:
     """An age X25519 public key; wraps file keys for its identity."""
 
@@ -116,7 +123,7 @@ class X25519Recipient:
     def parse(cls, s: str) -> X25519Recipient:
         """Parse ``age1...``; raises ValueError saying what is wrong with `s`."""
         s = s.strip()
-        if s.startswith(("ssh-", "age1pq")):
+        if s.startswith("ssh-") or _is_plugin_recipient(s):
             raise ValueError("only age X25519 recipients (age1...) are supported")
         try:
             hrp, data = bech32_decode(s)

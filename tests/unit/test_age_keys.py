@@ -89,7 +89,8 @@ def test_identity_never_shows_its_secret() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("age1pqsomething", "only age X25519"),
+        ("age1pq1qyqszqgpqyqszqgpqyqszqgp", "only age X25519"),
+        ("age1yubikey1qyqszqgpqyqszqgpqyqszqgp", "only age X25519"),
         ("ssh-ed25519 AAAAC3Nza", "only age X25519"),
         ("AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0", "age1"),
         ("age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gp", "checksum"),
@@ -99,6 +100,14 @@ def test_identity_never_shows_its_secret() -> None:
 def test_recipient_parse_errors(value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         X25519Recipient.parse(value)
+
+
+def test_an_x25519_key_that_starts_like_a_post_quantum_one_parses() -> None:
+    # 5-bit groups 1 ('p') and 0 ('q') first: one generated key in 1,024 reads "age1pq...".
+    key = bytes([0x08, 0x00]) + bytes(range(30))
+    text = bech32_encode("age", key)
+    assert text.startswith("age1pq")
+    assert X25519Recipient.parse(text).public_bytes == key
 
 
 def test_parse_recipients_names_the_bad_index() -> None:
