@@ -8,6 +8,7 @@ expensive to create.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ class EndpointRef:
     endpoint: Endpoint
     store: str
 
-    @property
+    @functools.cached_property
     def cache_key(self) -> str:
+        """Identifies the connector to reuse (computed once: it is asked on every task)."""
         return f"{self.name}|{self.store}|{self.endpoint.model_dump_json()}"
 
 

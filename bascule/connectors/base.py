@@ -7,6 +7,8 @@ it. Optional capabilities are separate `runtime_checkable` Protocols, checked wi
 - `PartWriterOpener`: multipart writes that survive a restart (S3 multipart upload, Azure
   staged blocks). The backend's own handle (upload id, block ids) never leaves the
   connector: callers see an opaque `resume_token` they may store and hand back.
+- `DeferredSync`: writes made durable in batches (`put_unsynced`, then `sync`): a local file
+  system, where one flush per object costs more than the copy of a small one.
 - `RangeCopier`: a part of such an upload copied by the server from a byte range of an
   object already stored (S3 UploadPartCopy), so the bytes never travel through the client.
   Declared by `Capabilities.range_copy`: a connector may have the method and still say no
@@ -28,12 +30,13 @@ the CLI prints it as one "bug" line, and its traceback with ``--debug``.
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, TypeGuard, runtime_checkable
 
 from bascule.errors import (
     AccessDenied,
@@ -51,6 +54,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 # Bytes in one file name on the usual Linux filesystems (NAME_MAX).
 NAME_MAX_BYTES = 255
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|$)")
 
 
 def display_key(key: str) -> str:
@@ -74,7 +78,7 @@ def object_key_problem(key: str, max_bytes: int = 1024) -> str | None:
         return "the name is not valid UTF-8 (another encoding?); rename it in UTF-8"
     if "\x00" in key:
         return "the key holds a NUL character; rename it"
-    if any(segment in (".", "..") for segment in key.split("/")):
+    if "." in key and _DOT_SEGMENT.search(key):
         return "a '.' or '..' path segment would be resolved away; rename it"
     if size > max_bytes:
         return (
@@ -97,10 +101,11 @@ def path_key_problem(
     problem = object_key_problem(key, max_bytes)
     if problem is not None:
         return problem
-    segments = key.split("/")
-    if "" in segments:
+    if key.startswith("/") or key.endswith("/") or "//" in key:
         return "an empty path segment (a leading, doubled or trailing '/'); rename it"
-    longest = max(len(segment.encode("utf-8")) for segment in segments)
+    segments = key.split("/")
+    fits = len(key) <= max_segment_bytes and key.isascii()  # then every segment fits too
+    longest = 0 if fits else max(len(segment.encode("utf-8")) for segment in segments)
     if longest > max_segment_bytes:
         return (
             f"a path segment is {longest} bytes, above the file system's {max_segment_bytes}; "
@@ -335,6 +340,39 @@ class Connector(Protocol):
 
         Asked by `plan` for every target key, so that nothing is written for a dataset holding
         a key the target would refuse, rename or resolve elsewhere. Makes no request."""
+        ...
+
+
+_IMPLEMENTS: dict[tuple[type, str], bool] = {}
+
+
+def _implements(cls: type, protocol: type, name: str) -> bool:
+    found = _IMPLEMENTS.get((cls, name))
+    if found is None:
+        found = _IMPLEMENTS[(cls, name)] = issubclass(cls, protocol)
+    return found
+
+
+def defers_sync(conn: object) -> TypeGuard[DeferredSync]:
+    """`isinstance(conn, DeferredSync)`, answered once per class (a runtime protocol check
+    costs tens of microseconds: too much once per small object)."""
+    return _implements(type(conn), DeferredSync, "DeferredSync")
+
+
+@runtime_checkable
+class DeferredSync(Protocol):
+    """A connector whose writes may sit in a cache (a local file system) until flushed: many
+    objects written with `put_unsynced`, then one `sync`, cost one flush instead of one per
+    object. Remote stores never need this (a 2xx answer means the object is stored)."""
+
+    def put_unsynced(
+        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+    ) -> ObjectInfo:
+        """`Connector.put`, durable only after the next `sync`."""
+        ...
+
+    def sync(self) -> None:
+        """Make every write completed so far durable."""
         ...
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import io
@@ -71,6 +73,8 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_BUFFER_BYTES = 1024 * 1024
 # Errors a second attempt may cure (a busy or interrupted filesystem); the rest are permanent.
 TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT})
+_LIBC_NAME = ctypes.util.find_library("c")
+_LIBC = ctypes.CDLL(_LIBC_NAME, use_errno=True) if _LIBC_NAME else None
 
 
 def _map_error(exc: OSError, url: str, key: str = "") -> ConnectorError:
@@ -100,11 +104,22 @@ def _is_link(dir_fd: int, name: str) -> bool:
         return False
 
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _create(dir_fd: int, name: str, *, exclusive: bool = True) -> BinaryIO:
     """A new file `name` in `dir_fd`, opened for writing; never through a link."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    flags |= os.O_EXCL if exclusive else os.O_TRUNC
+    flags = _CREATE_FLAGS | (os.O_EXCL if exclusive else os.O_TRUNC)
     return os.fdopen(os.open(name, flags, 0o666, dir_fd=dir_fd), "wb")
+
+
+def _write_file(dir_fd: int, name: str, data: bytes) -> None:
+    """Create or truncate `name` in `dir_fd` and write `data`; never through a link."""
+    fd = os.open(name, _CREATE_FLAGS | os.O_TRUNC, 0o666, dir_fd=dir_fd)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _open_file(dir_fd: int, name: str) -> BinaryIO:
@@ -163,7 +178,6 @@ class LocalConnector:
         problem = self.key_problem(key)
         if problem is not None:
             raise refuse_key(self.url, key, problem)
-        self._check_root()
         return key.split("/")
 
     def _link_error(self, key: str, name: str, *, reading: bool) -> ConnectorError:
@@ -188,8 +202,13 @@ class LocalConnector:
     ) -> Iterator[int]:
         """A descriptor on root/parts, each folder opened from its parent without following a
         link (a link anywhere on the way is refused); `create` makes missing folders.
-        OSError (FileNotFoundError when a folder is missing) is the caller's to map."""
-        fd = os.open(self._root, DIR_FLAGS & ~os.O_NOFOLLOW)
+        OSError (FileNotFoundError when a folder is missing) is the caller's to map; a
+        missing root is ContainerNotFound."""
+        try:
+            fd = os.open(self._root, DIR_FLAGS & ~os.O_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            self._check_root()
+            raise
         try:
             for name in parts:
                 fd = self._step(fd, name, key, create=create, reading=reading)
@@ -236,9 +255,11 @@ class LocalConnector:
             return {}
         return loaded if isinstance(loaded, dict) else {}
 
-    def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
+    def _info(self, key: str, st: os.stat_result, *, sidecars: bool = True) -> ObjectInfo:
+        """What `st` says of `key`, with its sidecar's checksum and metadata (`sidecars`
+        false: the root has no sidecar folder, so no file has one)."""
         etag = _etag(st)
-        sidecar = self._sidecar(key)
+        sidecar = self._sidecar(key) if sidecars else {}
         if sidecar.get("etag") != etag:  # the file changed behind our back: ignore it
             sidecar = {}
         md5 = sidecar.get("content-md5")
@@ -266,13 +287,16 @@ class LocalConnector:
             return  # no storable key lies under such a prefix
         try:
             with self._dir(parts, prefix, reading=True) as fd:
-                yield from self._walk_dir(fd, base, prefix)
+                # No sidecar folder (a source written by others): no file has a sidecar, so
+                # none is looked for (one failed open per file otherwise).
+                sidecars = os.path.lexists(self._root / META_DIR)
+                yield from self._walk_dir(fd, base, prefix, sidecars)
         except (FileNotFoundError, NotADirectoryError, ObjectNotFound):
             return
         except OSError as exc:
             raise _map_error(exc, self.url, base) from exc
 
-    def _walk_dir(self, fd: int, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+    def _walk_dir(self, fd: int, rel: str, prefix: str, sidecars: bool) -> Iterator[ObjectInfo]:
         try:
             with os.scandir(fd) as it:
                 entries = [(e.name, e.is_dir(follow_symlinks=False), e) for e in it]
@@ -286,11 +310,13 @@ class LocalConnector:
                 continue
             if is_dir:
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
-                    yield from self._walk_child(fd, name, key + "/", prefix)
+                    yield from self._walk_child(fd, name, key + "/", prefix, sidecars)
             elif key.startswith(prefix) and entry.is_file(follow_symlinks=False):
-                yield self._info(key, entry.stat(follow_symlinks=False))
+                yield self._info(key, entry.stat(follow_symlinks=False), sidecars=sidecars)
 
-    def _walk_child(self, fd: int, name: str, rel: str, prefix: str) -> Iterator[ObjectInfo]:
+    def _walk_child(
+        self, fd: int, name: str, rel: str, prefix: str, sidecars: bool
+    ) -> Iterator[ObjectInfo]:
         try:
             child = os.open(name, DIR_FLAGS, dir_fd=fd)
         except FileNotFoundError:
@@ -300,7 +326,7 @@ class LocalConnector:
                 return  # swapped for a link or a file since the folder was read
             raise _map_error(exc, self.url, rel) from exc
         try:
-            yield from self._walk_dir(child, rel, prefix)
+            yield from self._walk_dir(child, rel, prefix, sidecars)
         finally:
             os.close(child)
 
@@ -319,50 +345,76 @@ class LocalConnector:
         file is opened without following a link (a file swapped for one is not read)."""
         parts = self._parts(key)
         try:
-            with self._dir(parts[:-1], key, reading=True) as fd:
-                handle = _open_file(fd, parts[-1])
+            with self._dir(parts[:-1], key, reading=True) as dir_fd:
+                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise self._link_error(key, parts[-1], reading=True) from None
             raise _map_error(exc, self.url, key) from exc
         try:
-            st = os.fstat(handle.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                where = f"{self.url}/{display_key(key)}"
-                raise ObjectNotFound(f"{where} is not a file", connector=self.url, key=key)
-            etag = _etag(st)
-            if if_match is not None and if_match != etag:
-                raise PreconditionFailed(
-                    f"{self.url}/{key} changed: etag {etag}, expected {if_match}; "
-                    "re-plan the object",
-                    connector=self.url,
-                    key=key,
-                )
+            self._check_opened(key, os.fstat(fd), if_match)
             if byte_range is None:
-                return handle
-            handle.seek(byte_range.start)
-            return io.BytesIO(handle.read(byte_range.length))
+                handed_over, fd = fd, -1
+                return os.fdopen(handed_over, "rb")
+            return io.BytesIO(_pread_all(fd, byte_range))
         except OSError as exc:
-            handle.close()
             raise _map_error(exc, self.url, key) from exc
-        except BaseException:
-            handle.close()
-            raise
         finally:
-            if byte_range is not None:
-                handle.close()
+            if fd >= 0:
+                os.close(fd)
+
+    def _check_opened(self, key: str, st: os.stat_result, if_match: str | None) -> None:
+        if not stat.S_ISREG(st.st_mode):
+            where = f"{self.url}/{display_key(key)}"
+            raise ObjectNotFound(f"{where} is not a file", connector=self.url, key=key)
+        etag = _etag(st)
+        if if_match is not None and if_match != etag:
+            raise PreconditionFailed(
+                f"{self.url}/{key} changed: etag {etag}, expected {if_match}; re-plan the object",
+                connector=self.url,
+                key=key,
+            )
 
     def put(
         self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
     ) -> ObjectInfo:
-        """Write `size` bytes from `data` to a staging file, then rename it into place. The
-        staging file is removed whatever fails."""
+        """Write `size` bytes from `data` to a staging file, fsync it, then rename it into
+        place. The staging file is removed whatever fails."""
+        return self._put(key, data, size, metadata, sync=True)
+
+    def put_unsynced(
+        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+    ) -> ObjectInfo:
+        """`put` without the fsync: the object is in place, and durable after `sync`."""
+        return self._put(key, data, size, metadata, sync=False)
+
+    def sync(self) -> None:
+        """Make every write to the file system holding the root durable (syncfs(2); where
+        the platform has none, sync(2))."""
+        try:
+            fd = os.open(self._root, DIR_FLAGS & ~os.O_NOFOLLOW)
+            try:
+                _syncfs(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _map_error(exc, self.url) from exc
+
+    def _put(
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None,
+        *,
+        sync: bool,
+    ) -> ObjectInfo:
         parts = self._parts(key)
         tmp = f"put-{uuid.uuid4().hex}"
         try:
             with self._dir([UPLOADS_DIR], key, create=True) as staging:
                 try:
-                    md5 = _copy_into(staging, tmp, [data], limit=size)
+                    md5 = _copy_into(staging, tmp, [data], limit=size, sync=sync)
                     return self._publish(key, parts, staging, tmp, md5, metadata or {})
                 finally:
                     _unlink_quietly(staging, tmp)
@@ -386,14 +438,18 @@ class LocalConnector:
         ):
             os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=fd)
             st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-            sidecar = {
-                "etag": _etag(st),
-                "content-md5": base64.b64encode(md5).decode(),
-                "metadata": {k.lower(): v for k, v in metadata.items()},
-            }
-            with _create(meta_fd, parts[-1] + META_SUFFIX, exclusive=False) as fh:
-                fh.write(json.dumps(sidecar).encode("utf-8"))
-        return self._info(key, st)
+            md5_b64 = base64.b64encode(md5).decode()
+            meta = {k.lower(): v for k, v in metadata.items()}
+            sidecar = {"etag": _etag(st), "content-md5": md5_b64, "metadata": meta}
+            _write_file(meta_fd, parts[-1] + META_SUFFIX, json.dumps(sidecar).encode("utf-8"))
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            etag=_etag(st),
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            checksums={"content-md5": md5_b64},
+            metadata=meta,
+        )
 
     def delete(self, key: str) -> None:
         """Remove the file `key` and its sidecar. A link, at the key or on the way to it, is
@@ -502,14 +558,30 @@ class LocalConnector:
             shutil.rmtree(token, dir_fd=staging)
 
 
+def _syncfs(fd: int) -> None:
+    """syncfs(2) on the file system of `fd` (one flush for many files), else sync(2)."""
+    if _LIBC is None or not hasattr(_LIBC, "syncfs"):
+        os.sync()
+        return
+    if _LIBC.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def _copy_into(
-    dir_fd: int, name: str, sources: Sequence[BinaryIO], limit: int | None = None
+    dir_fd: int,
+    name: str,
+    sources: Sequence[BinaryIO],
+    limit: int | None = None,
+    *,
+    sync: bool = True,
 ) -> bytes:
-    """Copy `sources` (at most `limit` bytes in total) into the new file `name` of `dir_fd`,
-    fsync it; its MD5."""
+    """Copy `sources` (at most `limit` bytes in total) into the new file `name` of `dir_fd`
+    (fsync'ed when `sync`); its MD5."""
     md5 = hashlib.md5(usedforsecurity=False)
     remaining = limit
-    with _create(dir_fd, name) as out:
+    fd = os.open(name, _CREATE_FLAGS | os.O_EXCL, 0o666, dir_fd=dir_fd)
+    try:
         for source in sources:
             while remaining is None or remaining > 0:
                 want = COPY_BUFFER_BYTES if remaining is None else min(remaining, COPY_BUFFER_BYTES)
@@ -517,12 +589,34 @@ def _copy_into(
                 if not block:
                     break
                 md5.update(block)
-                out.write(block)
+                _write_all(fd, block)
                 if remaining is not None:
                     remaining -= len(block)
-        out.flush()
-        os.fsync(out.fileno())
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     return md5.digest()
+
+
+def _pread_all(fd: int, byte_range: ByteRange) -> bytes:
+    """`byte_range` of the file (shorter at its end: the range is clipped)."""
+    pieces = []
+    offset, left = byte_range.start, byte_range.length
+    while left:
+        piece = os.pread(fd, min(left, COPY_BUFFER_BYTES * 16), offset)
+        if not piece:
+            break
+        pieces.append(piece)
+        offset += len(piece)
+        left -= len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class LocalPartWriter:
@@ -632,9 +726,10 @@ class LocalPartWriter:
 
 
 if TYPE_CHECKING:
-    from bascule.connectors.base import Connector, PartWriter, PartWriterOpener
+    from bascule.connectors.base import Connector, DeferredSync, PartWriter, PartWriterOpener
 
     def _typecheck(connector: LocalConnector, writer: LocalPartWriter) -> None:
         _c: Connector = connector
         _o: PartWriterOpener = connector
+        _d: DeferredSync = connector
         _w: PartWriter = writer

@@ -54,10 +54,12 @@ from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
 from bascule.migration.retry import call_with_retries
 from bascule.migration.tasks import (
     ObjectKey,
+    ObjectOutcome,
     PartFailed,
     PartResult,
     PartTask,
     composite,
+    run_objects,
     run_part_with_retries,
 )
 from bascule.runners import TaskRunner
@@ -67,6 +69,10 @@ T = TypeVar("T")
 UNJOURNALED = -1  # ObjectRow.id of a single-request object not yet in the journal
 TaskFn = Callable[[PartTask], PartResult]
 SUMMARY_SECONDS = 10.0  # an info line with the counts so far, at most this often
+# A batch of small objects (`run_objects`) holds at most this many objects and, once it holds
+# this many bytes, is sent: one task per object costs more than the copy of a small one.
+BATCH_OBJECTS = 64
+BATCH_BYTES = 8 * 1024 * 1024
 
 
 class ProgressSink(Protocol):
@@ -147,7 +153,10 @@ class Coordinator:
         recipients: list[str],
         progress: ProgressSink | None = None,
         stop: threading.Event | None = None,
+        objects_hint: int = 0,
     ) -> None:
+        """`objects_hint`: how many objects the run expects (the plan's count), which sizes
+        the batches of small objects so that every worker gets some (0: unknown)."""
         self.journal = journal
         self.run_id = run_id
         self.runner = runner
@@ -159,11 +168,15 @@ class Coordinator:
         self.uploads = Uploads(journal)
         self.key_file = str(journal.path.with_name(journal.path.name + ".key"))
         self._wrapper = KeyWrapper.load_or_create(Path(self.key_file))
-        self._futures: dict[Future[tuple[PartResult, int]], tuple[ObjectJob, PartSpec]] = {}
+        self._futures: dict[Future[Any], _Flight] = {}
+        self._batch: list[tuple[ObjectJob, PartSpec]] = []  # small objects not yet submitted
+        self._batch_bytes = 0
+        self._batch_max = batch_size(objects_hint, options.concurrency)
         self._bytes_in_flight = 0
         self._failure: BaseException | None = None
         self._ready: deque[ObjectJob] = deque()
         self._parsed_recipients: list[Any] | None = None
+        self._recipients = tuple(recipients)
         self._unflushed_bytes = 0  # of single-request objects whose commit row is not durable
         self._summary_at = time.monotonic()
 
@@ -192,7 +205,10 @@ class Coordinator:
         self, plan: ObjectPlan, source: EndpointRef, target: EndpointRef
     ) -> ObjectJob:
         tgt = connector(target)
-        old = self.journal.get_object(plan.dataset, plan.target_key)
+        # A "new" object has no journal row: the plan merged the journal and found none.
+        old = None
+        if plan.action != "new":
+            old = self.journal.get_object(plan.dataset, plan.target_key)
         if old is not None and old.state == "in_progress" and old.source_etag == plan.etag:
             resumed = self._resume(plan, old, source, target, tgt)
             if resumed is not None:
@@ -384,32 +400,60 @@ class Coordinator:
         work: Iterator[tuple[ObjectPlan, EndpointRef, EndpointRef]],
         exhausted: bool,
     ) -> bool:
-        """Submit parts while the byte and task bounds allow; returns whether work ran out."""
+        """Submit parts while the byte and task bounds allow; returns whether work ran out.
+
+        Objects written in one request gather into a batch (`run_objects`), submitted when
+        full, when the work runs out, or when the next object is not one."""
         while len(self._futures) < self.options.concurrency * 2:
             while ready and not ready[0].pending:
                 ready.popleft()
             if not ready:
                 if exhausted:
+                    self._submit_batch()
                     return True
                 item = next(work, None)
                 if item is None:
+                    self._submit_batch()
                     return True
                 job = self._start_object(*item)
                 if job.complete or not job.pending:
                     self._finish_object(job)
-                    continue
-                ready.append(job)
+                elif not self._batched(job):
+                    ready.append(job)
                 continue
             job = ready[0]
             part = job.pending[0]
-            if self._over_budget(part.cipher_length) and self._unflushed_bytes:
-                self.journal.flush()
-                self._release_durable()
-            if self._over_budget(part.cipher_length):
+            self._submit_batch()
+            if not self._room_for(part.cipher_length):
                 return exhausted
             job.pending.popleft()
             self._submit(job, part)
         return exhausted
+
+    def _room_for(self, nbytes: int) -> bool:
+        """Whether `nbytes` more fit the byte bound (flushing the group commit first if the
+        bytes it holds are what stands in the way)."""
+        if self._over_budget(nbytes) and self._unflushed_bytes:
+            self.journal.flush()
+            self._release_durable()
+        return not self._over_budget(nbytes)
+
+    def _batched(self, job: ObjectJob) -> bool:
+        """Add a single-request object to the open batch; False (the caller sends it alone)
+        for an object of parts, or when the batch and it would not fit the byte bound."""
+        part = job.pending[0]
+        if job.row.id != UNJOURNALED or len(job.pending) != 1:
+            self._submit_batch()
+            return False
+        if not self._room_for(self._batch_bytes + part.cipher_length):
+            self._submit_batch()
+            return False
+        job.pending.popleft()
+        self._batch.append((job, part))
+        self._batch_bytes += part.cipher_length
+        if len(self._batch) >= self._batch_max or self._batch_bytes >= BATCH_BYTES:
+            self._submit_batch()
+        return True
 
     def _over_budget(self, nbytes: int) -> bool:
         busy = self._bytes_in_flight > 0  # one part is always allowed, however large
@@ -421,9 +465,9 @@ class Coordinator:
             self._bytes_in_flight -= self._unflushed_bytes
             self._unflushed_bytes = 0
 
-    def _submit(self, job: ObjectJob, part: PartSpec) -> None:
+    def _task(self, job: ObjectJob, part: PartSpec) -> PartTask:
         row = job.row
-        task = PartTask(
+        return PartTask(
             source=job.source,
             target=job.target,
             source_key=job.plan.source_key,
@@ -436,24 +480,43 @@ class Coordinator:
             nonce=row.nonce or b"",
             resume_token=row.resume_token,
             metadata=object_metadata(job.plan),
-            recipients=tuple(self.recipients) if job.key is None else (),
+            recipients=self._recipients if job.key is None else (),
         )
+
+    def _submit(self, job: ObjectJob, part: PartSpec) -> None:
+        row = job.row
         used = 0
         if row.id != UNJOURNALED:
             used = self.journal.attempts(row.id, row.generation, part.number)
         left = max(1, self.options.max_attempts - used)
-        future = self.runner.submit(run_part_with_retries, task, left)
-        self._futures[future] = (job, part)
-        self._bytes_in_flight += part.cipher_length
-        job.in_flight += 1
+        future = self.runner.submit(run_part_with_retries, self._task(job, part), left)
+        self._track(future, _Flight([(job, part)], batch=False))
+
+    def _submit_batch(self) -> None:
+        """Send the open batch of small objects as one task (a batch of one goes alone)."""
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if len(batch) == 1:
+            self._submit(*batch[0])
+            return
+        if batch:
+            tasks = tuple(self._task(job, part) for job, part in batch)
+            future = self.runner.submit(run_objects, tasks, self.options.max_attempts)
+            self._track(future, _Flight(batch, batch=True))
+
+    def _track(self, future: Future[Any], flight: _Flight) -> None:
+        self._futures[future] = flight
+        for job, part in flight.entries:
+            self._bytes_in_flight += part.cipher_length
+            job.in_flight += 1
 
     def _settle_some(self) -> None:
         done, _ = wait(list(self._futures), timeout=GROUP_SECONDS, return_when=FIRST_COMPLETED)
         for future in done:
-            job, part = self._futures.pop(future)
-            self._bytes_in_flight -= part.cipher_length
-            job.in_flight -= 1
-            self._settle(job, part, future)
+            flight = self._futures.pop(future)
+            for job, part in flight.entries:
+                self._bytes_in_flight -= part.cipher_length
+                job.in_flight -= 1
+            self._settle(flight, future)
         self.journal.flush_if_due()
         self._release_durable()
         self._summary()
@@ -466,17 +529,22 @@ class Coordinator:
             log.info("copy.progress", objects=s.objects_committed, parts=s.parts_sent,
                      bytes=s.bytes_sent, bytes_in_flight=self._bytes_in_flight)  # fmt: skip
 
-    def _settle(
-        self, job: ObjectJob, part: PartSpec, future: Future[tuple[PartResult, int]]
-    ) -> None:
+    def _settle(self, flight: _Flight, future: Future[Any]) -> None:
+        """Record what a task returned: one part's result, or one per object of a batch
+        (a runner's own failure fails every object the task carried)."""
         exc = future.exception()
-        if exc is None:
-            result, attempts = future.result()
-            self._record(job, result, attempts)
-            return
-        if job.row.generation < 0:  # object already restarted: stale result
-            return
-        self._on_failure(job, part, exc)
+        if exc is not None:
+            outcomes: list[ObjectOutcome] = [exc] * len(flight.entries)  # type: ignore[list-item]
+        elif flight.batch:
+            outcomes = future.result()
+        else:
+            outcomes = [future.result()]
+        for (job, part), outcome in zip(flight.entries, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if job.row.generation >= 0:  # else: object already restarted, stale result
+                    self._on_failure(job, part, outcome)
+                continue
+            self._record(job, *outcome)
 
     def _record(self, job: ObjectJob, result: PartResult, attempts: int) -> None:
         row = job.row
@@ -608,6 +676,22 @@ class Coordinator:
         """Wait for in-flight parts and record what finished (a stop loses nothing done)."""
         while self._futures:
             self._settle_some()
+
+
+@dataclass(frozen=True)
+class _Flight:
+    """What one submitted task carries: one part, or (`batch`) one part per small object."""
+
+    entries: list[tuple[ObjectJob, PartSpec]]
+    batch: bool
+
+
+def batch_size(objects_hint: int, concurrency: int) -> int:
+    """Small objects per `run_objects` task: up to BATCH_OBJECTS, fewer when the run holds
+    few objects, so that each of the `concurrency` workers still gets several batches."""
+    if objects_hint <= 0:
+        return BATCH_OBJECTS
+    return max(1, min(BATCH_OBJECTS, objects_hint // (concurrency * 4)))
 
 
 def _committed_values(row: ObjectRow) -> dict[str, Any]:

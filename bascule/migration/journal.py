@@ -38,6 +38,7 @@ and target locations) is stored at creation and checked at every open.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -531,21 +532,19 @@ class Journal:
     ) -> None:
         """Record an object written in one request, already committed, replacing any earlier
         generation's row (group commit: durable at the next flush)."""
+        cols = dict(
+            values, state="committed", plain_sha256=plain, cipher_sha256=cipher,
+            target_etag=etag, run_id=run, updated=time.time(), header=None, nonce=None,
+            wrapped_key=None, resume_token=None,
+        )  # fmt: skip
         with self._grouped() as db:
-            old = db.execute(
-                "SELECT id FROM objects WHERE dataset=? AND target_key=?",
-                (values["dataset"], values["target_key"]),
-            ).fetchone()
-            if old:
-                db.execute("DELETE FROM parts WHERE object_id=?", (old[0],))
-                db.execute("DELETE FROM objects WHERE id=?", (old[0],))
-            cols = dict(
-                values, state="committed", plain_sha256=plain, cipher_sha256=cipher,
-                target_etag=etag, run_id=run, updated=time.time(),
-            )  # fmt: skip
-            names = ", ".join(cols)
-            marks = ", ".join("?" for _ in cols)
-            db.execute(f"INSERT INTO objects ({names}) VALUES ({marks})", tuple(cols.values()))
+            if int(values.get("generation", 1)) > 1:  # an earlier generation's row exists
+                db.execute(
+                    "DELETE FROM parts WHERE object_id IN "
+                    "(SELECT id FROM objects WHERE dataset=? AND target_key=?)",
+                    (values["dataset"], values["target_key"]),
+                )
+            db.execute(_upsert_sql(tuple(cols)), tuple(cols.values()))
 
     def drop_object(self, object_id: int) -> None:
         with self.transaction() as db:
@@ -694,6 +693,18 @@ _OBJECT_COLS = (
     "part_size, parts, state, generation, header, nonce, wrapped_key, resume_token, "
     "plain_sha256, cipher_sha256, target_etag"
 )
+
+
+@functools.cache
+def _upsert_sql(columns: tuple[str, ...]) -> str:
+    """One statement for a row of `objects` that replaces the key's earlier row, if any."""
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f"{c}=excluded.{c}" for c in columns)
+    return (
+        f"INSERT INTO objects ({names}) VALUES ({marks}) "
+        f"ON CONFLICT (dataset, target_key) DO UPDATE SET {updates}"
+    )
 
 
 def _object_row(row: tuple[Any, ...]) -> ObjectRow:

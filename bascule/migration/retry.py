@@ -136,6 +136,19 @@ def call_with_retries(
     """Call `fn` until it succeeds, a non-retryable error occurs, or the budget is spent
     (then the last error propagates, unchanged). Returns the result and the attempts taken
     here; a caller that needs the count of a failed call counts the calls of `fn`."""
+    try:  # the first attempt outside tenacity: most calls succeed, and it costs ~30 us a call
+        return fn(), 1
+    except Exception as exc:
+        if max_attempts - attempts_used <= 1 or not should_retry(exc):
+            raise
+        first: list[BaseException] = [exc]
+
+    def replayed() -> T:
+        """The failed first attempt as tenacity's attempt 1, then `fn` again."""
+        if first:
+            raise first.pop()
+        return fn()
+
     attempts = 0
 
     def count(_: RetryCallState) -> None:
@@ -152,4 +165,4 @@ def call_with_retries(
         on_retry=on_retry,
         before=count,
     )
-    return policy(fn), attempts
+    return policy(replayed), attempts

@@ -245,8 +245,9 @@ def _run(
     own_runner = runner is None
     runner = runner or ThreadRunner(opts.concurrency, "part")
     coordinator = Coordinator(
-        journal, run_id, runner, opts, cfg.encryption.recipients, progress, stop
-    )
+        journal, run_id, runner, opts, cfg.encryption.recipients, progress, stop,
+        objects_hint=counted.objects,
+    )  # fmt: skip
     started = time.monotonic()
     status = "failed"
     try:

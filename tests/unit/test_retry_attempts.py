@@ -26,7 +26,7 @@ def failing(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
     """Errors `run_part` raises, in order; once they run out it succeeds."""
     errors: list[BaseException] = []
 
-    def run_part(_: PartTask) -> PartResult:
+    def run_part(_: PartTask, *, deferred: bool = False) -> PartResult:
         if errors:
             raise errors.pop(0)
         return PartResult(1, 1, 1, "p", "c", "e")
