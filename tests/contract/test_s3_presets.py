@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from typing import Any
 
 import pytest
 
 from bascule.connectors.s3.connector import S3Connector, endpoint_for, load_quirks
 from bascule.errors import ConfigError
 from tests.conftest import S3Server, new_container_name
+from tests.faults.proxy import FaultPlan, FaultProxy
 
 OVH_REGIONS = ["gra", "sbg", "rbx", "eu-west-par", "de", "uk", "waw", "bhs"]
 
@@ -65,33 +65,28 @@ def test_presets_declare_s3_part_limits() -> None:
 
 
 def test_requests_carry_a_plain_checksum_header_and_no_trailer(moto_s3: S3Server) -> None:
-    """OVHcloud rejects aws-chunked checksum trailers: only plain headers may be sent."""
+    """OVHcloud rejects aws-chunked checksum trailers: only plain headers may be sent, on
+    the SDK's requests and on the data path's alike (seen on the wire, through a proxy)."""
     bucket = new_container_name()
-    connector = S3Connector(
-        bucket,
-        endpoint_url=moto_s3.endpoint_url,
-        region=moto_s3.region,
-        access_key_id=moto_s3.access_key_id,
-        secret_access_key=moto_s3.secret_access_key,
-        provider="other",
-    )
-    sent: list[dict[str, str]] = []
-
-    def record(request: Any, **_: Any) -> None:
-        sent.append(
-            {
-                k.lower(): v.decode() if isinstance(v, bytes) else str(v)
-                for k, v in request.headers.items()
-            }
+    proxy = FaultProxy(moto_s3.endpoint_url, FaultPlan(rate=0.0)).start()
+    try:
+        connector = S3Connector(
+            bucket,
+            endpoint_url=proxy.url,
+            region=moto_s3.region,
+            access_key_id=moto_s3.access_key_id,
+            secret_access_key=moto_s3.secret_access_key,
+            provider="other",
         )
-
-    client = connector._client
-    client.meta.events.register("before-send.s3", record)
-    client.create_bucket(Bucket=bucket)
-    data = b"part bytes" * 100
-    connector.put("small.bin", io.BytesIO(data), len(data))
-    writer = connector.open_writer("multi.bin")
-    writer.write_part(1, data)
+        connector._client.create_bucket(Bucket=bucket)
+        data = b"part bytes" * 100
+        connector.put("small.bin", io.BytesIO(data), len(data))
+        writer = connector.open_writer("multi.bin")
+        writer.write_part(1, data)
+        writer.abort()
+        sent = list(proxy.received_headers)
+    finally:
+        proxy.stop()
     md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
     uploads = [h for h in sent if "content-md5" in h]
     assert [h["content-md5"] for h in uploads] == [md5, md5]  # the put and the part
@@ -99,4 +94,3 @@ def test_requests_carry_a_plain_checksum_header_and_no_trailer(moto_s3: S3Server
         assert "x-amz-trailer" not in headers
         assert "aws-chunked" not in headers.get("content-encoding", "")
         assert not any(k.startswith("x-amz-checksum-") for k in headers)
-    writer.abort()

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import botocore.client
 import pytest
+import urllib3
 import urllib3.response
 from azure.core.pipeline.transport import RequestsTransport
 
@@ -41,6 +42,8 @@ class BrokenStore(dict[str, Any]):
 
 def _inject_s3(mp: pytest.MonkeyPatch, _: Connector) -> None:
     mp.setattr(botocore.client.BaseClient, "_make_api_call", boom)
+    # the data path (object reads and writes) sends through urllib3 directly
+    mp.setattr(urllib3.HTTPConnectionPool, "urlopen", boom)
 
 
 def _inject_azure(mp: pytest.MonkeyPatch, _: Connector) -> None:

@@ -10,7 +10,8 @@ Clients point their endpoint at the proxy; it forwards each request to one upstr
 - ``truncate``: forwarded, then the body stops short of its Content-Length and the socket closes;
 - ``slow``: forwarded after a delay of ``slow_s``.
 
-Every request's method, path and body size is kept in `received` (what the client sent).
+Every request's method, path and body size is kept in `received` (what the client sent), and
+its headers in `received_headers`.
 Faults hit only the requests `applies` accepts (by default every request except listings),
 and never more than `max_faults`. Every injection is counted in `injected`, per kind.
 
@@ -68,6 +69,7 @@ class FaultProxy:
         self.refused_parts: list[int] = []  # part numbers refused as above max_part_number
         self.part_numbers: list[int] = []  # part numbers forwarded upstream
         self.received: list[tuple[str, str, int]] = []  # (method, path, body bytes)
+        self.received_headers: list[dict[str, str]] = []  # each request's, names lowercase
         self._rng = random.Random(plan.seed)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -162,6 +164,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self._body()
         with self.owner._lock:
             self.owner.received.append((self.command, self.path, len(body)))
+            self.owner.received_headers.append({k.lower(): v for k, v in self.headers.items()})
         if not self.owner.plan.hold_after_forward:
             self.owner.wait_held((self.command, self.path))
         if self.owner.part_refused(self.command, self.path):

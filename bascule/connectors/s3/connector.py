@@ -25,11 +25,12 @@ import builtins
 import contextlib
 import hashlib
 import io
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -47,6 +48,8 @@ from bascule.connectors.base import (
     object_key_problem,
     status_error,
 )
+from bascule.connectors.http import HttpFailure, PoolSettings, ResponseStream
+from bascule.connectors.s3.rest import S3Rest
 from bascule.errors import (
     AccessDenied,
     ConfigError,
@@ -61,6 +64,12 @@ from bascule.errors import (
 
 DEFAULT_LIST_PAGE_SIZE = 1000  # S3's own maximum for ListObjectsV2
 TOKEN_PREFIX = "s3mpu1."
+# Connections kept open per host, on each path: at least the concurrency of a run (a busy
+# pool opens more, and drops them after use: a TLS handshake each).
+MAX_CONNECTIONS = 64
+READ_BUFFER_BYTES = 1024 * 1024  # reads of the data path: whole age chunks at a time
+SHA256_HEADER = "x-amz-checksum-sha256"
+T = TypeVar("T")
 
 # S3 error codes, by the bascule class they map to; read before the HTTP status.
 # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
@@ -119,6 +128,8 @@ SDK_ERRORS: tuple[type[BaseException], ...] = (
     urllib3.exceptions.HTTPError,
     OSError,
 )
+# The data path's: its own failures, and the same transport errors.
+DATA_ERRORS: tuple[type[BaseException], ...] = (HttpFailure, *SDK_ERRORS)
 WORDING = ErrorWording("S3", "bucket", "the access key, secret and policy")
 
 
@@ -185,12 +196,16 @@ def _lowered_part_limit(quirks: S3Quirks, provider: str, max_parts: int | None) 
 
 
 def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
-    """The single place where boto3/botocore/urllib3 exceptions become bascule errors.
+    """The single place where boto3/botocore/urllib3 exceptions, and the data path's
+    `HttpFailure`, become bascule errors.
 
     Total, so `should_retry` may ask about anything: an exception that is not one of
     `SDK_ERRORS` comes back as a permanent ConnectorError (the methods never pass one)."""
     if isinstance(exc, ConnectorError):
         return exc
+    if isinstance(exc, HttpFailure):
+        cls = CODE_ERRORS.get(exc.code) or status_error(exc.status) or ConnectorError
+        return WORDING.error(cls, url, key, str(exc), retry_after_s=exc.retry_after_s)
     if isinstance(exc, botocore.exceptions.ClientError):
         return _map_client_error(exc, url, key)
     if isinstance(
@@ -279,6 +294,7 @@ class S3Connector:
         read_timeout_s: float = 60.0,
         list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
         ca_bundle: str | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._bucket = bucket
         self._quirks = load_quirks(provider)
@@ -290,20 +306,45 @@ class S3Connector:
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             s3={"addressing_style": self._quirks.addressing_style},
+            max_pool_connections=max_connections,
         )
-        # Credentials not given here come from the SDK's own chain (env, profile, role).
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_for(provider, region, endpoint_url),
-            region_name=region,
+        # Credentials not given here come from the SDK's own chain (env, profile, role); the
+        # data path signs with the same session's.
+        self._session = boto3.session.Session(
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
             aws_session_token=session_token,
+        )
+        self._client = self._session.client(
+            "s3",
+            endpoint_url=endpoint_for(provider, region, endpoint_url),
+            region_name=region,
             config=config,
             verify=ca_bundle,  # a PEM file of the CAs to trust; None: the system's store
         )
+        self._pool_settings = PoolSettings(
+            ca_bundle, connect_timeout_s, read_timeout_s, max_connections
+        )
+        self._rest: S3Rest | None = None
+        self._rest_lock = threading.Lock()
         self.list_page_size = list_page_size
         self.list_pages_fetched = 0
+
+    def _data_path(self) -> S3Rest:
+        """The data path's client, made on first use (credentials resolved then, as boto3
+        does), on the very URL boto3 would send an object request to."""
+        with self._rest_lock:
+            if self._rest is None:
+                credentials = self._session.get_credentials()
+                if credentials is None:
+                    raise WORDING.error(AccessDenied, self.url, "", "no usable credentials")
+                self._rest = S3Rest(
+                    _object_base_url(self._client, self._bucket),
+                    str(self._client.meta.region_name or "us-east-1"),
+                    credentials,
+                    self._pool_settings,
+                )
+            return self._rest
 
     @property
     def url(self) -> str:
@@ -403,26 +444,30 @@ class S3Connector:
         if byte_range is not None and byte_range.length == 0:
             self._check_etag(key, self.stat(key).etag, if_match)
             return io.BytesIO(b"")
-        extra: dict[str, str] = {}
-        if if_match is not None:
-            extra["IfMatch"] = f'"{if_match}"'
-        if byte_range is not None:
-            extra["Range"] = f"bytes={byte_range.start}-{byte_range.end - 1}"
+        start = byte_range.start if byte_range is not None else None
+        length = byte_range.length if byte_range is not None else None
         try:
-            response = self._call("get_object", key, Key=key, **extra)
+            response = self._data(key, lambda rest: rest.get(key, start, length, if_match or ""))
         except ConnectorError as exc:
-            if _error_code(exc.__cause__) != "InvalidRange":
+            if not isinstance(exc.__cause__, HttpFailure) or exc.__cause__.code != "InvalidRange":
                 raise
             # A range starting past the end: clipped to nothing, as the contract says.
             self._check_etag(key, self.stat(key).etag, if_match)
             return io.BytesIO(b"")
-        body = _Body(response["Body"], self.url, key)
+        body = ResponseStream(response, lambda exc: _map_error(exc, self.url, key))
         try:
-            self._check_etag(key, _strip(response.get("ETag", "")), if_match)
+            self._check_etag(key, _strip(response.headers.get("ETag", "")), if_match)
         except PreconditionFailed:
             body.close()
             raise
-        return io.BufferedReader(body)
+        return io.BufferedReader(body, buffer_size=READ_BUFFER_BYTES)
+
+    def _data(self, key: str, call: Callable[[S3Rest], T]) -> T:
+        """A data-path request, its errors mapped like the SDK's."""
+        try:
+            return call(self._data_path())
+        except DATA_ERRORS as exc:
+            raise _map_error(exc, self.url, key) from exc
 
     def _check_etag(self, key: str, etag: str, if_match: str | None) -> None:
         if if_match is not None and etag != if_match:
@@ -433,26 +478,40 @@ class S3Connector:
             )
 
     def _checksum_args(self, data: bytes) -> dict[str, str]:
+        """The checksum parameter of an SDK call writing `data` (see `_checksum_header`)."""
+        name, value = self._checksum_header(data)
+        return {"ChecksumSHA256" if name == SHA256_HEADER else "ContentMD5": value}
+
+    def _checksum_header(self, data: bytes) -> tuple[str, str]:
         if self._quirks.part_checksum == "sha256":
-            digest = hashlib.sha256(data).digest()
-            return {"ChecksumSHA256": base64.b64encode(digest).decode()}
-        return {"ContentMD5": _md5_b64(data)}
+            return SHA256_HEADER, base64.b64encode(hashlib.sha256(data).digest()).decode()
+        return "Content-MD5", _md5_b64(data)
 
     def put(
         self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
     ) -> ObjectInfo:
-        """One PutObject (read into memory to compute its checksum: for small objects)."""
+        """One PutObject (read into memory to compute its checksum: for small objects).
+
+        Layer 2 of integrity without a second request: where the checksum sent is Content-MD5,
+        the ETag S3 answers for a single PutObject is the MD5 of what it stored, which must be
+        the one sent; otherwise (or an ETag that is not an MD5: server-side encryption with
+        KMS) the object is stat'ed and its size checked."""
         payload = data.read(size)
-        self._call(
-            "put_object",
-            key,
-            Key=key,
-            Body=payload,
-            ContentLength=len(payload),
-            Metadata=dict(metadata or {}),
-            **self._checksum_args(payload),
-        )
-        return self.stat(key)
+        name, value = self._checksum_header(payload)
+        meta = dict(metadata or {})
+        headers = self._data(key, lambda rest: rest.put(key, payload, {name: value}, meta))
+        etag = _strip(str(headers.get("ETag", "")))
+        if name == "Content-MD5" and etag == base64.b64decode(value).hex():
+            return ObjectInfo(key=key, size=len(payload), etag=etag, metadata=meta)
+        info = self.stat(key)
+        if info.size != len(payload):
+            raise TransientStorageError(
+                f"{self.url}/{key} holds {info.size} bytes after a put of {len(payload)}; the "
+                "write is sent again",
+                connector=self.url,
+                key=key,
+            )
+        return info
 
     def delete(self, key: str) -> None:
         self._call("delete_object", key, Key=key)
@@ -553,6 +612,33 @@ class S3Connector:
         return PartReceipt(number, byte_range.length, etag)
 
 
+class _Captured(Exception):
+    """Raised by `_object_base_url`'s hook to stop a request before it is sent."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+def _object_base_url(client: Any, bucket: str) -> str:
+    """The URL boto3 sends an object request of `bucket` to, less the key: its own
+    endpoint resolution (region, virtual-hosted or path style, an IP endpoint's path style),
+    read off a HeadObject stopped before it is sent."""
+
+    def capture(request: Any, **_: Any) -> None:
+        raise _Captured(str(request.url))
+
+    event = "before-send.s3.HeadObject"
+    client.meta.events.register_first(event, capture)
+    try:
+        client.head_object(Bucket=bucket, Key="k")
+    except _Captured as captured:
+        return captured.url.split("?", 1)[0].removesuffix("/k")
+    finally:
+        client.meta.events.unregister(event, capture)
+    raise AssertionError("boto3 sent a request past its before-send hook")
+
+
 def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode()
 
@@ -586,14 +672,13 @@ class S3PartWriter:
 
     def write_part(self, number: int, data: bytes) -> PartReceipt:
         """UploadPart with an explicit checksum header; rewriting a number replaces it."""
-        response = self._call(
-            "upload_part",
-            PartNumber=number,
-            Body=data,
-            ContentLength=len(data),
-            **self._owner._checksum_args(data),
+        owner = self._owner
+        header = dict([owner._checksum_header(data)])
+        etag = owner._data(
+            self._key,
+            lambda rest: rest.upload_part(self._key, self._upload_id, number, data, header),
         )
-        return PartReceipt(number, len(data), _strip(response.get("ETag", "")))
+        return PartReceipt(number, len(data), etag)
 
     def list_parts(self) -> builtins.list[PartReceipt]:
         receipts: builtins.list[PartReceipt] = []

@@ -1,0 +1,137 @@
+"""The S3 requests that carry object data, over `bascule.connectors.http` (see there why).
+
+GetObject (whole or a range, If-Match), PutObject and UploadPart, signed with botocore's own
+SigV4 signer (`S3SigV4Auth`) and the credentials the connector's boto3 session resolved, so
+that both paths authenticate the same way. The payload is never hashed for the signature
+(``UNSIGNED-PAYLOAD``, as boto3 does over HTTPS when a checksum header is present): every
+write carries a checksum header instead (Content-MD5 or x-amz-checksum-sha256, per the
+provider's quirks), which is signed and which the server checks where it can.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.utils import percent_encode
+
+from bascule.connectors.http import HttpFailure, PoolSettings, make_pool, retry_after
+
+# What botocore reads to leave the payload out of the signature.
+_UNSIGNED = Config(s3={"payload_signing_enabled": False})
+META_PREFIX = "x-amz-meta-"
+
+
+class S3Rest:
+    """The data-path requests of one bucket. Thread-safe (one pool, shared)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        region: str,
+        credentials: Credentials,
+        settings: PoolSettings,
+    ) -> None:
+        """`base_url`: where the bucket's objects are, e.g. ``https://b.s3.fr-par.scw.cloud``
+        (virtual-hosted) or ``https://127.0.0.1:9000/b`` (path style)."""
+        parts = urlsplit(base_url)
+        self._base = f"{parts.scheme}://{parts.netloc}"
+        self._prefix = parts.path.rstrip("/")
+        self._pool = make_pool(self._base, settings)
+        self._credentials = credentials
+        self._region = region
+
+    def _path(self, key: str, query: str = "") -> str:
+        path = f"{self._prefix}/{percent_encode(key, safe='/~')}"
+        return f"{path}?{query}" if query else path
+
+    def _signed(self, method: str, path: str, headers: dict[str, str]) -> dict[str, str]:
+        request = AWSRequest(method, self._base + path, headers=headers)
+        request.context["client_config"] = _UNSIGNED
+        frozen = self._credentials.get_frozen_credentials()
+        S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
+        return dict(request.headers.items())
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        *,
+        stream: bool = False,
+    ) -> urllib3.BaseHTTPResponse:
+        signed = self._signed(method, path, headers)
+        response = self._pool.urlopen(
+            method,
+            path,
+            body=body,
+            headers=signed,
+            preload_content=not stream,
+            decode_content=False,
+            redirect=False,
+            assert_same_host=False,
+        )
+        if response.status >= 300:
+            failure = _failure(response)
+            response.drain_conn()
+            response.release_conn()
+            raise failure
+        return response
+
+    def get(
+        self, key: str, start: int | None = None, length: int | None = None, if_match: str = ""
+    ) -> urllib3.BaseHTTPResponse:
+        """GetObject (streamed): `length` bytes from `start` when given; If-Match when set."""
+        headers: dict[str, str] = {}
+        if if_match:
+            headers["If-Match"] = f'"{if_match}"'
+        if start is not None and length is not None:
+            headers["Range"] = f"bytes={start}-{start + length - 1}"
+        return self._send("GET", self._path(key), headers, stream=True)
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        checksum: Mapping[str, str],
+        metadata: Mapping[str, str],
+    ) -> Mapping[str, str]:
+        """PutObject; the answer's headers (ETag, checksums)."""
+        headers = {"Content-Length": str(len(body)), **checksum}
+        headers.update({META_PREFIX + k.lower(): v for k, v in metadata.items()})
+        response = self._send("PUT", self._path(key), headers, body)
+        return response.headers
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes, checksum: Any) -> str:
+        """UploadPart; the part's ETag (quotes stripped)."""
+        query = f"partNumber={number}&uploadId={percent_encode(upload_id)}"
+        headers = {"Content-Length": str(len(body)), **checksum}
+        response = self._send("PUT", self._path(key, query), headers, body)
+        return str(response.headers.get("ETag", "")).strip('"')
+
+
+def _failure(response: urllib3.BaseHTTPResponse) -> HttpFailure:
+    """The S3 error an answer carries: <Error><Code>/<Message> in its body (a HEAD or an
+    empty body gives the status alone)."""
+    code, message = "", ""
+    try:
+        body = response.data
+    except urllib3.exceptions.HTTPError:
+        body = b""
+    if body:
+        try:
+            root = ET.fromstring(body)
+            code = root.findtext("Code") or ""
+            message = root.findtext("Message") or ""
+        except ET.ParseError:
+            message = body[:200].decode("utf-8", "replace")
+    headers = dict(response.headers.items())
+    return HttpFailure(response.status, code, message, retry_after(headers), headers)
