@@ -82,7 +82,7 @@ def build_connector(ref: EndpointRef) -> Connector:
     ep = ref.endpoint
     where = f"endpoints.{ref.name}"
     if isinstance(ep, AzureBlobEndpoint):
-        from bascule.connectors.azure_blob import AzureBlobConnector
+        from bascule.connectors.azure.connector import AzureBlobConnector
 
         conn = _env(ep.connection_string_env, where)
         credential = None if conn else _azure_credential(where)

@@ -262,7 +262,7 @@ def _memory_backend() -> Backend:
 def _azure_backend(server: AzuriteServer) -> Backend:
     from azure.storage.blob import BlobServiceClient
 
-    from bascule.connectors.azure_blob import AzureBlobConnector
+    from bascule.connectors.azure.connector import AzureBlobConnector
 
     container = new_container_name()
     with BlobServiceClient.from_connection_string(server.connection_string) as service:

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from bascule.connectors.azure_blob import AzureBlobConnector
+from bascule.connectors.azure.connector import AzureBlobConnector
 from bascule.errors import PreconditionFailed
 from tests.conftest import AzuriteServer, new_container_name
 

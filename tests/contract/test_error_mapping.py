@@ -26,8 +26,9 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from bascule.connectors import azure_blob, local, rclone
-from bascule.connectors.azure_blob import AzureBlobConnector
+from bascule.connectors import local, rclone
+from bascule.connectors.azure import connector as azure_blob
+from bascule.connectors.azure.connector import AzureBlobConnector
 from bascule.connectors.base import Connector, PartReceipt, PartWriterOpener
 from bascule.connectors.rclone import RcloneConnector, s3_remote_env
 from bascule.connectors.s3 import connector as s3

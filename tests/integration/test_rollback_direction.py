@@ -13,7 +13,7 @@ from typing import Any, TypeVar, TypeVarTuple
 import pytest
 
 from bascule.config import load_config
-from bascule.connectors.azure_blob import AzureBlobConnector
+from bascule.connectors.azure.connector import AzureBlobConnector
 from bascule.errors import Interrupted
 from bascule.migration import service
 from bascule.runners import ThreadRunner

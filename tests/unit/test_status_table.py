@@ -12,7 +12,8 @@ import botocore.exceptions
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from bascule.connectors import azure_blob, rclone
+from bascule.connectors import rclone
+from bascule.connectors.azure import connector as azure_blob
 from bascule.connectors.base import STATUS_ERRORS, status_error
 from bascule.connectors.s3 import connector as s3
 from bascule.errors import ConnectorError, TransientStorageError
