@@ -48,6 +48,7 @@ def _inject_s3(mp: pytest.MonkeyPatch, _: Connector) -> None:
 
 def _inject_azure(mp: pytest.MonkeyPatch, _: Connector) -> None:
     mp.setattr(RequestsTransport, "send", boom)
+    mp.setattr(urllib3.HTTPConnectionPool, "urlopen", boom)  # the data path (Get Blob)
 
 
 def _inject_rclone(mp: pytest.MonkeyPatch, _: Connector) -> None:
@@ -117,22 +118,18 @@ def test_a_bug_in_the_sdk_call_path_propagates_unchanged(backend: Backend) -> No
 
 
 # Reads stream after the call returned: the stream wrappers map errors too, so a bug there must
-# come out unchanged as well. Azure fetches a second chunk past 4 MiB; S3 reads its body.
+# come out unchanged as well. Both data paths (S3 GetObject, Azure Get Blob) read a urllib3 body.
 BODY_SIZE = 5 * 1024 * 1024
 
 
-def _break_s3_body(mp: pytest.MonkeyPatch) -> None:
+def _break_body(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(urllib3.response.HTTPResponse, "read", boom)
 
 
-def _break_azure_body(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(RequestsTransport, "send", boom)
-
-
 BREAK_BODY: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
-    "azure_blob": _break_azure_body,
-    "s3_rclone": _break_s3_body,
-    "s3_moto": _break_s3_body,
+    "azure_blob": _break_body,
+    "s3_rclone": _break_body,
+    "s3_moto": _break_body,
 }
 
 

@@ -367,6 +367,26 @@ def test_botocore_adds_no_retry_of_its_own(cloud: CloudSetup) -> None:
     assert (tries, proc.returncode) == (1, 3), proc.stderr
 
 
+def test_the_azure_sdk_adds_no_retry_of_its_own_on_a_cut_download(cloud: CloudSetup) -> None:
+    """transfer.max_attempts 1 and one source body reset mid-way: the run must stop (exit 3)
+    after exactly one Get Blob for that object. (azure-storage-blob's downloader retried a
+    cut download three times on its own, even with retry_total=0.)"""
+    seed(cloud, random.Random(7))
+
+    def one_object(method: str, path: str) -> bool:  # one request reads it whole
+        return blob_read(method, path) and path.split("?")[0].endswith("/small/d.jsonl")
+
+    src_plan = FaultPlan(rate=1.0, kinds=("reset",), flavour="azure", max_faults=1,
+                         applies=one_object)  # fmt: skip
+    with proxies(cloud, src_plan, FaultPlan(rate=0.0)) as px:
+        config = proxied_config(cloud, px.target.url, concurrency=1, max_attempts=1)
+        proc = run_cli("migrate", "-c", str(config))
+        faulted = next(a for a in px.source.arrivals if a.fault)
+        same = (faulted.method, faulted.path)
+        tries = sum(1 for a in px.source.arrivals if (a.method, a.path) == same)
+    assert (tries, proc.returncode) == (1, 3), proc.stderr
+
+
 # --- 4. A truncated or reset source body is never committed -----------------------------------
 
 

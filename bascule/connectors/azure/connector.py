@@ -45,6 +45,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobProperties, BlobServiceClient, ContentSettings
 
+from bascule.connectors.azure.rest import Auth, Bearer, BlobRest, Sas, SharedKey
 from bascule.connectors.base import (
     ByteRange,
     Capabilities,
@@ -57,6 +58,8 @@ from bascule.connectors.base import (
     object_key_problem,
     status_error,
 )
+from bascule.connectors.http import NETWORK_ERRORS as HTTP_NETWORK_ERRORS
+from bascule.connectors.http import HttpFailure, PoolSettings, ResponseStream
 from bascule.errors import (
     AccessDenied,
     ConfigError,
@@ -102,12 +105,20 @@ TYPE_ERRORS: tuple[tuple[type[AzureError], type[ConnectorError]], ...] = (
     (ClientAuthenticationError, AccessDenied),
     (ResourceModifiedError, PreconditionFailed),
 )
-NETWORK_ERRORS = (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    ServiceRequestError,
+    ServiceResponseError,
+    *HTTP_NETWORK_ERRORS,  # the data path's: reset, cut body, timeout
+)
 # What the connector catches and maps: azure-core's exceptions (azure-storage-blob raises
 # those), and the OS errors a socket raises (requests' own errors are OSErrors too). Anything
 # else is a bug and propagates unchanged.
 SDK_ERRORS: tuple[type[BaseException], ...] = (AzureError, OSError)
 WORDING = ErrorWording("Azure", "container", "the connection string, key, SAS or role assignment")
+# The data path's errors: its own failures, and the transport's.
+DATA_ERRORS: tuple[type[BaseException], ...] = (HttpFailure, *HTTP_NETWORK_ERRORS, OSError)
+MAX_CONNECTIONS = 64  # kept open by the data path: at least the concurrency of a run
+READ_BUFFER_BYTES = 1024 * 1024  # reads of the data path: whole age chunks at a time
 
 
 def _error_code(exc: BaseException) -> str:
@@ -122,6 +133,9 @@ def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
     `SDK_ERRORS` comes back as a permanent ConnectorError (the methods never pass one)."""
     if isinstance(exc, ConnectorError):
         return exc
+    if isinstance(exc, HttpFailure):
+        found = CODE_ERRORS.get(exc.code) or status_error(exc.status) or ConnectorError
+        return WORDING.error(found, url, key, str(exc), retry_after_s=exc.retry_after_s)
     code = _error_code(exc)
     status = int(getattr(exc, "status_code", 0) or 0)
     detail = f"{code or status or type(exc).__name__}"
@@ -144,6 +158,30 @@ def _retry_after(exc: BaseException) -> float | None:
         return max(0.0, float(headers.get("Retry-After", "")))
     except (TypeError, ValueError):
         return None
+
+
+def _connection_fields(connection_string: str) -> dict[str, str]:
+    """The ``Name=value`` fields of a connection string, by lowercase name."""
+    fields = (part.split("=", 1) for part in connection_string.split(";") if "=" in part)
+    return {name.strip().lower(): value.strip() for name, value in fields}
+
+
+def _data_path_auth(connection_string: str | None, credential: Any, account: str) -> Auth | None:
+    """How the data path authenticates, from what the SDK client was given: an account key
+    (connection string or key credential), a SAS, or a token credential; None (anonymous,
+    or a credential of another kind) leaves reads on the SDK."""
+    if connection_string:
+        fields = _connection_fields(connection_string)
+        if fields.get("accountkey") and fields.get("accountname"):
+            return SharedKey(fields["accountname"], fields["accountkey"])
+        if fields.get("sharedaccesssignature"):
+            return Sas(fields["sharedaccesssignature"])
+        return None
+    if credential is not None and hasattr(credential, "get_token"):
+        return Bearer(credential)
+    if isinstance(credential, str):
+        return SharedKey(account, credential)
+    return None
 
 
 def _metadata_to_azure(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -245,6 +283,12 @@ class AzureBlobConnector:
         self._endpoint_url = str(service.url)
         self.list_page_size = list_page_size
         self.list_pages_fetched = 0
+        auth = _data_path_auth(connection_string, credential, str(service.account_name))
+        settings = PoolSettings(ca_bundle, max_connections=MAX_CONNECTIONS)
+        container_url = str(self._container.url).split("?", 1)[0]
+        self._rest = (
+            BlobRest(container_url, auth, str(service.api_version), settings) if auth else None
+        )
 
     @property
     def url(self) -> str:
@@ -327,6 +371,8 @@ class AzureBlobConnector:
         if byte_range is not None and byte_range.length == 0:
             self._check_etag(key, self.stat(key).etag, if_match)
             return io.BytesIO(b"")
+        if self._rest is not None:
+            return self._read(self._rest, key, byte_range, if_match)
         kwargs: dict[str, Any] = {}
         if if_match is not None:
             kwargs = {"etag": f'"{if_match}"', "match_condition": MatchConditions.IfNotModified}
@@ -345,6 +391,28 @@ class AzureBlobConnector:
             raise _map_error(exc, self.url, key) from exc
         self._check_etag(key, _strip(downloader.properties.etag), if_match)
         return io.BufferedReader(_Chunks(iter(downloader.chunks()), self.url, key))
+
+    def _read(
+        self, rest: BlobRest, key: str, byte_range: ByteRange | None, if_match: str | None
+    ) -> BinaryIO:
+        """`open_read` on the data path (one Get Blob, its body streamed)."""
+        start = byte_range.start if byte_range is not None else None
+        length = byte_range.length if byte_range is not None else None
+        try:
+            response = rest.get(key, start, length, if_match or "")
+        except DATA_ERRORS as exc:
+            if isinstance(exc, HttpFailure) and exc.code == "InvalidRange":
+                # A range starting past the end: clipped to nothing, as the contract says.
+                self._check_etag(key, self.stat(key).etag, if_match)
+                return io.BytesIO(b"")
+            raise _map_error(exc, self.url, key) from exc
+        body = ResponseStream(response, lambda exc: _map_error(exc, self.url, key))
+        try:
+            self._check_etag(key, _strip(response.headers.get("ETag")), if_match)
+        except PreconditionFailed:
+            body.close()
+            raise
+        return io.BufferedReader(body, buffer_size=READ_BUFFER_BYTES)
 
     def _check_etag(self, key: str, etag: str, if_match: str | None) -> None:
         if if_match is not None and etag != if_match:
