@@ -121,7 +121,11 @@ def _lines(args: argparse.Namespace, p: argparse.ArgumentParser) -> list[str]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_copy", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_copy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="4 x 64 MiB and 500 x 32 KiB")
     mode.add_argument(
@@ -134,19 +138,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="tls: both servers on HTTPS with a local CA every line trusts; plain: HTTP; "
         "both (default): tls, then plain, one sandbox each",
     )
-    p.add_argument("--json", type=Path, help="write every figure to this file")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write every figure to this file")
     p.add_argument(
         "--markdown",
         type=Path,
+        metavar="FILE",
         help="write the summary tables as GitHub markdown, with the command, commit and cores",
     )
-    p.add_argument("--concurrency", type=int, default=8, help="parts/transfers at a time")
-    p.add_argument("--part-size-mib", type=int, default=16, help="bascule part, rclone chunk")
+    p.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="parts/transfers at a time"
+    )
+    p.add_argument(
+        "--part-size-mib", type=int, default=16, metavar="N", help="bascule part, rclone chunk"
+    )
     p.add_argument("--lines", help="comma-separated subset of: " + ", ".join(LINES))
     p.add_argument(
         "--py-spy", action="store_true", help="profile bascule lines (py-spy must be installed)"
     )
-    p.add_argument("--workdir", type=Path, help="keep servers' data here (default: a temp dir)")
+    p.add_argument(
+        "--workdir", type=Path, metavar="DIR", help="keep servers' data here (default: a temp dir)"
+    )
     args = p.parse_args(argv)
     args.line_names = _lines(args, p)
     return args
