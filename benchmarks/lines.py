@@ -6,6 +6,10 @@ rclone gets `--transfers concurrency`, `--s3-chunk-size part_size`, and per obje
 `concurrency // objects` upload streams (`--s3-upload-concurrency`, `--multi-thread-streams`),
 with multipart and multi-thread copies starting at one part size (`--s3-upload-cutoff`,
 `--multi-thread-cutoff`), as bascule's do.
+
+On HTTPS every line trusts the sandbox's CA file and nothing else: bascule through
+`ca_bundle:` on both endpoints, rclone through `--ca-cert`, the raw lines' SDK clients
+through `verify=`/`connection_verify=`. No line can skip certificate verification.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from benchmarks.measure import ProcessFigures, load_1min, run_measured
 from benchmarks.sandbox import REGION, SOURCE_CONTAINER, DatasetShape, Sandbox
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
+# A dataset whose objects average at least this is judged per GiB moved; below it, per
+# 1,000 objects (its cost is per request, not per byte).
+LARGE_OBJECT_BYTES = MiB
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
 
@@ -44,6 +52,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class LineResult:
+    transport: str  # "tls" (HTTPS, both servers) or "plain" (HTTP)
     dataset: str
     line: str
     bytes: int  # plaintext bytes of the dataset
@@ -53,6 +62,7 @@ class LineResult:
     peak_rss_bytes: int
     peak_tree_rss_bytes: int
     cpu_seconds: float
+    server_cpu_seconds: float  # Azurite + rclone serve s3 during the line (same cores)
     stored_objects: int
     stored_bytes: int
     load_1min_before: float
@@ -70,11 +80,33 @@ class LineResult:
             return None
         return self.bytes / self.engine_seconds / 1e6
 
+    @property
+    def large(self) -> bool:
+        """Judged per GiB moved (large objects) rather than per 1,000 objects."""
+        return self.objects > 0 and self.bytes / self.objects >= LARGE_OBJECT_BYTES
+
+    @property
+    def cpu_per_gib(self) -> float:
+        """CPU seconds of the measured process per GiB of plaintext moved."""
+        return self.cpu_seconds / (self.bytes / GiB) if self.bytes else 0.0
+
+    @property
+    def cpu_per_1k_objects(self) -> float:
+        """CPU seconds of the measured process per 1,000 objects moved."""
+        return self.cpu_seconds / (self.objects / 1000) if self.objects else 0.0
+
+    @property
+    def cpu_per_unit(self) -> float:
+        """The CPU figure the dataset is judged on: per GiB if large, per 1,000 objects if not."""
+        return self.cpu_per_gib if self.large else self.cpu_per_1k_objects
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["mb_per_s"] = round(self.mb_per_s, 2)
         engine = self.engine_mb_per_s
         data["engine_mb_per_s"] = None if engine is None else round(engine, 2)
+        data["cpu_seconds_per_gib"] = round(self.cpu_per_gib, 3)
+        data["cpu_seconds_per_1k_objects"] = round(self.cpu_per_1k_objects, 3)
         return data
 
 
@@ -111,8 +143,13 @@ class Lines:
                 "BENCH_S3_ACCESS_KEY_ID": self.sandbox.s3_key_id,
                 "BENCH_S3_SECRET_ACCESS_KEY": self.sandbox.s3_secret,
                 "PYTHONPATH": str(REPO_ROOT),  # the benchmarks package is not installed
+                **self._ca_env("BENCH_CA_BUNDLE"),
             }
         )
+
+    def _ca_env(self, name: str) -> dict[str, str]:
+        ca = self.sandbox.ca_file
+        return {name: str(ca)} if ca else {}
 
     def _rclone_env(self, bucket: str) -> dict[str, str]:
         sb = self.sandbox
@@ -174,6 +211,9 @@ class Lines:
                 }
             ],
         }
+        if self.sandbox.ca_file:
+            for endpoint in data["endpoints"].values():
+                endpoint["ca_bundle"] = str(self.sandbox.ca_file)
         if not s.defaults:
             data["transfer"] = transfer
         path = dir_ / "bascule.yaml"
@@ -190,8 +230,14 @@ class Lines:
             "--s3-chunk-size", part, "--s3-upload-cutoff", part,
             "--s3-upload-concurrency", str(streams),
             "--multi-thread-streams", str(streams), "--multi-thread-cutoff", part,
+            *self._rclone_tls(),
             "-q",
         ]  # fmt: skip
+
+    def _rclone_tls(self) -> list[str]:
+        """rclone's global `--ca-cert`: its HTTP client (both remotes) trusts this CA only."""
+        ca = self.sandbox.ca_file
+        return ["--ca-cert", str(ca)] if ca else []
 
     def run(self, shape: DatasetShape, line: str) -> LineResult:
         """Run one line on a fresh bucket and journal; the bucket is dropped afterwards."""
@@ -202,11 +248,14 @@ class Lines:
         cmd, env = self._command(shape, line, bucket, dir_)
         os.sync()  # start each line with no dirty pages left by the previous one
         load_before = load_1min()
+        server_cpu = self.sandbox.server_cpu_seconds()
         figures = run_measured(cmd, env, dir_, dir_ / "stdout.txt")
+        server_cpu = self.sandbox.server_cpu_seconds() - server_cpu
         load_after = load_1min()
         stored = self.sandbox.bucket_usage(bucket)
         self.sandbox.drop_bucket(bucket)
-        result = _result(shape, line, figures, stored, load_before, load_after)
+        loads = (load_before, load_after)
+        result = _result(self.sandbox.transport, shape, line, figures, server_cpu, stored, loads)
         self.results.append(result)
         return result
 
@@ -265,12 +314,13 @@ def _engine_seconds(stdout: str) -> float | None:
 
 
 def _result(
+    transport: str,
     shape: DatasetShape,
     line: str,
     figures: ProcessFigures,
+    server_cpu_seconds: float,
     stored: tuple[int, int],
-    load_before: float,
-    load_after: float,
+    loads: tuple[float, float],
 ) -> LineResult:
     engine: float | None = None
     error = ""
@@ -281,6 +331,7 @@ def _result(
     if not error and line != "raw read" and stored[0] != shape.count:
         error = f"target holds {stored[0]} objects, expected {shape.count}"
     return LineResult(
+        transport=transport,
         dataset=shape.name,
         line=line,
         bytes=shape.total_bytes,
@@ -290,10 +341,11 @@ def _result(
         peak_rss_bytes=figures.peak_rss_bytes,
         peak_tree_rss_bytes=figures.peak_tree_rss_bytes,
         cpu_seconds=figures.cpu_seconds,
+        server_cpu_seconds=round(server_cpu_seconds, 2),
         stored_objects=stored[0],
         stored_bytes=stored[1],
-        load_1min_before=load_before,
-        load_1min_after=load_after,
+        load_1min_before=loads[0],
+        load_1min_after=loads[1],
         exit_code=figures.exit_code,
         error=error,
     )

@@ -20,13 +20,15 @@ from benchmarks.synthetic import SyntheticListing
 
 def _serve_synthetic(objects: int) -> None:
     real = endpoints.build_connector
-    listings = {"synthetic-src": SyntheticListing(objects),
-                "synthetic-dst": SyntheticListing(objects, every=2)}  # fmt: skip
+    listings: dict[str, Connector] = {
+        "synthetic-src": SyntheticListing(objects),
+        "synthetic-dst": SyntheticListing(objects, every=2),
+    }
 
     def build(ref: endpoints.EndpointRef) -> Connector:
         return listings[ref.name] if ref.name in listings else real(ref)
 
-    endpoints.build_connector = build  # type: ignore[assignment]
+    endpoints.build_connector = build
 
 
 def main(argv: list[str]) -> int:

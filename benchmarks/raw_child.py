@@ -6,7 +6,8 @@ Usage:
   python -m benchmarks.raw_child write BUCKET COUNT SIZE PART_SIZE CONCURRENCY
 
 Credentials come from the environment (BENCH_AZURE_CONNECTION_STRING, BENCH_S3_ENDPOINT,
-BENCH_S3_ACCESS_KEY_ID, BENCH_S3_SECRET_ACCESS_KEY). Prints {"bytes": N, "objects": N}.
+BENCH_S3_ACCESS_KEY_ID, BENCH_S3_SECRET_ACCESS_KEY); on HTTPS, BENCH_CA_BUNDLE names the CA
+file both clients trust (and nothing else). Prints {"bytes": N, "objects": N}.
 """
 
 from __future__ import annotations
@@ -16,15 +17,21 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from botocore.config import Config
 
-from benchmarks.sandbox import REGION, SOURCE_CONTAINER
+from benchmarks.sandbox import REGION, SOURCE_CONTAINER, azure_verify
 
 READ_SIZE = 1024 * 1024
+
+
+def _ca_file() -> Path | None:
+    value = os.environ.get("BENCH_CA_BUNDLE")
+    return Path(value) if value else None
 
 
 def _run_all(concurrency: int, fn: Callable[..., int], args: Iterable[tuple[Any, ...]]) -> int:
@@ -40,7 +47,9 @@ def _read_range(container: ContainerClient, key: str, offset: int, length: int) 
 
 def raw_read(prefix: str, part_size: int, concurrency: int) -> dict[str, int]:
     service = BlobServiceClient.from_connection_string(
-        os.environ["BENCH_AZURE_CONNECTION_STRING"], max_single_get_size=part_size
+        os.environ["BENCH_AZURE_CONNECTION_STRING"],
+        max_single_get_size=part_size,
+        connection_verify=azure_verify(_ca_file()),
     )
     container = service.get_container_client(SOURCE_CONTAINER)
     blobs = [(b.name, int(b.size)) for b in container.list_blobs(name_starts_with=prefix)]
@@ -55,12 +64,14 @@ def raw_read(prefix: str, part_size: int, concurrency: int) -> dict[str, int]:
 
 
 def _s3(concurrency: int) -> Any:
+    ca_file = _ca_file()
     return boto3.client(
         "s3",
         endpoint_url=os.environ["BENCH_S3_ENDPOINT"],
         region_name=REGION,
         aws_access_key_id=os.environ["BENCH_S3_ACCESS_KEY_ID"],
         aws_secret_access_key=os.environ["BENCH_S3_SECRET_ACCESS_KEY"],
+        verify=str(ca_file) if ca_file else None,
         config=Config(
             max_pool_connections=concurrency,
             request_checksum_calculation="when_required",

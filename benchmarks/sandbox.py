@@ -1,8 +1,10 @@
 """The benchmark's own servers and data: Azurite (source) and `rclone serve s3` (target).
 
-Both bind 127.0.0.1, are started here and stopped by the pid started. Source data is
-generated block by block (never a whole object in memory), from a seeded generator, so that
-every run copies the same bytes.
+Both bind 127.0.0.1, are started here and stopped by the pid started. On the `tls`
+transport both speak HTTPS with a server certificate from a CA made for the run (under
+`<root>/tls/`), and every client, ours included, trusts that CA alone: nothing skips
+verification. Source data is generated block by block (never a whole object in memory),
+from a seeded generator, so that every run copies the same bytes.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import psutil
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
 
-from bascule.sandbox import servers
+from bascule.sandbox import servers, tls
 
 MiB = 1024 * 1024
 KiB = 1024
 SOURCE_CONTAINER = "bench-src"
 REGION = "us-east-1"
 SEED_BLOCK = 8 * MiB
+TRANSPORTS = ("tls", "plain")  # tls first: the production path is the headline
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,34 @@ class Sandbox:
     s3_secret: str
 
     @property
+    def ca_file(self) -> Path | None:
+        """The CA both servers' certificates chain to; None on plain HTTP."""
+        return self.azurite.ca_file
+
+    @property
+    def transport(self) -> str:
+        return "tls" if self.ca_file else "plain"
+
+    @property
     def azure_connection_string(self) -> str:
-        return servers.azurite_connection_string(self.azurite.port)
+        return servers.azurite_connection_string(self.azurite.port, tls=self.ca_file is not None)
 
     @property
     def azure_endpoint(self) -> str:
         return f"{self.azurite.url}/{servers.AZURITE_ACCOUNT}"
+
+    def server_cpu_seconds(self) -> float:
+        """User + system CPU seconds both servers (and their children) have used so far."""
+        total = 0.0
+        for pid in (self.azurite.pid, self.s3.pid):
+            try:
+                proc = psutil.Process(pid)
+                for p in (proc, *proc.children(recursive=True)):
+                    times = p.cpu_times()
+                    total += times.user + times.system
+            except psutil.Error:
+                continue  # a server that died: the line fails on its own
+        return total
 
     def s3_client(self) -> object:
         return boto3.client(
@@ -70,6 +96,7 @@ class Sandbox:
             region_name=REGION,
             aws_access_key_id=self.s3_key_id,
             aws_secret_access_key=self.s3_secret,
+            verify=str(self.ca_file) if self.ca_file else None,
         )
 
     def fresh_bucket(self, name: str) -> str:
@@ -91,26 +118,61 @@ class Sandbox:
         shutil.rmtree(self.s3_data / name, ignore_errors=True)
 
 
+def _server_tls(root: Path) -> servers.ServerTls:
+    """A new CA and a server certificate for 127.0.0.1 under `root` (never one left over)."""
+    files = tls.make_ca_and_server(root)
+    return servers.ServerTls(files.server_cert, files.server_key, files.ca_cert)
+
+
 @contextmanager
-def running_sandbox(root: Path) -> Iterator[Sandbox]:
-    """Start both servers under `root`; always stop them (by pid) on the way out."""
+def running_sandbox(root: Path, transport: str = "plain") -> Iterator[Sandbox]:
+    """Start both servers under `root`, over HTTPS when `transport` is "tls"; always stop
+    them (by pid) on the way out."""
+    if transport not in TRANSPORTS:
+        raise ValueError(f"unknown transport {transport!r}; use one of {', '.join(TRANSPORTS)}")
+    server_tls = _server_tls(root / "tls") if transport == "tls" else None
     started: list[int] = []
     try:
         azurite = servers.start_azurite(
-            root / "azurite", servers.free_port(), root / "logs" / "azurite.log"
+            root / "azurite", servers.free_port(), root / "logs" / "azurite.log", server_tls
         )
         started.append(azurite.pid)
         # rclone refuses very short keys: ordinary lengths (20 / 40 characters).
         key_id, secret = secrets.token_hex(10), secrets.token_hex(20)
         s3_data = root / "s3"
         s3 = servers.start_rclone_s3(
-            s3_data, servers.free_port(), root / "logs" / "rclone-s3.log", key_id, secret
+            s3_data,
+            servers.free_port(),
+            root / "logs" / "rclone-s3.log",
+            key_id,
+            secret,
+            server_tls,
         )
         started.append(s3.pid)
+        if server_tls:
+            _check_https(azurite, s3)
         yield Sandbox(root, azurite, s3, s3_data, key_id, secret)
     finally:
         for pid in reversed(started):
             servers.stop_pid(pid)
+
+
+def _check_https(*started: servers.ServerProcess) -> None:
+    """Each server answers HTTPS with a certificate that our CA signed and that the system's
+    trust store refuses: a line trusting anything else would fail, not measure something else."""
+    for server in started:
+        if not servers.http_answers(server.url + "/", server.ca_file):
+            raise servers.ServerError(f"{server.name} does not answer HTTPS on {server.url}")
+        if servers.http_answers(server.url + "/"):
+            raise servers.ServerError(
+                f"{server.name} on {server.url} is trusted without the benchmark's CA; "
+                "its certificate is not the one made for this run"
+            )
+
+
+def azure_verify(ca_file: Path | None) -> bool | str:
+    """The Azure SDK's `connection_verify`: the CA file on HTTPS, else the default (True)."""
+    return str(ca_file) if ca_file else True
 
 
 def _blocks(seed: str, size: int) -> Iterator[bytes]:
@@ -138,7 +200,9 @@ def _upload_small(container: ContainerClient, key: str, size: int) -> None:
 
 def seed_source(sandbox: Sandbox, shapes: list[DatasetShape]) -> None:
     """Write every dataset into the source container (large objects block by block)."""
-    service = BlobServiceClient.from_connection_string(sandbox.azure_connection_string)
+    service = BlobServiceClient.from_connection_string(
+        sandbox.azure_connection_string, connection_verify=azure_verify(sandbox.ca_file)
+    )
     try:
         container = service.get_container_client(SOURCE_CONTAINER)
         if not container.exists():

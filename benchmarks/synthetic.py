@@ -3,7 +3,7 @@
 `SyntheticListing` lists `objects` keys under its prefix in key order (zero-padded numbers,
 1,000 per "directory"), each with a size and an etag derived from its index; `every`
 lists only one object in `every` (a target holding part of the source). Nothing is stored
-and nothing can be read or written: only `list` and `capabilities` answer.
+and nothing can be read or written: only `list`, `capabilities` and `key_problem` answer.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
-from bascule.connectors.base import ByteRange, Capabilities, ObjectInfo
+from bascule.connectors.base import ByteRange, Capabilities, ObjectInfo, object_key_problem
 from bascule.errors import UnsupportedOperation
 
 MAX_SIZE = 256 * 1024
@@ -61,3 +61,7 @@ class SyntheticListing:
 
     def should_retry(self, exc: BaseException) -> bool:
         return False
+
+    def key_problem(self, key: str) -> str | None:
+        """The rules every target shares (`object_key_problem`): plan asks it per target key."""
+        return object_key_problem(key)
