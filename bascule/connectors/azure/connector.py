@@ -45,7 +45,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobProperties, BlobServiceClient, ContentSettings
 
-from bascule.connectors.azure.rest import Auth, Bearer, BlobRest, Sas, SharedKey
+from bascule.connectors.azure.rest import Auth, Bearer, BlobRest, ListedBlob, Sas, SharedKey
 from bascule.connectors.base import (
     ByteRange,
     Capabilities,
@@ -182,6 +182,17 @@ def _data_path_auth(connection_string: str | None, credential: Any, account: str
     if isinstance(credential, str):
         return SharedKey(account, credential)
     return None
+
+
+def _listed_info(blob: ListedBlob) -> ObjectInfo:
+    return ObjectInfo(
+        key=blob.name,
+        size=blob.size,
+        etag=blob.etag,
+        last_modified=blob.last_modified,
+        checksums={"content-md5": blob.content_md5} if blob.content_md5 else {},
+        metadata=_metadata_from_azure(blob.metadata),
+    )
 
 
 def _metadata_to_azure(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -323,6 +334,8 @@ class AzureBlobConnector:
             raise _map_error(exc, self.url, key) from exc
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if self._rest is not None:  # the first page is read now: a missing container raises
+            return self._rest_pages(self._rest, prefix, self._rest_page(self._rest, prefix, ""))
         pages = self._container.list_blobs(
             name_starts_with=prefix or None,
             include=["metadata"],
@@ -347,6 +360,26 @@ class AzureBlobConnector:
         while page is not None:
             yield from page
             page = self._next_page(pages)
+
+    def _rest_page(
+        self, rest: BlobRest, prefix: str, marker: str
+    ) -> tuple[builtins.list[ObjectInfo], str]:
+        self.list_pages_fetched += 1
+        try:
+            blobs, marker = rest.list_page(prefix, marker, self.list_page_size)
+        except DATA_ERRORS as exc:
+            raise _map_error(exc, self.url) from exc
+        return [_listed_info(b) for b in blobs], marker
+
+    def _rest_pages(
+        self, rest: BlobRest, prefix: str, page: tuple[builtins.list[ObjectInfo], str]
+    ) -> Iterator[ObjectInfo]:
+        while True:
+            objects, marker = page
+            yield from objects
+            if not marker:
+                return
+            page = self._rest_page(rest, prefix, marker)
 
     @staticmethod
     def _info(blob: BlobProperties) -> ObjectInfo:

@@ -1,5 +1,6 @@
-"""Get Blob over `bascule.connectors.http` (see there why): the Azure request that carries
-object data when Azure is the source.
+"""Get Blob and List Blobs over `bascule.connectors.http` (see there why): the Azure
+requests that carry object data, or a row per object, when Azure is the source. (The SDK's
+listing deserialiser costs about 0.35 ms of CPU per blob; ElementTree, in C, a tenth.)
 
 Authentication, as the service documents it ("Authorize with Shared Key", "Create a service
 SAS", "Authorize with Microsoft Entra ID"): an account key signs each request (SharedKey), a
@@ -15,10 +16,13 @@ import hashlib
 import hmac
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import urllib3
 
@@ -109,22 +113,86 @@ class BlobRest:
         self, key: str, start: int | None = None, length: int | None = None, if_match: str = ""
     ) -> urllib3.BaseHTTPResponse:
         """Get Blob (streamed): `length` bytes from `start` when given; If-Match when set."""
-        path = f"{self._prefix}/{quote(key, safe='/~')}"
-        if isinstance(self._auth, Sas):
-            path += f"?{self._auth.query}"
-        headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": self._version}
+        headers: dict[str, str] = {}
         if if_match:
             headers["If-Match"] = f'"{if_match}"'
         if start is not None and length is not None:
             headers["x-ms-range"] = f"bytes={start}-{start + length - 1}"
+        return self._send(f"{self._prefix}/{quote(key, safe='/~')}", headers, stream=True)
+
+    def list_page(self, prefix: str, marker: str, page_size: int) -> tuple[list[ListedBlob], str]:
+        """One List Blobs page (with metadata): its blobs, in name order, and the marker of
+        the next page ("" on the last)."""
+        params = {"restype": "container", "comp": "list", "include": "metadata",
+                  "maxresults": str(page_size)}  # fmt: skip
+        if prefix:
+            params["prefix"] = prefix
+        if marker:
+            params["marker"] = marker
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+        return parse_listing(self._send(f"{self._prefix}?{query}", {}).data)
+
+    def _send(
+        self, path: str, headers: dict[str, str], *, stream: bool = False
+    ) -> urllib3.BaseHTTPResponse:
+        if isinstance(self._auth, Sas):
+            path += ("&" if "?" in path else "?") + self._auth.query
+        headers.update({"x-ms-date": formatdate(usegmt=True), "x-ms-version": self._version})
         self._auth.apply("GET", path, headers)
         response = self._pool.urlopen(
-            "GET", path, headers=headers, preload_content=False, decode_content=False,
+            "GET", path, headers=headers, preload_content=not stream, decode_content=False,
             redirect=False, assert_same_host=False,
         )  # fmt: skip
         if response.status >= 300:
             raise _failure(response)
         return response
+
+
+@dataclass(frozen=True, slots=True)
+class ListedBlob:
+    """What a listing says of one blob (metadata as the service names it)."""
+
+    name: str
+    size: int
+    etag: str
+    last_modified: datetime | None
+    content_md5: str  # base64, "" when the blob has none
+    metadata: dict[str, str]
+
+
+def parse_listing(body: bytes) -> tuple[list[ListedBlob], str]:
+    """A List Blobs answer: its blobs and NextMarker. A name the service had to encode (a
+    character XML 1.0 cannot hold) comes with Encoded="true", percent-encoded."""
+    root = ET.fromstring(body)
+    blobs = []
+    for blob in root.iter("Blob"):
+        name_el = blob.find("Name")
+        name = name_el.text or "" if name_el is not None else ""
+        if name_el is not None and name_el.get("Encoded") == "true":
+            name = unquote(name)
+        props = blob.find("Properties")
+        get = props.findtext if props is not None else (lambda _: None)
+        meta = blob.find("Metadata")
+        blobs.append(
+            ListedBlob(
+                name=name,
+                size=int(get("Content-Length") or 0),
+                etag=(get("Etag") or "").strip('"'),
+                last_modified=_http_time(get("Last-Modified")),
+                content_md5=get("Content-MD5") or "",
+                metadata={m.tag: m.text or "" for m in meta} if meta is not None else {},
+            )
+        )
+    return blobs, root.findtext("NextMarker") or ""
+
+
+def _http_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _failure(response: urllib3.BaseHTTPResponse) -> HttpFailure:

@@ -381,25 +381,19 @@ class S3Connector:
         first = self._list_page(prefix, None)
         return self._pages(prefix, first)
 
-    def _list_page(self, prefix: str, token: str | None) -> dict[str, Any]:
-        extra = {"ContinuationToken": token} if token else {}
+    def _list_page(
+        self, prefix: str, token: str | None
+    ) -> tuple[builtins.list[ObjectInfo], str | None]:
         self.list_pages_fetched += 1
-        page: dict[str, Any] = self._call(
-            "list_objects_v2", Prefix=prefix, MaxKeys=self.list_page_size, **extra
-        )
-        return page
+        return self._data("", lambda rest: rest.list_page(prefix, token, self.list_page_size))
 
-    def _pages(self, prefix: str, page: dict[str, Any]) -> Iterator[ObjectInfo]:
+    def _pages(
+        self, prefix: str, page: tuple[builtins.list[ObjectInfo], str | None]
+    ) -> Iterator[ObjectInfo]:
         while True:
-            for item in page.get("Contents", []):
-                yield ObjectInfo(
-                    key=item["Key"],
-                    size=int(item["Size"]),
-                    etag=_strip(item.get("ETag", "")),
-                    last_modified=item.get("LastModified"),
-                )
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+            objects, token = page
+            yield from objects
+            if token is None:
                 return
             page = self._list_page(prefix, token)
 

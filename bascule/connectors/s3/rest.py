@@ -1,6 +1,8 @@
 """The S3 requests that carry object data, over `bascule.connectors.http` (see there why).
 
-GetObject (whole or a range, If-Match), PutObject and UploadPart, signed with botocore's own
+GetObject (whole or a range, If-Match), PutObject, UploadPart and ListObjectsV2 (whose
+answer botocore parses at about 0.12 ms of CPU per object listed; ElementTree, in C, at a
+tenth of that), signed with botocore's own
 SigV4 signer (`S3SigV4Auth`) and the credentials the connector's boto3 session resolved, so
 that both paths authenticate the same way. The payload is never hashed for the signature
 (``UNSIGNED-PAYLOAD``, as boto3 does over HTTPS when a checksum header is present): every
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 import urllib3
 from botocore.auth import S3SigV4Auth
@@ -22,6 +25,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode
 
+from bascule.connectors.base import ObjectInfo
 from bascule.connectors.http import HttpFailure, PoolSettings, make_pool, retry_after
 
 # What botocore reads to leave the payload out of the signature.
@@ -86,6 +90,18 @@ class S3Rest:
             raise failure
         return response
 
+    def list_page(
+        self, prefix: str, token: str | None, max_keys: int
+    ) -> tuple[list[ObjectInfo], str | None]:
+        """One ListObjectsV2 page: its objects (key order) and the next page's token."""
+        params = {"list-type": "2", "encoding-type": "url", "max-keys": str(max_keys)}
+        if prefix:
+            params["prefix"] = prefix
+        if token:
+            params["continuation-token"] = token
+        path = f"{self._prefix or '/'}?{_query(params)}"
+        return parse_listing(self._send("GET", path, {}).data)
+
     def get(
         self, key: str, start: int | None = None, length: int | None = None, if_match: str = ""
     ) -> urllib3.BaseHTTPResponse:
@@ -116,6 +132,41 @@ class S3Rest:
         headers = {"Content-Length": str(len(body)), **checksum}
         response = self._send("PUT", self._path(key, query), headers, body)
         return str(response.headers.get("ETag", "")).strip('"')
+
+
+def _query(params: Mapping[str, str]) -> str:
+    """A query string encoded as SigV4 canonicalises it (RFC 3986, sorted)."""
+    return "&".join(
+        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
+    )
+
+
+def parse_listing(body: bytes) -> tuple[list[ObjectInfo], str | None]:
+    """A ListObjectsV2 answer (keys URL-encoded, ``encoding-type=url``): its objects and the
+    continuation token, None on the last page."""
+    root = ET.fromstring(body)
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    objects = [
+        ObjectInfo(
+            key=unquote_plus(item.findtext(f"{ns}Key") or ""),  # as botocore decodes it
+            size=int(item.findtext(f"{ns}Size") or 0),
+            etag=(item.findtext(f"{ns}ETag") or "").strip('"'),
+            last_modified=_iso_time(item.findtext(f"{ns}LastModified")),
+        )
+        for item in root.iter(f"{ns}Contents")
+    ]
+    truncated = (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"
+    token = root.findtext(f"{ns}NextContinuationToken")
+    return objects, (token if truncated and token else None)
+
+
+def _iso_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _failure(response: urllib3.BaseHTTPResponse) -> HttpFailure:
