@@ -19,6 +19,7 @@ from bascule.endpoints import clear_cache
 from bascule.errors import ConfigError
 from bascule.migration import service
 from bascule.migration.journal import Facts
+from bascule.verification.evidence import ObjectRecord, render_report
 from bascule.verification.verify import verify
 
 MiB = 1024 * 1024
@@ -100,21 +101,22 @@ def _flip(path: Path, offset: int) -> None:
 def test_clean_copy_verifies_full_with_rows_and_records_facts(setup: tuple[Config, Path]) -> None:
     cfg, _ = setup
     quick = verify(cfg)
-    assert quick.ok, quick.findings
-    report = verify(cfg, level="full", rows=True)
-    assert report.ok, report.findings
-    assert len(report.records) == 12
-    rows = {(r.dataset, r.source_key): (r.source_rows, r.target_rows) for r in report.records}
+    assert quick.ok, quick.first_findings
+    records: list[ObjectRecord] = []
+    report = verify(cfg, level="full", rows=True, on_record=records.append)
+    assert report.ok, report.first_findings
+    assert len(records) == report.objects == report.verified == 12
+    rows = {(r.dataset, r.source_key): (r.source_rows, r.target_rows) for r in records}
     expected_csv = sum(1 for _ in csv.reader(io.StringIO(_csv_bytes().decode(), newline=""))) - 1
     for ds in ("enc", "plain"):
         assert rows[(ds, "in/claims.parquet")] == (1234, 1234)
         assert rows[(ds, "in/table.csv")] == (expected_csv, expected_csv)
         assert rows[(ds, "in/events.jsonl")] == (2, 2)
         assert rows[(ds, "in/multi.bin")] == (None, None)
-    for record in report.records:
+    for record in records:
         assert record.checksums["source_plain_sha256"] == record.checksums["target_plain_sha256"]
         assert record.checksums["journal_plain_sha256"] == record.checksums["target_plain_sha256"]
-    document = json.loads(report.to_json())
+    document = json.loads(render_report(report.summary, records))
     assert {r["verdict"] for r in document["records"]} == {"verified"}
     assert document["summary"]["ok"] is True
     journal = service.open_journal(cfg, create=False)
@@ -135,10 +137,10 @@ def test_flipped_byte_in_encrypted_target_is_reported_with_both_checksums(
     _flip(dst / "enc" / "out" / "multi.bin", 3 * MiB)
     report = verify(cfg, level="full")
     assert not report.ok
-    assert {(f.dataset, f.target_key) for f in report.findings} == {("enc", "out/multi.bin")}
-    kinds = {f.kind for f in report.findings}
+    assert {(f.dataset, f.target_key) for f in report.first_findings} == {("enc", "out/multi.bin")}
+    kinds = {f.kind for f in report.first_findings}
     assert "undecryptable" in kinds and "checksum-mismatch" in kinds
-    cipher = next(f for f in report.findings if f.what.startswith("ciphertext"))
+    cipher = next(f for f in report.first_findings if f.what.startswith("ciphertext"))
     assert cipher.source_value and cipher.target_value
     assert cipher.source_value != cipher.target_value
 
@@ -148,10 +150,11 @@ def test_flipped_byte_in_plain_target_gives_both_plaintext_composites(
 ) -> None:
     cfg, dst = setup
     _flip(dst / "plain" / "out" / "table.csv", 5)
-    report = verify(cfg, "plain", level="full")
-    found = [f for f in report.findings if f.what == "plaintext sha256 composite"]
+    records: list[ObjectRecord] = []
+    report = verify(cfg, "plain", level="full", on_record=records.append)
+    found = [f for f in report.first_findings if f.what == "plaintext sha256 composite"]
     assert len(found) == 1 and found[0].target_key == "out/table.csv"
-    record = next(r for r in report.records if r.target_key == "out/table.csv")
+    record = next(r for r in records if r.target_key == "out/table.csv")
     assert found[0].source_value == record.checksums["source_plain_sha256"]
     assert found[0].target_value == record.checksums["target_plain_sha256"]
     assert found[0].source_value != found[0].target_value
@@ -167,12 +170,12 @@ def test_quick_flags_truncated_deleted_extra_and_changed_source(
     (out / "unrelated.txt").write_bytes(b"hello")
     (tmp_path / "src" / "enc" / "in" / "table.csv").write_bytes(b"a\n1\n")
     report = verify(cfg, "enc")
-    got = {(f.kind, f.source_key or f.target_key) for f in report.findings}
+    got = {(f.kind, f.source_key or f.target_key) for f in report.first_findings}
     assert ("size-mismatch", "in/one.bin") in got
     assert ("missing", "in/events.jsonl") in got
     assert ("extra", "out/unrelated.txt") in got
     assert ("stale", "in/table.csv") in got
-    truncated = next(f for f in report.findings if f.kind == "size-mismatch")
+    truncated = next(f for f in report.first_findings if f.kind == "size-mismatch")
     assert truncated.target_value == cast_int(truncated.source_value) - 1
 
 
@@ -195,14 +198,16 @@ def test_identity_needed_for_full_and_rows_but_not_quick(
 
 def test_sample_is_deterministic_and_said(setup: tuple[Config, Path]) -> None:
     cfg, _ = setup
-    first = verify(cfg, sample=50)
-    again = verify(cfg, sample=50)
-    keys = [(r.dataset, r.source_key) for r in first.records]
-    assert keys == [(r.dataset, r.source_key) for r in again.records]
+    kept: list[ObjectRecord] = []
+    kept_again: list[ObjectRecord] = []
+    first = verify(cfg, sample=50, on_record=kept.append)
+    verify(cfg, sample=50, on_record=kept_again.append)
+    keys = [(r.dataset, r.source_key) for r in kept]
+    assert keys == [(r.dataset, r.source_key) for r in kept_again]
     assert first.sample is not None and first.sample.objects_total == 12
     assert first.sample.objects_in_sample == len(keys) < 12
     # the same relative keys are kept in both datasets: the hash is of the key below the prefix
     assert sorted(str(k) for d, k in keys if d == "enc") == sorted(
         str(k) for d, k in keys if d == "plain"
     )
-    assert json.loads(first.to_json())["summary"]["sample"]["percent"] == 50
+    assert first.summary["sample"]["percent"] == 50
