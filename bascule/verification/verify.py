@@ -16,6 +16,11 @@ Records come out in target-key order, whatever order their reads finish in; at m
 Levels: ``quick`` reads no data; ``full`` re-reads both sides (parts in parallel on the
 runner, bounded to 2 x transfer.concurrency tasks in flight, ~2 MiB each); ``rows`` counts
 rows on both sides. See `checks.py` for what each compares.
+
+Small objects (one part, at most `reread.SMALL_OBJECT_BYTES`) are checked whole: each side
+is read once for both the re-read and the row count, the age header unwrapped once, and up
+to `SMALL_BATCH_OBJECTS` of them go in one task (`reread.check_small_objects`), with the
+results the separate tasks give.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from typing import Any, Literal, TypeVar
 
@@ -53,11 +59,17 @@ from bascule.verification.checks import (
 from bascule.verification.counts import detect_format
 from bascule.verification.evidence import ObjectRecord, SampleInfo, VerifyReport
 from bascule.verification.reread import (
+    SMALL_BATCH_BYTES,
+    SMALL_BATCH_OBJECTS,
+    SMALL_OBJECT_BYTES,
     PartRange,
     ReadResult,
     ReadTask,
     RowsResult,
     RowsTask,
+    SmallCheck,
+    SmallResult,
+    check_small_objects,
     count_object_rows,
     read_parts,
 )
@@ -244,7 +256,7 @@ def _check_dataset(
     for pair in pairs:
         entry = _Entry(pair, _record_of(pair))
         entry.record.findings += quick_findings(pair)
-        pipeline.add(entry, _jobs(entry, where, opts, pipeline))
+        _schedule(entry, where, opts, pipeline)
 
 
 def _record_of(pair: Pair) -> ObjectRecord:
@@ -287,22 +299,65 @@ class _Entry:
 Job = tuple[Callable[[Any], Any], Any, Callable[[Any], None]]
 
 
-def _jobs(entry: _Entry, where: _Where, opts: _Options, pipeline: _Pipeline) -> list[Job]:
+def _schedule(entry: _Entry, where: _Where, opts: _Options, pipeline: _Pipeline) -> None:
+    """Hand the object's reads to the pipeline: one check of a small object (both sides
+    read once, with others in one task), else a task per part group and one to count rows."""
     pair = entry.pair
     if pair.source is None or pair.target is None:
-        return []
-    jobs: list[Job] = []
+        pipeline.add(entry, [])
+        return
+    reads: list[ReadTask] = []
     if opts.level == "full":
         entry.full = True
-        tasks = _read_tasks(where, pair)
-        pipeline.progress.add_total(1, sum(_task_bytes(t) for t in tasks))
-        jobs += [(read_parts, t, _on_read(entry, t, pipeline)) for t in tasks]
+        reads = _read_tasks(where, pair)
+        pipeline.progress.add_total(1, sum(_task_bytes(t) for t in reads))
+    rows = None
     if opts.rows:
         fmt = detect_format(pair.source_key or "", where.format)
         entry.record.row_format = fmt
-        if fmt != "binary":
-            jobs.append((count_object_rows, _rows_task(where, pair, fmt), _on_rows(entry)))
-    return jobs
+        rows = _rows_task(where, pair, fmt) if fmt != "binary" else None
+    on_read, on_rows = _on_read(entry, pipeline), _on_rows(entry)
+    small = _small_check(pair, reads, rows)
+    if small is not None:
+        pipeline.add_small(entry, small, partial(_on_small(on_read, on_rows), small))
+        return
+    jobs: list[Job] = [(read_parts, t, partial(on_read, t)) for t in reads]
+    if rows is not None:
+        jobs.append((count_object_rows, rows, on_rows))
+    pipeline.add(entry, jobs)
+
+
+def _small_check(pair: Pair, reads: list[ReadTask], rows: RowsTask | None) -> SmallCheck | None:
+    """The object's checks as one `SmallCheck`, if it is small: one part, and no side read
+    beyond `SMALL_OBJECT_BYTES` of plaintext (plus the age overhead on the target)."""
+    assert pair.source is not None and pair.target is not None
+    if len(reads) > 1 or (reads and len(reads[0].parts) > 1) or (not reads and rows is None):
+        return None
+    read = reads[0] if reads else None
+    source_bytes = max(read.parts[0].length if read and read.source else 0,
+                       pair.source.size if rows else 0)  # fmt: skip
+    target_bytes = max(_stored_bytes(read) if read else 0, pair.target.size if rows else 0)
+    if source_bytes > SMALL_OBJECT_BYTES or target_bytes > SMALL_OBJECT_BYTES + 64 * 1024:
+        return None
+    return SmallCheck(read, rows, source_bytes, target_bytes)
+
+
+def _stored_bytes(task: ReadTask) -> int:
+    return sum(
+        p.cipher_range(task.header_len).length if task.encrypt else p.length for p in task.parts
+    )
+
+
+def _on_small(
+    on_read: Callable[[ReadTask, ReadResult], None], on_rows: Callable[[RowsResult], None]
+) -> Callable[[SmallCheck, SmallResult], None]:
+    def settle(check: SmallCheck, result: SmallResult) -> None:
+        if check.read is not None and result.read is not None:
+            on_read(check.read, result.read)
+        if result.rows is not None:
+            on_rows(result.rows)
+
+    return settle
 
 
 # -- full ------------------------------------------------------------------------------
@@ -344,14 +399,11 @@ def _read_tasks(where: _Where, pair: Pair) -> list[ReadTask]:
 
 
 def _task_bytes(task: ReadTask) -> int:
-    stored = sum(
-        p.cipher_range(task.header_len).length if task.encrypt else p.length for p in task.parts
-    )
-    return stored + (sum(p.length for p in task.parts) if task.source else 0)
+    return _stored_bytes(task) + (sum(p.length for p in task.parts) if task.source else 0)
 
 
-def _on_read(entry: _Entry, task: ReadTask, pipeline: _Pipeline) -> Callable[[ReadResult], None]:
-    def settle(result: ReadResult) -> None:
+def _on_read(entry: _Entry, pipeline: _Pipeline) -> Callable[[ReadTask, ReadResult], None]:
+    def settle(task: ReadTask, result: ReadResult) -> None:
         pipeline.bytes_read += result.bytes_read
         pipeline.progress.advance(_task_bytes(task))
         entry.reads.append(result)
@@ -394,7 +446,7 @@ def _rows_task(where: _Where, pair: Pair, fmt: str) -> RowsTask:
     assert pair.source and pair.target and pair.source_key and pair.target_key
     return RowsTask(
         fmt, where.source, pair.source_key, pair.source.size, where.target, pair.target_key,
-        pair.target.size, pair.encrypt, where.identity_env,
+        pair.target.size, pair.encrypt, where.identity_env, where.max_attempts,
     )  # fmt: skip
 
 
@@ -467,6 +519,7 @@ class _Progress:
 class _Pipeline:
     """Runs the jobs of each object added, at most `limit` in flight, and hands each object's
     record to `emit` in the order the objects were added, once all its jobs have settled.
+    Small objects' checks are gathered into one job of up to `SMALL_BATCH_OBJECTS`.
 
     The first job error stops new submissions; it is raised (by `add` or `finish`) once the
     jobs in flight have settled."""
@@ -484,42 +537,84 @@ class _Pipeline:
         self.progress = progress
         self.bytes_read = 0
         self._window: deque[_Entry] = deque()
-        self._pending: dict[Future[Any], tuple[_Entry, Callable[[Any], None]]] = {}
+        self._pending: dict[Future[Any], tuple[list[_Entry], Callable[[Any], None]]] = {}
         self._failure: BaseException | None = None
+        self._batch: list[tuple[_Entry, SmallCheck, Callable[[SmallResult], None]]] = []
+        self._batch_bytes = 0
 
     def add(self, entry: _Entry, jobs: list[Job]) -> None:
         entry.waiting = len(jobs)
         self._window.append(entry)
         for fn, task, settle in jobs:
-            while len(self._pending) >= self._limit:
-                self._wait()
-            self._raise_if_failed()
-            self._pending[self._runner.submit(fn, task)] = (entry, settle)
-        self._drain()
-        while len(self._window) > WINDOW and self._pending:
-            self._wait()
-            self._drain()
-        self._raise_if_failed()
+            self._submit(fn, task, [entry], settle)
+        self._after_add()
+
+    def add_small(
+        self, entry: _Entry, check: SmallCheck, settle: Callable[[SmallResult], None]
+    ) -> None:
+        entry.waiting = 1
+        self._window.append(entry)
+        self._batch.append((entry, check, settle))
+        self._batch_bytes += check.source_bytes + check.target_bytes
+        if len(self._batch) >= SMALL_BATCH_OBJECTS or self._batch_bytes >= SMALL_BATCH_BYTES:
+            self._submit_batch()
+        self._after_add()
 
     def finish(self) -> None:
         """Wait for every job, emit every record left; raise the first job error."""
+        self._submit_batch()
         while self._pending:
             self._wait()
         self._raise_if_failed()
         self._drain()
 
+    def _submit(
+        self,
+        fn: Callable[[Any], Any],
+        task: Any,
+        entries: list[_Entry],
+        settle: Callable[[Any], None],
+    ) -> None:
+        while len(self._pending) >= self._limit:
+            self._wait()
+        self._raise_if_failed()
+        self._pending[self._runner.submit(fn, task)] = (entries, settle)
+
+    def _submit_batch(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        settles = [settle for _, _, settle in batch]
+
+        def settle_all(results: tuple[SmallResult, ...]) -> None:
+            for one, result in zip(settles, results, strict=True):
+                one(result)
+
+        checks = tuple(check for _, check, _ in batch)
+        self._submit(check_small_objects, checks, [e for e, _, _ in batch], settle_all)
+
+    def _after_add(self) -> None:
+        self._drain()
+        if len(self._window) > WINDOW:
+            self._submit_batch()  # the records held may be waiting for it
+        while len(self._window) > WINDOW and self._pending:
+            self._wait()
+            self._drain()
+        self._raise_if_failed()
+
     def _wait(self) -> None:
         done, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
         for future in done:
-            entry, settle = self._pending.pop(future)
+            entries, settle = self._pending.pop(future)
             exc = future.exception()
             if exc is not None:
                 self._failure = self._failure or exc
                 continue
             settle(future.result())
-            entry.waiting -= 1
-            if entry.waiting == 0 and entry.full:
-                self.progress.object_done(entry.pair.target_key or "")
+            for entry in entries:
+                entry.waiting -= 1
+                if entry.waiting == 0 and entry.full:
+                    self.progress.object_done(entry.pair.target_key or "")
 
     def _raise_if_failed(self) -> None:
         if self._failure is None:

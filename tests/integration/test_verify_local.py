@@ -6,7 +6,10 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar, TypeVarTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,11 +22,15 @@ from bascule.endpoints import clear_cache
 from bascule.errors import ConfigError
 from bascule.migration import service
 from bascule.migration.journal import Facts
+from bascule.runners import ThreadRunner
+from bascule.verification import verify as verify_module
 from bascule.verification.evidence import ObjectRecord, render_report
 from bascule.verification.verify import verify
 
 MiB = 1024 * 1024
 ENV = "BASCULE_AGE_IDENTITY"
+Ts = TypeVarTuple("Ts")
+R = TypeVar("R")
 
 
 def _csv_bytes() -> bytes:
@@ -211,3 +218,60 @@ def test_sample_is_deterministic_and_said(setup: tuple[Config, Path]) -> None:
         str(k) for d, k in keys if d == "plain"
     )
     assert first.summary["sample"]["percent"] == 50
+
+
+class NamingRunner(ThreadRunner):
+    """A thread runner that records the name of every task function submitted to it."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.names: set[str] = set()
+
+    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
+        self.names.add(getattr(fn, "__name__", repr(fn)))
+        return super().submit(fn, *args)
+
+
+def _records(cfg: Config, **kwargs: Any) -> tuple[list[dict[str, Any]], set[str]]:
+    records: list[ObjectRecord] = []
+    runner = NamingRunner()
+    try:
+        verify(cfg, runner=runner, on_record=records.append, **kwargs)
+    finally:
+        runner.shutdown()
+    return [{k: v for k, v in r.to_dict().items() if k != "time"} for r in records], runner.names
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"level": "full", "rows": True}, {"level": "full"}, {"rows": True}]
+)
+def test_small_objects_checked_in_batches_give_the_findings_of_one_task_per_check(
+    setup: tuple[Config, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kwargs: dict[str, Any],
+) -> None:
+    """Small objects are read once per side, many per task; the records (findings, values,
+    order) are those of one task per part and one per row count, damage included."""
+    cfg, dst = setup
+    src = tmp_path / "src"
+    _flip(dst / "enc" / "out" / "table.csv", 200)  # in the payload: undecryptable
+    for side, key in (("enc", "events.jsonl"), ("plain", "claims.parquet")):
+        path = dst / side / "out" / key
+        path.write_bytes(path.read_bytes()[:-7])  # truncated target
+    _flip(dst / "plain" / "out" / "table.csv", 3)
+    with (dst / "enc" / "out" / "claims.parquet").open("ab") as grown:
+        grown.write(b"appended")  # a longer target: the re-read alone does not see it
+    (src / "enc" / "in" / "one.bin").write_bytes(b"yz")  # the source changed since
+    (src / "plain" / "in" / "events.jsonl").write_bytes(b'{"a": 1}\n{"a": 2}\n{"a": 3}\n')
+    (src / "enc" / "in" / "broken.csv").write_bytes(b'a,b\n1,"open\n')  # never copied
+    (dst / "enc" / "out" / "broken.csv").write_bytes(b"stray")
+    batched, names = _records(cfg, **kwargs)
+    assert "check_small_objects" in names
+    monkeypatch.setattr(verify_module, "SMALL_OBJECT_BYTES", -1)
+    alone, names_alone = _records(cfg, **kwargs)
+    assert "check_small_objects" not in names_alone
+    assert batched == alone
+    kinds = {f["kind"] for r in batched for f in r["findings"]}
+    assert {"stale", "size-mismatch"} <= kinds
+    assert kinds & {"undecryptable", "unreadable", "checksum-mismatch", "rows-mismatch"}
