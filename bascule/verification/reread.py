@@ -46,7 +46,7 @@ from bascule.connectors.base import ByteRange, Connector
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import ConfigError, ConnectorError, EncryptionError
 from bascule.migration.retry import call_with_retries
-from bascule.verification.counts import RowCount, count_rows
+from bascule.verification.counts import CsvDialect, RowCount, count_rows
 
 READ_CHUNKS = 16  # 1 MiB of plaintext per read: whole age chunks
 ATTEMPTS = 3  # per side of a task, on errors the connector calls transient
@@ -358,14 +358,15 @@ def count_target_rows(
     fmt: str,
     identities: list[X25519Identity] | None,
     attempts: int = ATTEMPTS,
+    csv: CsvDialect | None = None,
 ) -> RowCount:
     """Rows of one target object (`size` as stored); decrypted when `identities` are given.
 
     Raises EncryptionError (undecryptable) or ConnectorError (unreadable)."""
     raw = ConnectorReader(conn, key, size, attempts)
     if identities is None:
-        return count_rows(fmt, raw)
-    return count_rows(fmt, _AgeReader(AgeRangeReader(raw.read, size, identities)))
+        return count_rows(fmt, raw, csv=csv)
+    return count_rows(fmt, _AgeReader(AgeRangeReader(raw.read, size, identities)), csv=csv)
 
 
 @dataclass(frozen=True)
@@ -382,6 +383,7 @@ class RowsTask:
     encrypt: bool
     identity_env: str | None = None
     attempts: int = ATTEMPTS  # per ranged read, on errors the connector calls transient
+    csv: CsvDialect | None = None  # how the dataset's CSV files are written
 
 
 @dataclass(frozen=True)
@@ -409,16 +411,18 @@ def _count_object_rows(
     if src is not None:
         try:
             reader = ConnectorReader(src, task.source_key, task.source_size, task.attempts)
-            source = count_rows(task.format, reader)
+            source = count_rows(task.format, reader, csv=task.csv)
         except ConnectorError as exc:
             src_error = _describe(exc)
     if target_plain is not None:
-        return RowsResult(source, count_rows(task.format, _Bytes(target_plain)), src_error)
+        target_rows = count_rows(task.format, _Bytes(target_plain), csv=task.csv)
+        return RowsResult(source, target_rows, src_error)
     identities = worker_identities(task.identity_env) if task.encrypt else None
     try:
         target = count_target_rows(
-            tgt, task.target_key, task.target_size, task.format, identities, task.attempts
-        )
+            tgt, task.target_key, task.target_size, task.format, identities, task.attempts,
+            task.csv,
+        )  # fmt: skip
     except EncryptionError as exc:
         return RowsResult(source, None, src_error, str(exc), True)
     except ConnectorError as exc:

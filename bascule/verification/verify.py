@@ -56,7 +56,7 @@ from bascule.verification.checks import (
     rows_findings,
     stream_pairs,
 )
-from bascule.verification.counts import detect_format
+from bascule.verification.counts import CsvDialect, detect_format
 from bascule.verification.evidence import ObjectRecord, SampleInfo, VerifyReport
 from bascule.verification.reread import (
     SMALL_BATCH_BYTES,
@@ -185,12 +185,17 @@ class _Where:
     identity_env: str | None
     part_size: int
     max_attempts: int
+    csv: CsvDialect | None
 
 
 def _where(cfg: Config, ds: Dataset) -> _Where:
+    given = ds.csv
+    csv = None
+    if given is not None:
+        csv = CsvDialect(given.delimiter, given.quote, given.encoding, given.header)
     return _Where(source_ref(cfg, ds), target_ref(cfg, ds), ds.format,
                   cfg.encryption.identity_file_env, cfg.transfer.part_size,
-                  cfg.transfer.max_attempts)  # fmt: skip
+                  cfg.transfer.max_attempts, csv)  # fmt: skip
 
 
 def _run(
@@ -446,7 +451,7 @@ def _rows_task(where: _Where, pair: Pair, fmt: str) -> RowsTask:
     assert pair.source and pair.target and pair.source_key and pair.target_key
     return RowsTask(
         fmt, where.source, pair.source_key, pair.source.size, where.target, pair.target_key,
-        pair.target.size, pair.encrypt, where.identity_env, where.max_attempts,
+        pair.target.size, pair.encrypt, where.identity_env, where.max_attempts, where.csv,
     )  # fmt: skip
 
 

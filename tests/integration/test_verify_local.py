@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -275,3 +277,103 @@ def test_small_objects_checked_in_batches_give_the_findings_of_one_task_per_chec
     kinds = {f["kind"] for r in batched for f in r["findings"]}
     assert {"stale", "size-mismatch"} <= kinds
     assert kinds & {"undecryptable", "unreadable", "checksum-mismatch", "rows-mismatch"}
+
+
+DICTIONARY = Path(__file__).resolve().parents[1] / "data" / "csv" / "snds_dictionary_latin1.csv"
+
+
+def _with_long_field(size: int) -> bytes:
+    """The SNDS dictionary (Latin-1, ';') and one more row whose quoted last field is every
+    rule text of the dictionary over and over, `size` bytes or more: line ends, ';' and
+    doubled quotes inside."""
+    text = DICTIONARY.read_bytes().decode("latin-1")
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
+    rules = "\r\n".join(r[5] for r in rows[1:] if r[5]) + '\r\n"fin" ; ok\r\n'
+    sink = io.StringIO(newline="")
+    csv.writer(sink, delimiter=";", lineterminator="\r\n").writerow(
+        ["IR_BEN_R", "BEN_NOTES", "string", "", "notes", rules * (1 + size // len(rules))]
+    )
+    return DICTIONARY.read_bytes() + sink.getvalue().encode("latin-1")
+
+
+@pytest.fixture()
+def snds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An encrypted dataset of SNDS-style CSV files (';', Latin-1) declared so, migrated."""
+    identity = X25519Identity.generate()
+    key_file = tmp_path / "identity.txt"
+    write_identity_file(key_file, identity, "2026-01-01T00:00:00Z")
+    monkeypatch.setenv(ENV, str(key_file))
+    files = {
+        "dictionary.csv": DICTIONARY.read_bytes(),
+        "notes-200k.csv": _with_long_field(200 * 1024),  # one read per side
+        "notes-3m.csv": _with_long_field(3 * MiB),  # ranged reads, in 4 MiB blocks and parts
+    }
+    for name, content in files.items():
+        (tmp_path / "src" / "snds" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / "snds" / name).write_bytes(content)
+    (tmp_path / "dst" / "hdh").mkdir(parents=True)
+    data = {
+        "project": "verify-csv",
+        "journal": "state/journal.db",
+        "endpoints": {"az": {"kind": "local", "path": str(tmp_path / "src")},
+                      "ovh": {"kind": "local", "path": str(tmp_path / "dst")}},
+        "encryption": {"recipients": [str(identity.recipient())], "identity_file_env": ENV},
+        "transfer": {"part_size": "5MiB", "concurrency": 2},
+        "datasets": [{"name": "snds", "source": {"endpoint": "az", "container": "snds"},
+                      "target": {"endpoint": "ovh", "bucket": "hdh"},
+                      "csv": {"delimiter": ";", "encoding": "latin-1"}}],
+    }  # fmt: skip
+    path = tmp_path / "bascule.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    service.migrate(load_config(path))
+    return path
+
+
+def _expected_rows(data: bytes) -> int:
+    limit = csv.field_size_limit()
+    csv.field_size_limit(1 << 30)
+    try:
+        text = io.StringIO(data.decode("latin-1"), newline="")
+        return sum(1 for _ in csv.reader(text, delimiter=";", strict=True)) - 1
+    finally:
+        csv.field_size_limit(limit)
+
+
+def test_declared_csv_dialect_counts_long_quoted_fields_on_both_sides(snds: Path) -> None:
+    records: list[ObjectRecord] = []
+    report = verify(load_config(snds), level="full", rows=True, on_record=records.append)
+    assert report.ok, report.first_findings
+    rows = {r.source_key: (r.source_rows, r.target_rows) for r in records}
+    src = snds.parent / "src" / "snds"
+    for key in ("dictionary.csv", "notes-200k.csv", "notes-3m.csv"):
+        expected = _expected_rows((src / key).read_bytes())
+        assert rows[key] == (expected, expected), key
+    assert rows["dictionary.csv"] == (67, 67) and rows["notes-3m.csv"] == (68, 68)
+
+
+def test_a_csv_file_not_in_the_declared_encoding_is_unreadable_on_both_sides(
+    snds: Path,
+) -> None:
+    text = yaml.safe_load(snds.read_text())
+    text["datasets"][0]["csv"]["encoding"] = "utf-8"
+    snds.write_text(yaml.safe_dump(text, allow_unicode=True))
+    report = verify(load_config(snds), rows=True)
+    found = {(f.source_key, f.kind, f.what) for f in report.first_findings}
+    assert ("dictionary.csv", "unreadable", "rows (csv) on the source") in found
+    assert ("dictionary.csv", "unreadable", "rows (csv) on the target") in found
+    message = next(f.message for f in report.first_findings if f.source_key == "dictionary.csv")
+    assert "is not utf-8 text" in message and "csv.encoding" in message
+
+
+def test_verify_rows_with_a_csv_dialect_through_the_cli(snds: Path) -> None:
+    report_path = snds.parent / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bascule.cli.app", "verify", "-c", str(snds), "--rows",
+         "--report", str(report_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(report_path.read_text(encoding="utf-8"))
+    assert {r["source_key"]: r["source_rows"] for r in document["records"]} == {
+        "dictionary.csv": 67, "notes-200k.csv": 68, "notes-3m.csv": 68,
+    }  # fmt: skip
