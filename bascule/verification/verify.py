@@ -308,8 +308,8 @@ def _schedule(entry: _Entry, where: _Where, opts: _Options, pipeline: _Pipeline)
     """Hand the object's reads to the pipeline: one check of a small object (both sides
     read once, with others in one task), else a task per part group and one to count rows."""
     pair = entry.pair
-    if pair.source is None or pair.target is None:
-        pipeline.add(entry, [])
+    if pair.source is None or pair.target is None or (opts.level == "quick" and not opts.rows):
+        pipeline.add(entry, [])  # nothing to read
         return
     reads: list[ReadTask] = []
     if opts.level == "full":
@@ -548,6 +548,10 @@ class _Pipeline:
         self._batch_bytes = 0
 
     def add(self, entry: _Entry, jobs: list[Job]) -> None:
+        if not jobs and not self._window:  # nothing to wait for, nor anything before it
+            _conclude(entry)
+            self._emit(entry.record)
+            return
         entry.waiting = len(jobs)
         self._window.append(entry)
         for fn, task, settle in jobs:
