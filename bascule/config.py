@@ -6,10 +6,12 @@ chains). Every problem is one `ConfigError` line naming the file, the key path a
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -17,7 +19,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bascule.connectors.base import MiB
 from bascule.errors import ConfigError
@@ -107,12 +117,102 @@ class Location(_Strict):
         return self.container or self.bucket or ""
 
 
+_ASCII = "".join(map(chr, range(128)))
+
+
+def csv_encoding_problem(name: str) -> str | None:
+    """Why `name` cannot be a CSV dataset's encoding (None when it can). The row counter
+    reads bytes, which is exact for UTF-8 and for single-byte encodings that keep ASCII:
+    ASCII, Latin-1 and Python's table-driven code pages (cp1252, iso-8859-15, mac-roman...)."""
+    try:
+        codec = codecs.lookup(name)
+    except LookupError:
+        return f"unknown encoding {name!r}; use e.g. utf-8, latin-1 or cp1252"
+    if codec.name in ("utf-8", "utf-8-sig", "ascii", "iso8859-1"):
+        return None
+    module = sys.modules.get(getattr(codec.incrementaldecoder, "__module__", ""))
+    table = getattr(module, "decoding_table", None)
+    if isinstance(table, str) and len(table) == 256 and table[:128] == _ASCII:
+        return None
+    return (
+        f"encoding {name!r} is not supported: use UTF-8 or a single-byte encoding that keeps "
+        "ASCII (latin-1, cp1252, iso-8859-15...), or convert the files"
+    )
+
+
+def _encoded(char: str, encoding: str) -> bytes:
+    try:
+        return char.encode(encoding)
+    except UnicodeEncodeError:
+        return b""
+
+
+class CsvSettings(_Strict):
+    """How a dataset's CSV files are written, for the row counts of `verify --rows`.
+
+    `delimiter` unset: guessed from each file's first line (`,` `;` tab `|`). `quote`: the
+    character around quoted fields, doubled inside them. `encoding` unset: any
+    ASCII-compatible encoding, not checked; set: every file must be text in it (a finding
+    otherwise). `header`: the first record names the columns and is not counted."""
+
+    delimiter: str | None = None
+    quote: str = '"'
+    encoding: str | None = None
+    header: bool = True
+
+    @field_validator("delimiter", "quote")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError(
+                f"{value!r} is not one character; give one, e.g. ';' (a tab is \"\\t\" in YAML)"
+            )
+        if value is not None and value in "\r\n\x00":
+            raise ValueError("a line end or NUL cannot be a delimiter or a quote")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        problem = csv_encoding_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _one_byte_each(self) -> CsvSettings:
+        if self.delimiter == self.quote:
+            raise ValueError(f"delimiter and quote are both {self.quote!r}; they must differ")
+        where = self.encoding or "ASCII (no encoding is set)"
+        for key, char in (("delimiter", self.delimiter), ("quote", self.quote)):
+            if char is not None and len(_encoded(char, self.encoding or "ascii")) != 1:
+                raise ValueError(
+                    f"{key} {char!r} is not one byte in {where}; choose an ASCII character "
+                    "or set encoding to the files' single-byte encoding"
+                )
+        return self
+
+
 class Dataset(_Strict):
     name: str
     source: Location
     target: Location
     format: Literal["auto", "parquet", "csv", "jsonl", "sas7bdat", "binary"] = "auto"
     encrypt: bool = True
+    csv: CsvSettings | None = None  # how its CSV files are written (row counts)
+
+    @field_validator("csv")
+    @classmethod
+    def _csv_only_for_csv(
+        cls, value: CsvSettings | None, info: ValidationInfo
+    ) -> CsvSettings | None:
+        fmt = info.data.get("format", "auto")
+        if value is not None and fmt not in ("auto", "csv"):
+            raise ValueError(
+                f"this dataset's format is {fmt}: its files are not counted as CSV; remove "
+                "csv or set format: csv (or auto)"
+            )
+        return value
 
 
 class Encryption(_Strict):

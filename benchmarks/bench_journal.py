@@ -28,6 +28,7 @@ from bascule.age.keys import X25519Identity
 from benchmarks.measure import ProcessFigures, run_measured
 
 MiB = 1024 * 1024
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_config(folder: Path) -> Path:
@@ -61,6 +62,8 @@ def _line(name: str, figures: ProcessFigures, load: tuple[float, float], extra: 
 def measure(name: str, cmd: list[str], folder: Path, extra: str = "") -> ProcessFigures:
     before = os.getloadavg()[0]
     env = dict(os.environ)
+    # the children run in `folder`: they find `benchmarks` (and this checkout) by the path
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     figures = run_measured(cmd, env, folder, folder / f"{name}.out")
     after = os.getloadavg()[0]
     if figures.exit_code not in (0, 1):

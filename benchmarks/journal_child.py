@@ -60,7 +60,7 @@ class SyntheticConnector:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities()
+        return Capabilities(sorted_listing=True)  # `list` is in key order (see above)
 
     def _info(self, i: int) -> ObjectInfo:
         if self.side == "source":

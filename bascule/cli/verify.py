@@ -24,7 +24,7 @@ from bascule.cli.migrate import (
 from bascule.cli.tables import dataset_table
 from bascule.config import load_config
 from bascule.errors import ExitCode
-from bascule.verification.evidence import KINDS, VerifyReport
+from bascule.verification.evidence import KINDS, ReportWriter, VerifyReport
 
 _SHOWN_FINDINGS = 50
 
@@ -71,17 +71,20 @@ def _verify(
 
         raise UsageError(f"--level {level!r}: use quick or full")
     runner = make_runner(executor, cfg.transfer.concurrency)
+    writer = ReportWriter(report_path) if report_path is not None else None
     try:
         with make_progress() as bar:
             result = verify(
                 cfg, dataset, level="full" if level == "full" else "quick", rows=rows,
                 sample=sample, runner=runner, progress=RichProgress(bar, "read"),
+                on_record=writer.add if writer else None,
             )  # fmt: skip
+        if writer is not None:
+            writer.finish(result.summary)
     finally:
         runner.shutdown()
-    if report_path is not None:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(result.to_json() + "\n", encoding="utf-8")
+        if writer is not None:
+            writer.discard()
     _print(result, report_path)
     return ExitCode.OK if result.ok else ExitCode.FAILED
 
@@ -105,8 +108,7 @@ def _table(result: VerifyReport) -> Table:
 
 def _print(result: VerifyReport, report_path: Path | None) -> None:
     console.print(_table(result))
-    findings = result.findings
-    for f in findings[:_SHOWN_FINDINGS]:
+    for f in result.first_findings[:_SHOWN_FINDINGS]:
         console.print(f"{f.kind}: {f.message}", markup=False, soft_wrap=True)
         if f.source_value is not None or f.target_value is not None:
             console.print(
@@ -114,8 +116,8 @@ def _print(result: VerifyReport, report_path: Path | None) -> None:
                 markup=False,
                 soft_wrap=True,
             )
-    if len(findings) > _SHOWN_FINDINGS:
-        more = len(findings) - _SHOWN_FINDINGS
+    if result.finding_count > _SHOWN_FINDINGS:
+        more = result.finding_count - _SHOWN_FINDINGS
         console.print(f"... and {more} more finding(s): see --report FILE for all of them")
     if result.sample is not None:
         s = result.sample
@@ -123,7 +125,7 @@ def _print(result: VerifyReport, report_path: Path | None) -> None:
             f"sample: {s.percent:g}% of the objects, {s.objects_in_sample} of {s.objects_total}"
         )
     summary = result.summary
-    status = "all verified" if result.ok else f"{len(findings)} finding(s)"
+    status = "all verified" if result.ok else f"{result.finding_count} finding(s)"
     console.print(
         f"{summary['verified']}/{summary['objects']} objects verified, "
         f"{human_bytes(result.bytes_read)} read in {result.seconds:.1f}s: {status}"

@@ -434,22 +434,29 @@ class Journal:
         )
         return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
-    def copy_rows(self, dataset: str) -> Iterator[tuple[Any, ...]]:
+    def copy_rows(self, dataset: str, page: int = 5_000) -> Iterator[tuple[Any, ...]]:
         """What verify compares, per object of `dataset`, as plain tuples (no ObjectRow: a
         million of them cost seconds): (target_key, source_etag, source_size, target_size,
         part_size, parts, state, plain_sha256, cipher_sha256, target_etag, part etags joined
-        by ',' for objects of more than one part, else None)."""
-        cursor = self._db.execute(
-            "SELECT o.target_key, o.source_etag, o.source_size, o.target_size, o.part_size, "
-            "o.parts, o.state, o.plain_sha256, o.cipher_sha256, o.target_etag, "
-            "CASE WHEN o.parts > 1 THEN (SELECT group_concat(etag, ',') FROM "
-            "(SELECT etag FROM parts WHERE object_id = o.id ORDER BY number)) END "
-            "FROM objects o WHERE o.dataset=?",
-            (dataset,),
-        )
-        cursor.arraysize = 1000
-        while rows := cursor.fetchmany():
+        by ',' for objects of more than one part, else None).
+
+        Ascending by target key and read in pages of `page` rows, as `plan_rows` (its
+        contract on order and on writes between pages holds here too)."""
+        after = ""  # every key sorts after the empty string
+        while True:
+            rows = self._db.execute(
+                "SELECT o.target_key, o.source_etag, o.source_size, o.target_size, "
+                "o.part_size, o.parts, o.state, o.plain_sha256, o.cipher_sha256, o.target_etag, "
+                "CASE WHEN o.parts > 1 THEN (SELECT group_concat(etag, ',') FROM "
+                "(SELECT etag FROM parts WHERE object_id = o.id ORDER BY number)) END "
+                "FROM objects o WHERE o.dataset=? AND o.target_key > ? ORDER BY o.target_key "
+                "LIMIT ?",
+                (dataset, after, page),
+            ).fetchall()
             yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     def get_object(self, dataset: str, target_key: str) -> ObjectRow | None:
         row = self._db.execute(

@@ -227,13 +227,13 @@ def verify_step(ctx: Context, step: VerifyStep) -> StepReport:
             ctx.cfg, ds.name, level="full" if step.level == "full" else "quick", rows=step.rows,
             sample=step.sample, runner=ctx.options.runner,
         )  # fmt: skip
+        counts = report.datasets.get(ds.name)
         per[ds.name] = {
-            "objects": len(report.records), "verified": sum(not r.findings for r in report.records),
-            "findings": len(report.findings), "level": step.level, "rows": step.rows,
-            "bytes": sum(r.source_size or 0 for r in report.records if not r.findings),
-            "run_id": report.run_id,
+            "objects": report.objects, "verified": report.verified,
+            "findings": report.finding_count, "level": step.level, "rows": step.rows,
+            "bytes": counts.verified_bytes if counts else 0, "run_id": report.run_id,
         }  # fmt: skip
-        first += [f.message for f in report.findings[:3]]
+        first += [f.message for f in report.first_findings[:3]]
     findings = sum(d["findings"] for d in per.values())
     detail = {"datasets": per, "findings": findings, "first_findings": first[:5]}
     verified = sum(d["verified"] for d in per.values())

@@ -3,8 +3,9 @@
 Nothing here reads data, calls the network or prints: the caller lists both sides, reads
 what the level asks for (`reread.py`), and hands the results here to turn into findings.
 
-- `pair_objects` matches source and target listings (target key = target prefix + the key
-  below the source prefix) and keeps a deterministic sample;
+- `stream_pairs` matches source and target listings (target key = target prefix + the key
+  below the source prefix) with the journal's records, as one merge of sorted streams, and
+  keeps a deterministic sample (`pair_objects`: the same, collected);
 - `quick_findings`: existence, exact sizes, stale sources, the etag recorded at commit, the
   S3 multipart etag recomputed from the journal's part etags, Azure Content-MD5 (plain data);
 - `full_findings`: the composites read now on both sides against each other and the journal;
@@ -17,14 +18,16 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from bascule.age.sizes import NONCE_SIZE, ciphertext_size, encrypted_length
 from bascule.connectors.base import ObjectInfo
 from bascule.migration.plan import target_key_for
 from bascule.verification.evidence import Finding, Kind, SampleInfo
 
+T = TypeVar("T")
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 _MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-(\d+)$")
 
@@ -98,6 +101,117 @@ def in_sample(relative_key: str, percent: float) -> bool:
     return int.from_bytes(digest[:8], "big") % 1_000_000 < percent * 10_000
 
 
+@dataclass
+class PairCount:
+    """What `stream_pairs` saw: objects in all, and kept in the sample (all without one)."""
+
+    total: int = 0
+    kept: int = 0
+
+
+def stream_pairs(
+    dataset: str,
+    source_prefix: str,
+    target_prefix: str,
+    sources: Iterable[ObjectInfo],
+    targets: Iterable[ObjectInfo],
+    copies: Iterable[tuple[str, Copy]],
+    *,
+    encrypt: bool,
+    header_len: int,
+    etag_is_md5: bool = False,
+    sample: float | None = None,
+    count: PairCount | None = None,
+) -> Iterator[Pair]:
+    """Every object of either listing, with the journal's record of it, one at a time in
+    target-key order; with `sample`, only that share of them (counted into `count`).
+
+    Contract: `sources` (keys under `source_prefix`), `targets` and `copies` ((target key,
+    copy) from the journal) each come strictly ascending by key, as `plan.stream_dataset`
+    takes them (`plan.in_key_order` checks a listing); mapping a source key to its target
+    key keeps that order, so one pass pairs all three and memory does not grow with their
+    length. Journal rows of keys on neither side are skipped."""
+    count = count if count is not None else PairCount()
+    skip = len(target_prefix)
+    on_target: _Head[ObjectInfo] = _Head(targets, _info_key)
+    in_journal: _Head[tuple[str, Copy]] = _Head(copies, _copy_key)
+
+    def kept(pair: Pair) -> bool:
+        count.total += 1
+        if sample is not None and not in_sample((pair.target_key or "")[skip:], sample):
+            return False
+        count.kept += 1
+        return True
+
+    for src in sources:
+        tkey = target_key_for(src.key, source_prefix, target_prefix)
+        while on_target.key is not None and on_target.key < tkey:
+            if kept(extra := _extra_pair(dataset, on_target.take(), in_journal, encrypt)):
+                yield extra
+        tgt = on_target.take() if on_target.key == tkey else None
+        known = in_journal.find(tkey)
+        pair = _pair(dataset, tkey, src, tgt, known[1] if known else None, encrypt,
+                     header_len, etag_is_md5)  # fmt: skip
+        if kept(pair):
+            yield pair
+    while on_target.key is not None:
+        if kept(extra := _extra_pair(dataset, on_target.take(), in_journal, encrypt)):
+            yield extra
+
+
+class _Head(Generic[T]):
+    """The head of a stream sorted by `key`; `key` is None at its end."""
+
+    def __init__(self, items: Iterable[T], key: Callable[[T], str]) -> None:
+        self._items = iter(items)
+        self._key = key
+        self._head: T | None = None
+        self.key: str | None = None
+        self.take()
+
+    def take(self) -> T:
+        """The head, and advance past it (only while `key` is not None)."""
+        head = self._head
+        self._head = nxt = next(self._items, None)
+        self.key = None if nxt is None else self._key(nxt)
+        return head  # type: ignore[return-value]
+
+    def find(self, key: str) -> T | None:
+        """The item of `key` (None if absent), after skipping every item before it."""
+        while self.key is not None and self.key < key:
+            self.take()
+        return self.take() if self.key == key else None
+
+
+def _copy_key(item: tuple[str, Copy]) -> str:
+    return item[0]
+
+
+def _info_key(info: ObjectInfo) -> str:
+    return info.key
+
+
+def _extra_pair(
+    dataset: str, target: ObjectInfo, journal: _Head[tuple[str, Copy]], encrypt: bool
+) -> Pair:
+    known = journal.find(target.key)
+    return Pair(dataset, None, target.key, None, target, known[1] if known else None, encrypt)
+
+
+def _pair(
+    dataset: str,
+    tkey: str,
+    src: ObjectInfo,
+    tgt: ObjectInfo | None,
+    copy: Copy | None,
+    encrypt: bool,
+    header_len: int,
+    etag_is_md5: bool,
+) -> Pair:
+    hlen = header_len_of(copy) if encrypt and copy and copy.committed else header_len
+    return Pair(dataset, src.key, tkey, src, tgt, copy, encrypt, hlen, etag_is_md5)
+
+
 def pair_objects(
     dataset: str,
     source_prefix: str,
@@ -111,28 +225,17 @@ def pair_objects(
     etag_is_md5: bool = False,
     sample: float | None = None,
 ) -> tuple[list[Pair], SampleInfo | None]:
-    """Every source object with its target (if any), then every extra target object, in key
-    order. `copies` is keyed by target key. With `sample`, only that share of the objects."""
-    by_target = {t.key: t for t in targets}
-    pairs: list[Pair] = []
-    for src in sources:
-        tkey = target_key_for(src.key, source_prefix, target_prefix)
-        copy = copies.get(tkey)
-        hlen = header_len_of(copy) if encrypt and copy and copy.committed else header_len
-        found = by_target.pop(tkey, None)
-        pairs.append(Pair(dataset, src.key, tkey, src, found, copy, encrypt, hlen, etag_is_md5))
-    for tkey in sorted(by_target):
-        pairs.append(Pair(dataset, None, tkey, None, by_target[tkey], copies.get(tkey), encrypt))
-    if sample is None:
-        return pairs, None
-
-    def relative(p: Pair) -> str:
-        if p.source_key is not None:
-            return p.source_key[len(source_prefix) :]
-        return (p.target_key or "")[len(target_prefix) :]
-
-    kept = [p for p in pairs if in_sample(relative(p), sample)]
-    return kept, SampleInfo(sample, len(kept), len(pairs))
+    """`stream_pairs` collected (tests, small listings): the listings in any order, `copies`
+    keyed by target key."""
+    count = PairCount()
+    pairs = list(
+        stream_pairs(
+            dataset, source_prefix, target_prefix, sorted(sources, key=_info_key),
+            sorted(targets, key=_info_key), sorted(copies.items()), encrypt=encrypt,
+            header_len=header_len, etag_is_md5=etag_is_md5, sample=sample, count=count,
+        )
+    )  # fmt: skip
+    return pairs, SampleInfo(sample, count.kept, count.total) if sample is not None else None
 
 
 def multipart_etag(part_etags: Iterable[str]) -> str:

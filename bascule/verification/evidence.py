@@ -2,8 +2,9 @@
 
 A record holds both sides' values (keys, sizes, etags, checksums, row counts), the findings
 on that object, the time and the bascule version. Its verdict is ``verified`` when nothing was
-found, else the kind of its first finding. `VerifyReport.to_json` is the `--report FILE`
-document; the same records go into the journal (`Facts.record_verification`).
+found, else the kind of its first finding. Records are streamed, never collected: each goes
+into the journal (`Facts.record_verifications`, in batches) and, with `--report FILE`, to the
+file (`ReportWriter`); `VerifyReport` keeps the counters and the first findings.
 
 Finding kinds: ``missing`` (on the target), ``extra`` (on the target, mapped from no source
 key), ``size-mismatch``, ``checksum-mismatch``, ``rows-mismatch``, ``unreadable`` (a side
@@ -14,10 +15,16 @@ fails age authentication), ``stale`` (the source changed since the copy, or was 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import time
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import IO, Any, Literal
 
 from bascule import __version__
 
@@ -61,8 +68,17 @@ class Finding:
     message: str
 
 
+_clock: tuple[int, str] = (0, "")
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """The time to the second, ISO 8601 in UTC (formatted once per second: verify stamps
+    every record, a million of them a run)."""
+    global _clock
+    second = int(time.time())
+    if _clock[0] != second:
+        _clock = (second, datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds"))
+    return _clock[1]
 
 
 @dataclass
@@ -119,48 +135,85 @@ class SampleInfo:
     objects_total: int
 
 
+FIRST_FINDINGS = 50  # findings a report keeps in memory; the --report file has them all
+
+
+@dataclass
+class DatasetCounts:
+    """One dataset's records in a verify run: how many, how many verified (and their source
+    bytes), and per finding kind how many objects have at least one finding of it."""
+
+    objects: int = 0
+    verified: int = 0
+    verified_bytes: int = 0
+    findings: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"objects": self.objects, "verified": self.verified,
+                "findings": dict(self.findings)}  # fmt: skip
+
+
 @dataclass
 class VerifyReport:
-    """The outcome of one verify run. `ok` is true when no record has a finding."""
+    """The outcome of one verify run, as counters: records are counted in (`add`) as they are
+    made and not kept, so memory does not grow with the object count. The first
+    `FIRST_FINDINGS` findings are kept whole; every record goes to the journal and, with
+    `--report FILE`, to the file (`ReportWriter`). `ok` is true when no record has a finding."""
 
     level: str
     rows: bool
-    records: list[ObjectRecord]
+    datasets: dict[str, DatasetCounts] = field(default_factory=dict)
+    first_findings: list[Finding] = field(default_factory=list)
+    finding_count: int = 0
     sample: SampleInfo | None = None
     run_id: int | None = None
     started: str = field(default_factory=utc_now)
     seconds: float = 0.0
     bytes_read: int = 0
 
+    def add(self, record: ObjectRecord) -> None:
+        """Count `record` in (its dataset, its verdict, its findings)."""
+        counts = self.datasets.get(record.dataset)
+        if counts is None:
+            counts = self.datasets[record.dataset] = DatasetCounts()
+        counts.objects += 1
+        if not record.findings:
+            counts.verified += 1
+            counts.verified_bytes += record.source_size or 0
+            return
+        for kind in sorted({f.kind for f in record.findings}):
+            counts.findings[kind] = counts.findings.get(kind, 0) + 1
+        self.finding_count += len(record.findings)
+        room = FIRST_FINDINGS - len(self.first_findings)
+        if room > 0:
+            self.first_findings += record.findings[:room]
+
     @property
-    def findings(self) -> list[Finding]:
-        return [f for r in self.records for f in r.findings]
+    def objects(self) -> int:
+        return sum(d.objects for d in self.datasets.values())
+
+    @property
+    def verified(self) -> int:
+        return sum(d.verified for d in self.datasets.values())
 
     @property
     def ok(self) -> bool:
-        return not any(r.findings for r in self.records)
+        return self.finding_count == 0
 
     @property
     def summary(self) -> dict[str, Any]:
         """Totals overall and per dataset: objects, verified, and objects per finding kind."""
-        per: dict[str, dict[str, Any]] = {}
-        for record in self.records:
-            row = per.setdefault(record.dataset, {"objects": 0, "verified": 0, "findings": {}})
-            row["objects"] += 1
-            row["verified"] += not record.findings
-            for kind in sorted({f.kind for f in record.findings}):
-                row["findings"][kind] = row["findings"].get(kind, 0) + 1
         kinds: Counter[str] = Counter()
-        for d in per.values():
-            kinds.update(d["findings"])
+        for d in self.datasets.values():
+            kinds.update(d.findings)
         return {
             "level": self.level,
             "rows": self.rows,
             "ok": self.ok,
-            "objects": len(self.records),
-            "verified": sum(not r.findings for r in self.records),
+            "objects": self.objects,
+            "verified": self.verified,
             "findings": dict(sorted(kinds.items())),
-            "datasets": per,
+            "datasets": {name: d.to_dict() for name, d in self.datasets.items()},
             "sample": asdict(self.sample) if self.sample else None,
             "bytes_read": self.bytes_read,
             "seconds": round(self.seconds, 3),
@@ -169,10 +222,78 @@ class VerifyReport:
             "bascule_version": __version__,
         }
 
-    def to_json(self) -> str:
-        """The evidence document: ``{"summary": {...}, "records": [...]}``."""
-        return json.dumps(
-            {"summary": self.summary, "records": [r.to_dict() for r in self.records]},
-            indent=2,
-            ensure_ascii=False,
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+# The `--report FILE` document is ``{"summary": {...}, "records": [...]}`` exactly as
+# ``json.dumps(document, indent=2, ensure_ascii=False)`` writes it; these pieces make the same
+# bytes one record at a time (a record's own lines indented to its depth in the document).
+def _head(summary: Mapping[str, Any]) -> str:
+    return '{\n  "summary": ' + _dumps(summary).replace("\n", "\n  ") + ',\n  "records": ['
+
+
+def _record_piece(record: ObjectRecord, first: bool) -> str:
+    return ("\n    " if first else ",\n    ") + _dumps(record.to_dict()).replace("\n", "\n    ")
+
+
+def _tail(empty: bool) -> str:
+    return "]\n}" if empty else "\n  ]\n}"
+
+
+def render_report(summary: Mapping[str, Any], records: Iterable[ObjectRecord]) -> str:
+    """The `--report FILE` document of `records` held in memory (tests, small runs)."""
+    pieces = [_record_piece(r, i == 0) for i, r in enumerate(records)]
+    return _head(summary) + "".join(pieces) + _tail(not pieces)
+
+
+class ReportWriter:
+    """Writes the `--report FILE` document as records come, holding none of them: each record
+    is appended to a spool file beside `path`; `finish(summary)` then writes the document
+    (summary first) to a temporary file renamed over `path`. Until then `path` is untouched,
+    and `discard` (or leaving the `with` block on an error) leaves nothing behind: never a
+    half-written report."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._spool: IO[str] | None = tempfile.TemporaryFile(  # noqa: SIM115 (closed below)
+            "w+", encoding="utf-8", dir=path.parent
         )
+        self._empty = True
+
+    def add(self, record: ObjectRecord) -> None:
+        assert self._spool is not None, "the report is already finished"
+        self._spool.write(_record_piece(record, self._empty))
+        self._empty = False
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        """Write the document and a final newline to `path`, atomically (a rename)."""
+        assert self._spool is not None, "the report is already finished"
+        spool, self._spool = self._spool, None
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            spool.seek(0)
+            with tmp.open("w", encoding="utf-8") as out:
+                out.write(_head(summary))
+                shutil.copyfileobj(spool, out, 1 << 20)
+                out.write(_tail(self._empty) + "\n")
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            spool.close()
+
+    def discard(self) -> None:
+        """Drop what was spooled; `path` is left as it was."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()

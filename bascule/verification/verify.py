@@ -1,66 +1,94 @@
 """`bascule verify` as a library call: `verify(cfg, ...) -> VerifyReport`, free of printing.
 
 Order: arguments and the identity are checked first (ConfigError, exit 2, before anything is
-read), then every source and target is listed (ConnectorError, exit 3), and only then is the
-journal opened and a ``verify`` run started. Each object's record goes into the journal
-(`Facts.record_verification`); the run ends ``completed`` when nothing was found, ``failed``
-when something was (or the run stopped on an error), ``interrupted`` on Ctrl-C.
+read), then every source and target listing is started (a missing container or a refused
+credential fails here, ConnectorError, exit 3), and only then is the journal opened and a
+``verify`` run started. The run ends ``completed`` when nothing was found, ``failed`` when
+something was (or the run stopped on an error), ``interrupted`` on Ctrl-C.
+
+Memory does not grow with the object count: both listings and the journal's rows are joined
+as sorted streams (`checks.stream_pairs`, as `bascule plan` does), each object's record is
+made, checked and handed on (to the journal in batches of `VERDICT_BATCH` rows through
+`Facts.record_verifications`, to `on_record`, counted into the report) and then dropped.
+Records come out in target-key order, whatever order their reads finish in; at most
+`WINDOW` records wait for their reads.
 
 Levels: ``quick`` reads no data; ``full`` re-reads both sides (parts in parallel on the
 runner, bounded to 2 x transfer.concurrency tasks in flight, ~2 MiB each); ``rows`` counts
 rows on both sides. See `checks.py` for what each compares.
+
+Small objects (one part, at most `reread.SMALL_OBJECT_BYTES`) are checked whole: each side
+is read once for both the re-read and the row count, the age header unwrapped once, and up
+to `SMALL_BATCH_OBJECTS` of them go in one task (`reread.check_small_objects`), with the
+results the separate tasks give.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain
 from typing import Any, Literal, TypeVar
 
 from bascule.age.sizes import header_length
 from bascule.config import Config, Dataset, identity_path
 from bascule.connectors.base import ObjectInfo
+from bascule.endpoints import EndpointRef
 from bascule.errors import UsageError
 from bascule.migration.coordinator import NullProgress, ProgressSink
 from bascule.migration.journal import Facts, Journal, VerdictRow
 from bascule.migration.plan import part_count
-from bascule.migration.service import open_journal, source_ref, target_ref
+from bascule.migration.service import open_journal, sorted_listing, source_ref, target_ref
 from bascule.migration.tasks import composite
 from bascule.runners import TaskRunner, ThreadRunner
 from bascule.verification.checks import (
     Copy,
     Pair,
+    PairCount,
     Reread,
     RowsRead,
     full_findings,
-    pair_objects,
     quick_findings,
     rows_findings,
+    stream_pairs,
 )
-from bascule.verification.counts import detect_format
+from bascule.verification.counts import CsvDialect, detect_format
 from bascule.verification.evidence import ObjectRecord, SampleInfo, VerifyReport
 from bascule.verification.reread import (
+    SMALL_BATCH_BYTES,
+    SMALL_BATCH_OBJECTS,
+    SMALL_OBJECT_BYTES,
     PartRange,
     ReadResult,
     ReadTask,
     RowsResult,
     RowsTask,
+    SmallCheck,
+    SmallResult,
+    check_small_objects,
     count_object_rows,
     read_parts,
 )
 
 Level = Literal["quick", "full"]
 T = TypeVar("T")
-R = TypeVar("R")
+
+VERDICT_BATCH = 5_000  # verdict rows per journal transaction
+WINDOW = 4_096  # records held while the ones before them wait for their reads
+PROGRESS_EVERY_S = 0.1  # how often progress counts are handed to the sink
 
 
 @dataclass
 class _Listing:
+    """One dataset's two listings, started (their first page read) but not consumed."""
+
     dataset: Dataset
-    sources: list[ObjectInfo]
-    targets: list[ObjectInfo]
+    sources: Iterator[ObjectInfo]
+    targets: Iterator[ObjectInfo]
     etag_is_md5: bool
 
 
@@ -73,8 +101,13 @@ def verify(
     sample: float | None = None,
     runner: TaskRunner | None = None,
     progress: ProgressSink | None = None,
+    on_record: Callable[[ObjectRecord], None] | None = None,
 ) -> VerifyReport:
-    """Verify the copies of `dataset` (default: every dataset) and return the evidence.
+    """Verify the copies of `dataset` (default: every dataset) and return the counters.
+
+    Every object's record is handed to `on_record` once complete, in target-key order per
+    dataset (the `--report FILE` writer; tests), and recorded in the journal; the report
+    keeps counters and the first findings only.
 
     Raises UsageError for a bad level or sample, ConfigError when full or rows need the
     identity of an encrypted dataset and none is set, ConnectorError when a side cannot be
@@ -87,7 +120,8 @@ def verify(
     journal = open_journal(cfg, create=True)
     assert journal is not None
     try:
-        return _run(cfg, journal, listings, level, rows, sample, runner, progress)
+        return _run(cfg, journal, listings, _Options(level, rows, sample, on_record),
+                    runner, progress)  # fmt: skip
     finally:
         journal.close()
 
@@ -110,64 +144,92 @@ def _check_identity(cfg: Config, datasets: list[Dataset], level: str, rows: bool
     load_identities(path)  # a missing, unreadable or shared key file stops here, not per task
 
 
+def _started(items: Iterator[T]) -> Iterator[T]:
+    """`items` with its first item already read: a listing that cannot start fails now."""
+    first = next(items, None)
+    return items if first is None else chain((first,), items)
+
+
 def _list(cfg: Config, ds: Dataset) -> _Listing:
     from bascule.endpoints import connector
 
     src = connector(source_ref(cfg, ds))
     tgt = connector(target_ref(cfg, ds))
-    sources = list(src.list(ds.source.prefix))
-    targets = list(tgt.list(ds.target.prefix))
+    sources = _started(sorted_listing(src, ds.source.prefix))
+    targets = _started(sorted_listing(tgt, ds.target.prefix))
     return _Listing(ds, sources, targets, tgt.url.startswith("s3://"))
 
 
-def _copies(journal: Journal, dataset: str) -> dict[str, Copy]:
-    """The journal's record of each target key of `dataset`."""
-    return {
-        r[0]: Copy(r[1], r[2], r[3], r[4], r[5], r[6] in ("committed", "verified"), r[7], r[8],
-                   r[9] or None, tuple(r[10].split(",")) if r[10] else ())
-        for r in journal.copy_rows(dataset)
-    }  # fmt: skip
+def _copies(journal: Journal, dataset: str) -> Iterator[tuple[str, Copy]]:
+    """The journal's record of each target key of `dataset`, ascending by target key."""
+    for r in journal.copy_rows(dataset):
+        yield r[0], Copy(r[1], r[2], r[3], r[4], r[5], r[6] in ("committed", "verified"), r[7],
+                         r[8], r[9] or None, tuple(r[10].split(",")) if r[10] else ())  # fmt: skip
 
 
-@dataclass
-class _Context:
-    cfg: Config
+@dataclass(frozen=True)
+class _Options:
     level: Level
     rows: bool
-    runner: TaskRunner
-    progress: ProgressSink
-    records: list[ObjectRecord] = field(default_factory=list)
-    pairs: list[Pair] = field(default_factory=list)
-    formats: dict[str, str] = field(default_factory=dict)  # dataset -> declared format
-    bytes_read: int = 0
+    sample: float | None
+    on_record: Callable[[ObjectRecord], None] | None
+
+
+@dataclass(frozen=True)
+class _Where:
+    """What the tasks of one dataset's objects need from the config."""
+
+    source: EndpointRef
+    target: EndpointRef
+    format: str
+    identity_env: str | None
+    part_size: int
+    max_attempts: int
+    csv: CsvDialect | None
+
+
+def _where(cfg: Config, ds: Dataset) -> _Where:
+    given = ds.csv
+    csv = None
+    if given is not None:
+        csv = CsvDialect(given.delimiter, given.quote, given.encoding, given.header)
+    return _Where(source_ref(cfg, ds), target_ref(cfg, ds), ds.format,
+                  cfg.encryption.identity_file_env, cfg.transfer.part_size,
+                  cfg.transfer.max_attempts, csv)  # fmt: skip
 
 
 def _run(
     cfg: Config,
     journal: Journal,
     listings: list[_Listing],
-    level: Level,
-    rows: bool,
-    sample: float | None,
+    opts: _Options,
     runner: TaskRunner | None,
     progress: ProgressSink | None,
 ) -> VerifyReport:
     run_id = journal.start_run(
-        "verify", {"datasets": [li.dataset.name for li in listings], "level": level,
-                   "rows": rows, "sample": sample}
+        "verify", {"datasets": [li.dataset.name for li in listings], "level": opts.level,
+                   "rows": opts.rows, "sample": opts.sample}
     )  # fmt: skip
     started = time.monotonic()
+    report = VerifyReport(opts.level, opts.rows, run_id=run_id)
+    sink = _Sink(Facts(journal), run_id, report, opts.on_record)
     own = runner is None
-    ctx = _Context(cfg, level, rows, runner or ThreadRunner(cfg.transfer.concurrency, "verify"),
-                   progress or NullProgress())  # fmt: skip
+    pool = runner or ThreadRunner(cfg.transfer.concurrency, "verify")
+    bar = _Progress(progress or NullProgress())
+    pipeline = _Pipeline(pool, max(1, 2 * cfg.transfer.concurrency), sink.add, bar)
     status = "failed"
-    report: VerifyReport | None = None
     try:
-        info = _pair_all(ctx, journal, listings, sample)
-        _check_all(ctx)
-        report = VerifyReport(level, rows, ctx.records, info, run_id, bytes_read=ctx.bytes_read)
+        kept = total = 0
+        for li in listings:
+            count = PairCount()
+            _check_dataset(cfg, journal, li, opts, pipeline, count)
+            kept, total = kept + count.kept, total + count.total
+        pipeline.finish()
+        sink.flush()
+        bar.flush()
+        report.bytes_read = pipeline.bytes_read
+        report.sample = SampleInfo(opts.sample, kept, total) if opts.sample is not None else None
         report.seconds = time.monotonic() - started
-        _record_facts(Facts(journal), run_id, report)
         status = "completed" if report.ok else "failed"
         return report
     except KeyboardInterrupt:
@@ -175,29 +237,31 @@ def _run(
         raise
     finally:
         if own:
-            ctx.runner.shutdown()
-        nbytes = report.bytes_read if report else ctx.bytes_read
-        nobjects = len(report.records) if report else 0
-        journal.end_run(run_id, status, nbytes, nobjects, time.monotonic() - started)
+            pool.shutdown()
+        journal.end_run(run_id, status, pipeline.bytes_read, report.objects,
+                        time.monotonic() - started)  # fmt: skip
 
 
-def _pair_all(
-    ctx: _Context, journal: Journal, listings: list[_Listing], sample: float | None
-) -> SampleInfo | None:
-    default_hlen = header_length(len(ctx.cfg.encryption.recipients))
-    kept = total = 0
-    for li in listings:
-        ds = li.dataset
-        pairs, info = pair_objects(
-            ds.name, ds.source.prefix, ds.target.prefix, li.sources, li.targets,
-            _copies(journal, ds.name), encrypt=ds.encrypt, header_len=default_hlen,
-            etag_is_md5=li.etag_is_md5, sample=sample,
-        )  # fmt: skip
-        ctx.pairs += pairs
-        ctx.formats[ds.name] = ds.format
-        kept += info.objects_in_sample if info else len(pairs)
-        total += info.objects_total if info else len(pairs)
-    return SampleInfo(sample, kept, total) if sample is not None else None
+def _check_dataset(
+    cfg: Config,
+    journal: Journal,
+    li: _Listing,
+    opts: _Options,
+    pipeline: _Pipeline,
+    count: PairCount,
+) -> None:
+    ds = li.dataset
+    where = _where(cfg, ds)
+    pairs = stream_pairs(
+        ds.name, ds.source.prefix, ds.target.prefix, li.sources, li.targets,
+        _copies(journal, ds.name), encrypt=ds.encrypt,
+        header_len=header_length(len(cfg.encryption.recipients)),
+        etag_is_md5=li.etag_is_md5, sample=opts.sample, count=count,
+    )  # fmt: skip
+    for pair in pairs:
+        entry = _Entry(pair, _record_of(pair))
+        entry.record.findings += quick_findings(pair)
+        _schedule(entry, where, opts, pipeline)
 
 
 def _record_of(pair: Pair) -> ObjectRecord:
@@ -222,15 +286,83 @@ def _record_of(pair: Pair) -> ObjectRecord:
     )
 
 
-def _check_all(ctx: _Context) -> None:
-    ctx.records = [_record_of(p) for p in ctx.pairs]
-    for pair, record in zip(ctx.pairs, ctx.records, strict=True):
-        record.findings += quick_findings(pair)
-    both = [i for i, p in enumerate(ctx.pairs) if p.source is not None and p.target is not None]
-    if ctx.level == "full":
-        _reread_all(ctx, both)
-    if ctx.rows:
-        _count_all(ctx, both)
+@dataclass(eq=False)
+class _Entry:
+    """One object on its way through: its record, and what its reads have returned so far.
+    Its findings are completed (`_conclude`) once no read is left: full first, then rows."""
+
+    pair: Pair
+    record: ObjectRecord
+    waiting: int = 0  # jobs not settled yet
+    reads: list[ReadResult] = field(default_factory=list)
+    rows: RowsRead | None = None
+    full: bool = False  # re-read at --level full
+
+
+# A job: the task function, its argument (picklable: it may run on a Dask worker), and what
+# to do with its result, in this thread.
+Job = tuple[Callable[[Any], Any], Any, Callable[[Any], None]]
+
+
+def _schedule(entry: _Entry, where: _Where, opts: _Options, pipeline: _Pipeline) -> None:
+    """Hand the object's reads to the pipeline: one check of a small object (both sides
+    read once, with others in one task), else a task per part group and one to count rows."""
+    pair = entry.pair
+    if pair.source is None or pair.target is None or (opts.level == "quick" and not opts.rows):
+        pipeline.add(entry, [])  # nothing to read
+        return
+    reads: list[ReadTask] = []
+    if opts.level == "full":
+        entry.full = True
+        reads = _read_tasks(where, pair)
+        pipeline.progress.add_total(1, sum(_task_bytes(t) for t in reads))
+    rows = None
+    if opts.rows:
+        fmt = detect_format(pair.source_key or "", where.format)
+        entry.record.row_format = fmt
+        rows = _rows_task(where, pair, fmt) if fmt != "binary" else None
+    on_read, on_rows = _on_read(entry, pipeline), _on_rows(entry)
+    small = _small_check(pair, reads, rows)
+    if small is not None:
+        pipeline.add_small(entry, small, partial(_on_small(on_read, on_rows), small))
+        return
+    jobs: list[Job] = [(read_parts, t, partial(on_read, t)) for t in reads]
+    if rows is not None:
+        jobs.append((count_object_rows, rows, on_rows))
+    pipeline.add(entry, jobs)
+
+
+def _small_check(pair: Pair, reads: list[ReadTask], rows: RowsTask | None) -> SmallCheck | None:
+    """The object's checks as one `SmallCheck`, if it is small: one part, and no side read
+    beyond `SMALL_OBJECT_BYTES` of plaintext (plus the age overhead on the target)."""
+    assert pair.source is not None and pair.target is not None
+    if len(reads) > 1 or (reads and len(reads[0].parts) > 1) or (not reads and rows is None):
+        return None
+    read = reads[0] if reads else None
+    source_bytes = max(read.parts[0].length if read and read.source else 0,
+                       pair.source.size if rows else 0)  # fmt: skip
+    target_bytes = max(_stored_bytes(read) if read else 0, pair.target.size if rows else 0)
+    if source_bytes > SMALL_OBJECT_BYTES or target_bytes > SMALL_OBJECT_BYTES + 64 * 1024:
+        return None
+    return SmallCheck(read, rows, source_bytes, target_bytes)
+
+
+def _stored_bytes(task: ReadTask) -> int:
+    return sum(
+        p.cipher_range(task.header_len).length if task.encrypt else p.length for p in task.parts
+    )
+
+
+def _on_small(
+    on_read: Callable[[ReadTask, ReadResult], None], on_rows: Callable[[RowsResult], None]
+) -> Callable[[SmallCheck, SmallResult], None]:
+    def settle(check: SmallCheck, result: SmallResult) -> None:
+        if check.read is not None and result.read is not None:
+            on_read(check.read, result.read)
+        if result.rows is not None:
+            on_rows(result.rows)
+
+    return settle
 
 
 # -- full ------------------------------------------------------------------------------
@@ -255,50 +387,37 @@ def layout(pair: Pair, default_part_size: int) -> tuple[PartRange, ...]:
     )  # fmt: skip
 
 
-def _read_tasks(ctx: _Context, pair: Pair) -> list[ReadTask]:
+def _read_tasks(where: _Where, pair: Pair) -> list[ReadTask]:
     assert pair.source is not None and pair.target_key is not None and pair.source_key
-    ds = ctx.cfg.dataset(pair.dataset)
-    parts = layout(pair, ctx.cfg.transfer.part_size)
+    parts = layout(pair, where.part_size)
     read_source = not (pair.stale and pair.committed)  # changed since: check the target alone
     md5 = read_source and bool(pair.source.checksums.get("content-md5"))
     groups = [parts] if md5 else [(p,) for p in parts]
     return [
         ReadTask(
-            source_ref(ctx.cfg, ds) if read_source else None, pair.source_key,
-            target_ref(ctx.cfg, ds), pair.target_key, pair.encrypt, pair.header_len, group,
-            md5, ctx.cfg.encryption.identity_file_env, ctx.cfg.transfer.max_attempts,
+            where.source if read_source else None, pair.source_key, where.target,
+            pair.target_key, pair.encrypt, pair.header_len, group, md5, where.identity_env,
+            where.max_attempts,
         )
         for group in groups
     ]  # fmt: skip
 
 
 def _task_bytes(task: ReadTask) -> int:
-    stored = sum(
-        p.cipher_range(task.header_len).length if task.encrypt else p.length for p in task.parts
-    )
-    return stored + (sum(p.length for p in task.parts) if task.source else 0)
+    return _stored_bytes(task) + (sum(p.length for p in task.parts) if task.source else 0)
 
 
-def _reread_all(ctx: _Context, indexes: list[int]) -> None:
-    plans = {i: _read_tasks(ctx, ctx.pairs[i]) for i in indexes}
-    ctx.progress.add_total(len(plans), sum(_task_bytes(t) for ts in plans.values() for t in ts))
-    results: dict[int, list[ReadResult]] = {i: [] for i in plans}
+def _on_read(entry: _Entry, pipeline: _Pipeline) -> Callable[[ReadTask, ReadResult], None]:
+    def settle(task: ReadTask, result: ReadResult) -> None:
+        pipeline.bytes_read += result.bytes_read
+        pipeline.progress.advance(_task_bytes(task))
+        entry.reads.append(result)
 
-    def settle(item: tuple[int, ReadTask], result: ReadResult) -> None:
-        index, task = item
-        ctx.bytes_read += result.bytes_read
-        ctx.progress.advance(_task_bytes(task))
-        results[index].append(result)
-        if len(results[index]) == len(plans[index]):
-            _conclude_full(ctx, index, results[index])
-            ctx.progress.object_done(ctx.pairs[index].target_key or "")
-
-    work = ((i, t) for i, ts in plans.items() for t in ts)
-    _run_tasks(ctx, read_parts, work, settle)
+    return settle
 
 
-def _conclude_full(ctx: _Context, index: int, results: list[ReadResult]) -> None:
-    pair, record = ctx.pairs[index], ctx.records[index]
+def _conclude_full(entry: _Entry) -> None:
+    pair, record, results = entry.pair, entry.record, entry.reads
     digests = sorted((d for r in results for d in r.digests), key=lambda d: d.number)
 
     def comp(values: list[str | None]) -> str | None:
@@ -328,88 +447,228 @@ def _conclude_full(ctx: _Context, index: int, results: list[ReadResult]) -> None
 # -- rows ------------------------------------------------------------------------------
 
 
-def _rows_task(ctx: _Context, pair: Pair, fmt: str) -> RowsTask:
+def _rows_task(where: _Where, pair: Pair, fmt: str) -> RowsTask:
     assert pair.source and pair.target and pair.source_key and pair.target_key
-    ds = ctx.cfg.dataset(pair.dataset)
     return RowsTask(
-        fmt, source_ref(ctx.cfg, ds), pair.source_key, pair.source.size, target_ref(ctx.cfg, ds),
-        pair.target_key, pair.target.size, pair.encrypt, ctx.cfg.encryption.identity_file_env,
+        fmt, where.source, pair.source_key, pair.source.size, where.target, pair.target_key,
+        pair.target.size, pair.encrypt, where.identity_env, where.max_attempts, where.csv,
     )  # fmt: skip
 
 
-def _count_all(ctx: _Context, indexes: list[int]) -> None:
-    work = []
-    for i in indexes:
-        pair = ctx.pairs[i]
-        fmt = detect_format(pair.source_key or "", ctx.formats[pair.dataset])
-        ctx.records[i].row_format = fmt
-        if fmt != "binary":
-            work.append((i, _rows_task(ctx, pair, fmt)))
-
-    def settle(item: tuple[int, RowsTask], result: RowsResult) -> None:
-        index, task = item
-        record = ctx.records[index]
+def _on_rows(entry: _Entry) -> Callable[[RowsResult], None]:
+    def settle(result: RowsResult) -> None:
         src, tgt = result.source, result.target
-        record.source_rows = src.rows if src else None
-        record.target_rows = tgt.rows if tgt else None
-        rows = RowsRead(
-            task.format,
-            record.source_rows,
-            record.target_rows,
+        entry.record.source_rows = src.rows if src else None
+        entry.record.target_rows = tgt.rows if tgt else None
+        entry.rows = RowsRead(
+            entry.record.row_format or "",
+            entry.record.source_rows,
+            entry.record.target_rows,
             result.source_error or (src.error if src else None),
             result.target_error or (tgt.error if tgt else None),
             "undecryptable" if result.undecryptable else "unreadable",
         )
-        record.findings += rows_findings(ctx.pairs[index], rows)
 
-    _run_tasks(ctx, count_object_rows, iter(work), settle)
-
-
-# -- running tasks and recording -------------------------------------------------------
+    return settle
 
 
-def _run_tasks(
-    ctx: _Context,
-    fn: Callable[[T], R],
-    work: Iterator[tuple[int, T]] | Iterable[tuple[int, T]],
-    settle: Callable[[tuple[int, T], R], None],
-) -> None:
-    """Run `fn` on every task of `work` with at most 2 x concurrency in flight; `settle`
-    runs in this thread. The first task error propagates once the others have settled."""
-    limit = max(1, 2 * ctx.cfg.transfer.concurrency)
-    pending: dict[Future[R], tuple[int, T]] = {}
-    failure: BaseException | None = None
-    items = iter(work)
-    exhausted = False
-    while pending or not exhausted:
-        while not exhausted and failure is None and len(pending) < limit:
-            item = next(items, None)
-            if item is None:
-                exhausted = True
-                break
-            pending[ctx.runner.submit(fn, item[1])] = item
-        if failure is not None:
-            exhausted = True
-        if not pending:
-            break
-        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+def _conclude(entry: _Entry) -> None:
+    if entry.full:
+        _conclude_full(entry)
+    if entry.rows is not None:
+        entry.record.findings += rows_findings(entry.pair, entry.rows)
+
+
+# -- running tasks, in order, and recording --------------------------------------------
+
+
+class _Progress:
+    """A ProgressSink that hands its counts on at most every `PROGRESS_EVERY_S` (a million
+    objects must not cost a million bar updates)."""
+
+    def __init__(self, sink: ProgressSink) -> None:
+        self._sink = sink
+        self._objects = self._total = self._advanced = self._done = 0
+        self._last_key = ""
+        self._due = time.monotonic() + PROGRESS_EVERY_S
+
+    def add_total(self, objects: int, nbytes: int) -> None:
+        self._objects += objects
+        self._total += nbytes
+        self._maybe_flush()
+
+    def advance(self, nbytes: int) -> None:
+        self._advanced += nbytes
+        self._maybe_flush()
+
+    def object_done(self, key: str) -> None:
+        self._done += 1
+        self._last_key = key
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._objects or self._total:
+            self._sink.add_total(self._objects, self._total)
+        if self._advanced:
+            self._sink.advance(self._advanced)
+        for _ in range(self._done):
+            self._sink.object_done(self._last_key)
+        self._objects = self._total = self._advanced = self._done = 0
+        self._due = time.monotonic() + PROGRESS_EVERY_S
+
+
+class _Pipeline:
+    """Runs the jobs of each object added, at most `limit` in flight, and hands each object's
+    record to `emit` in the order the objects were added, once all its jobs have settled.
+    Small objects' checks are gathered into one job of up to `SMALL_BATCH_OBJECTS`.
+
+    The first job error stops new submissions; it is raised (by `add` or `finish`) once the
+    jobs in flight have settled."""
+
+    def __init__(
+        self,
+        runner: TaskRunner,
+        limit: int,
+        emit: Callable[[ObjectRecord], None],
+        progress: _Progress,
+    ) -> None:
+        self._runner = runner
+        self._limit = limit
+        self._emit = emit
+        self.progress = progress
+        self.bytes_read = 0
+        self._window: deque[_Entry] = deque()
+        self._pending: dict[Future[Any], tuple[list[_Entry], Callable[[Any], None]]] = {}
+        self._failure: BaseException | None = None
+        self._batch: list[tuple[_Entry, SmallCheck, Callable[[SmallResult], None]]] = []
+        self._batch_bytes = 0
+
+    def add(self, entry: _Entry, jobs: list[Job]) -> None:
+        if not jobs and not self._window:  # nothing to wait for, nor anything before it
+            _conclude(entry)
+            self._emit(entry.record)
+            return
+        entry.waiting = len(jobs)
+        self._window.append(entry)
+        for fn, task, settle in jobs:
+            self._submit(fn, task, [entry], settle)
+        self._after_add()
+
+    def add_small(
+        self, entry: _Entry, check: SmallCheck, settle: Callable[[SmallResult], None]
+    ) -> None:
+        entry.waiting = 1
+        self._window.append(entry)
+        self._batch.append((entry, check, settle))
+        self._batch_bytes += check.source_bytes + check.target_bytes
+        if len(self._batch) >= SMALL_BATCH_OBJECTS or self._batch_bytes >= SMALL_BATCH_BYTES:
+            self._submit_batch()
+        self._after_add()
+
+    def finish(self) -> None:
+        """Wait for every job, emit every record left; raise the first job error."""
+        self._submit_batch()
+        while self._pending:
+            self._wait()
+        self._raise_if_failed()
+        self._drain()
+
+    def _submit(
+        self,
+        fn: Callable[[Any], Any],
+        task: Any,
+        entries: list[_Entry],
+        settle: Callable[[Any], None],
+    ) -> None:
+        while len(self._pending) >= self._limit:
+            self._wait()
+        self._raise_if_failed()
+        self._pending[self._runner.submit(fn, task)] = (entries, settle)
+
+    def _submit_batch(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        settles = [settle for _, _, settle in batch]
+
+        def settle_all(results: tuple[SmallResult, ...]) -> None:
+            for one, result in zip(settles, results, strict=True):
+                one(result)
+
+        checks = tuple(check for _, check, _ in batch)
+        self._submit(check_small_objects, checks, [e for e, _, _ in batch], settle_all)
+
+    def _after_add(self) -> None:
+        self._drain()
+        if len(self._window) > WINDOW:
+            self._submit_batch()  # the records held may be waiting for it
+        while len(self._window) > WINDOW and self._pending:
+            self._wait()
+            self._drain()
+        self._raise_if_failed()
+
+    def _wait(self) -> None:
+        done, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
         for future in done:
-            item = pending.pop(future)
+            entries, settle = self._pending.pop(future)
             exc = future.exception()
             if exc is not None:
-                failure = failure or exc
+                self._failure = self._failure or exc
                 continue
-            settle(item, future.result())
-    if failure is not None:
-        raise failure
+            settle(future.result())
+            for entry in entries:
+                entry.waiting -= 1
+                if entry.waiting == 0 and entry.full:
+                    self.progress.object_done(entry.pair.target_key or "")
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is None:
+            return
+        while self._pending:
+            self._wait()
+        raise self._failure
+
+    def _drain(self) -> None:
+        window = self._window
+        while window and window[0].waiting == 0:
+            entry = window.popleft()
+            _conclude(entry)
+            self._emit(entry.record)
 
 
-def _record_facts(facts: Facts, run_id: int, report: VerifyReport) -> None:
-    def rows() -> Iterator[VerdictRow]:
-        for record in report.records:
-            detail: dict[str, Any] = record.to_dict()
-            detail["rows_checked"] = report.rows
-            yield VerdictRow(record.dataset, record.source_key, record.target_key,
-                             record.verdict, detail)  # fmt: skip
+class _Sink:
+    """Where each finished record goes: the report's counters, `on_record`, and the journal
+    (one transaction per `VERDICT_BATCH` verdicts)."""
 
-    facts.record_verifications(run_id, report.level, rows())
+    def __init__(
+        self,
+        facts: Facts,
+        run_id: int,
+        report: VerifyReport,
+        on_record: Callable[[ObjectRecord], None] | None,
+    ) -> None:
+        self._facts = facts
+        self._run_id = run_id
+        self._report = report
+        self._on_record = on_record
+        self._rows: list[VerdictRow] = []
+
+    def add(self, record: ObjectRecord) -> None:
+        self._report.add(record)
+        if self._on_record is not None:
+            self._on_record(record)
+        detail: dict[str, Any] = record.to_dict()
+        detail["rows_checked"] = self._report.rows
+        self._rows.append(VerdictRow(record.dataset, record.source_key, record.target_key,
+                                     record.verdict, detail))  # fmt: skip
+        if len(self._rows) >= VERDICT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._facts.record_verifications(self._run_id, self._report.level, self._rows)
+            self._rows = []

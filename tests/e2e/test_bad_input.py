@@ -148,6 +148,13 @@ def _part_size(c: Case) -> None:
     c.data["transfer"]["part_size"] = "1MiB"
 
 
+@setup("config-csv-dialect")
+def _csv_dialect(c: Case) -> None:
+    c.data["datasets"][0]["csv"] = {"delimiter": ";;", "encoding": "latin-1"}
+    c.argv[len(BASCULE)] = "verify"
+    c.argv += ["--rows"]
+
+
 @setup("unknown-dataset")
 def _unknown_dataset(c: Case) -> None:
     c.argv += ["--dataset", "nope"]

@@ -60,6 +60,7 @@ def _seed_sandbox_data(cloud: CloudSetup) -> dict[str, bytes]:
 def test_dask_local_cluster_migrates_and_verifies_the_seeded_data_and_tasks_carry_no_secret(
     cloud: CloudSetup,
 ) -> None:
+    from bascule.verification.evidence import ObjectRecord
     from bascule.verification.verify import verify
 
     objects = _seed_sandbox_data(cloud)
@@ -79,12 +80,13 @@ def test_dask_local_cluster_migrates_and_verifies_the_seeded_data_and_tasks_carr
     assert hits == []
     tasks = make_runner("dask-local:2", cfg.transfer.concurrency)
     try:
-        report = verify(cfg, level="full", rows=True, runner=tasks)
+        records: list[ObjectRecord] = []
+        report = verify(cfg, level="full", rows=True, runner=tasks, on_record=records.append)
     finally:
         tasks.shutdown()
-    assert report.ok, report.findings
-    assert len(report.records) == len(objects)
-    counted = [r for r in report.records if r.source_rows is not None]
+    assert report.ok, report.first_findings
+    assert len(records) == report.objects == len(objects)
+    counted = [r for r in records if r.source_rows is not None]
     assert counted and all(r.source_rows == r.target_rows for r in counted)
 
 

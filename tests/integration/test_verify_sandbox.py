@@ -154,12 +154,12 @@ def test_flipped_byte_through_s3_is_reported_by_full_with_exit_1(sandbox: Sandbo
     sandbox.s3.put_object(Bucket=sandbox.bucket, Key=key, Body=bytes(body))
     clear_cache()
     report = verify(sandbox.cfg, level="full")
-    assert {f.target_key for f in report.findings} == {key}
-    cipher = next(f for f in report.findings if f.what.startswith("ciphertext"))
+    assert {f.target_key for f in report.first_findings} == {key}
+    cipher = next(f for f in report.first_findings if f.what.startswith("ciphertext"))
     assert (
         cipher.source_value and cipher.target_value and cipher.source_value != cipher.target_value
     )
-    assert "undecryptable" in {f.kind for f in report.findings}
+    assert "undecryptable" in {f.kind for f in report.first_findings}
     done = _cli(sandbox, "--level", "full")
     assert done.returncode == 1, done.stdout + done.stderr
     assert key in done.stdout and str(cipher.target_value) in done.stdout
@@ -173,7 +173,7 @@ def test_quick_flags_truncated_missing_and_extra(sandbox: Sandbox) -> None:
     s3.put_object(Bucket=bucket, Key="hdh/notes/unrelated.txt", Body=b"not ours")
     clear_cache()
     report = verify(sandbox.cfg)
-    got = {(f.kind, f.target_key) for f in report.findings}
+    got = {(f.kind, f.target_key) for f in report.first_findings}
     assert ("size-mismatch", "hdh/events.jsonl") in got
     assert ("missing", "hdh/IR_BEN_R.csv") in got
     assert ("extra", "hdh/notes/unrelated.txt") in got
@@ -254,9 +254,9 @@ def test_malformed_csv_is_a_finding_not_a_crash(sandbox: Sandbox, azurite: Azuri
     clear_cache()
     service.migrate(sandbox.cfg)
     report = verify(sandbox.cfg, rows=True)
-    broken = [f for f in report.findings if f.source_key == "snds/broken.csv"]
+    broken = [f for f in report.first_findings if f.source_key == "snds/broken.csv"]
     assert broken and {f.kind for f in broken} == {"unreadable"}
-    assert {f.source_key for f in report.findings} == {"snds/broken.csv"}
+    assert {f.source_key for f in report.first_findings} == {"snds/broken.csv"}
 
 
 def test_full_without_identity_exits_2_with_one_line(sandbox: Sandbox) -> None:

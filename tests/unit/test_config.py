@@ -74,6 +74,16 @@ CASES = [
     ("transfer", {"part_size": "lots"}, "not a size"),
     ("datasets.0.format", "xlsx", "datasets.0.format"),
     ("datasets.0.target.bucket", KeyError, "missing bucket"),
+    ("datasets.0.csv", {"delimiter": ";;"}, "datasets.0.csv.delimiter: ';;' is not one character"),
+    ("datasets.0.csv", {"delimiter": "\n"}, "datasets.0.csv.delimiter: a line end"),
+    ("datasets.0.csv", {"quote": ""}, "datasets.0.csv.quote: '' is not one character"),
+    ("datasets.0.csv", {"encoding": "utf-16"}, "datasets.0.csv.encoding: encoding 'utf-16' is not"),
+    ("datasets.0.csv", {"encoding": "klingon"}, "datasets.0.csv.encoding: unknown encoding"),
+    ("datasets.0.csv", {"delimiter": '"'}, "datasets.0.csv: delimiter and quote are both"),
+    ("datasets.0.csv", {"delimiter": "§", "encoding": "utf-8"}, "delimiter '§' is not one byte"),
+    ("datasets.0.csv", {"delimiter": "§"}, "not one byte in ASCII"),
+    ("datasets.0.csv", {"header": "maybe"}, "datasets.0.csv.header"),
+    ("datasets.0.csv", {"delim": ";"}, "datasets.0.csv.delim: unknown key"),
 ]
 
 
@@ -118,3 +128,22 @@ def test_insecure_http_can_be_allowed_explicitly(tmp_path: Path, env: None) -> N
 @pytest.mark.parametrize(("text", "value"), [("64MiB", 64 << 20), ("450TB", 450 * 10**12), (7, 7)])
 def test_parse_size(text: str | int, value: int) -> None:
     assert parse_size(text) == value
+
+
+def test_a_csv_dialect_loads(tmp_path: Path, env: None) -> None:
+    data = _base()
+    data["datasets"][0]["csv"] = {"delimiter": "§", "quote": "'", "encoding": "latin-1",
+                                  "header": False}  # fmt: skip
+    csv = load_config(_write(tmp_path, data)).dataset("dcir").csv
+    assert csv is not None
+    assert (csv.delimiter, csv.quote, csv.encoding, csv.header) == ("§", "'", "latin-1", False)
+    data["datasets"][0]["csv"] = {"delimiter": "\t"}
+    csv = load_config(_write(tmp_path, data)).dataset("dcir").csv
+    assert csv is not None and (csv.delimiter, csv.quote, csv.encoding) == ("\t", '"', None)
+
+
+def test_a_csv_dialect_on_a_dataset_of_another_format_is_refused(tmp_path: Path, env: None) -> None:
+    data = _base()
+    data["datasets"][0].update(format="parquet", csv={"delimiter": ";"})
+    with pytest.raises(ConfigError, match=r"datasets\.0\.csv: this dataset's format is parquet"):
+        load_config(_write(tmp_path, data))

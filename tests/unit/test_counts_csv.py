@@ -6,15 +6,18 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import sys
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bascule.verification.counts import RowCount, count_rows
-from bascule.verification.counts import csv as counts_csv
-from bascule.verification.counts.csv import sniff_delimiter
+from bascule.verification.counts import CsvDialect, RowCount, count_rows
+from bascule.verification.counts.csv import count_csv_records, sniff_delimiter
 from tests.unit.readers import CountingReader
 
 BLOCK_SIZES = (1, 2, 3, 5, 8, 64, 1000, 4 << 20)
@@ -204,10 +207,9 @@ def test_reads_are_consecutive_blocks_of_the_given_size() -> None:
         (b"a,b\n1,\x002\n", "NUL byte at byte 6"),
         (b"a,b\n" + b"1,2\n" * 1000 + b"\x00", "NUL byte at byte 4004"),
         ("a,b\n1,2\n".encode("utf-16"), "UTF-16"),
-        (b'a\n"' + b"x" * (csv.field_size_limit() + 10) + b'"\n', "field larger than field limit"),
     ],
     ids=["quote open at a line end", "quote open at the end", "character after a quote",
-         "blank after a quote", "NUL byte", "NUL byte after 4 KiB", "UTF-16", "field too large"],
+         "blank after a quote", "NUL byte", "NUL byte after 4 KiB", "UTF-16"],
 )  # fmt: skip
 def test_a_malformed_csv_is_a_finding_not_an_exception(data: bytes, message: str) -> None:
     for block_size in (small_block(data), 4 << 20):
@@ -223,11 +225,9 @@ def test_the_malformed_table_matches_the_csv_module() -> None:
             csv_module_rows(data, ",")
 
 
-def test_a_line_longer_than_the_limit_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(counts_csv, "MAX_LINE_BYTES", 1000)
-    result = our_rows(b"a,b\n" + b"x" * 5000 + b"\n", 100)
-    assert result.rows is None and result.error and "a line longer than" in result.error
-    assert our_rows(b"a,b\n" + b"x" * 900 + b"\n", 100) == RowCount(1, "csv")
+def test_a_line_of_any_length_counts() -> None:
+    line = b"x" * (5 << 20)
+    assert our_rows(b"a,b\n" + line + b"\n" + line, 64 * 1024) == RowCount(2, "csv")
 
 
 def test_csv_shorter_than_listed_is_a_finding() -> None:
@@ -238,3 +238,106 @@ def test_csv_shorter_than_listed_is_a_finding() -> None:
 
     result = count_rows("csv", Short(b"a\n1\n2\n"), block_size=2)
     assert result.rows is None and result.error and "shorter than its listed size" in result.error
+
+
+# -- long quoted fields and declared dialects ---------------------------------------------------
+
+DICTIONARY = Path(__file__).resolve().parents[1] / "data" / "csv" / "snds_dictionary_latin1.csv"
+SNDS = CsvDialect(delimiter=";", encoding="latin-1")
+
+
+def csv_module_unbounded(data: bytes, delimiter: str, encoding: str, quote: str = '"') -> int:
+    """`csv_module_rows` with no limit on the size of a field (128 KiB by default)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)
+    try:
+        text = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
+        reader = csv.reader(text, delimiter=delimiter, quotechar=quote, strict=True)
+        return max(0, sum(1 for _ in reader) - 1)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def dialect_rows(data: bytes, dialect: CsvDialect, block_size: int = 4 << 20) -> RowCount:
+    return count_rows("csv", CountingReader(data), block_size=block_size, csv=dialect)
+
+
+def long_field_file() -> bytes:
+    """The dictionary, then a row whose last field holds every rule text of the dictionary,
+    over and over, past 128 KiB: line ends, ';' and doubled quotes included."""
+    rows = list(csv.reader(io.StringIO(DICTIONARY.read_bytes().decode("latin-1"), newline=""),
+                           delimiter=";"))  # fmt: skip
+    rules = "\r\n".join(r[5] for r in rows[1:] if r[5]) + '\r\n"fin"; ok\r\n'
+    text = rules * (1 + (200 * 1024) // len(rules))
+    sink = io.StringIO(newline="")
+    writer = csv.writer(sink, delimiter=";", lineterminator="\r\n")
+    writer.writerows([*rows, ["IR_BEN_R", "BEN_NOTES", "string", "", "notes", text], ["a", "b"]])
+    return sink.getvalue().encode("latin-1")
+
+
+def test_the_snds_dictionary_counts_with_its_declared_dialect() -> None:
+    data = DICTIONARY.read_bytes()
+    assert data.count(b"\n") - 1 == 71  # line ends, header excluded: quoted ones are not rows
+    expected = csv_module_rows(data, ";")
+    assert expected == 67
+    for block_size in (1, 7, 1024, 4 << 20):
+        assert dialect_rows(data, SNDS, block_size) == RowCount(67, "csv")
+    assert dialect_rows(data, CsvDialect(delimiter=";", header=False)) == RowCount(68, "csv")
+
+
+def test_the_declared_delimiter_is_the_one_used() -> None:
+    """Read with ',' the same file is counted by another rule (what the setting is for)."""
+    data = DICTIONARY.read_bytes()
+    as_commas = dialect_rows(data, CsvDialect(delimiter=","))
+    assert as_commas != RowCount(67, "csv")
+    assert as_commas == RowCount(csv_module_rows(data, ","), "csv")
+
+
+def test_a_file_that_is_not_in_the_declared_encoding_is_a_finding() -> None:
+    data = DICTIONARY.read_bytes()
+    first = next(i for i, b in enumerate(data) if b > 127)
+    result = dialect_rows(data, CsvDialect(delimiter=";", encoding="utf-8"), 64)
+    assert result.rows is None and result.error is not None
+    assert f"byte {first} is not utf-8 text" in result.error and "csv.encoding" in result.error
+    as_utf8 = data.decode("latin-1").encode("utf-8")
+    assert dialect_rows(as_utf8, CsvDialect(delimiter=";", encoding="utf-8"), 5).rows == 67
+
+
+def test_a_quoted_field_over_128_kib_with_line_ends_counts() -> None:
+    data = long_field_file()
+    assert len(data) > 200 * 1024
+    expected = csv_module_unbounded(data, ";", "latin-1")
+    assert expected == 69
+    with pytest.raises(csv.Error, match="field larger than field limit"):
+        csv_module_rows(data, ";")  # what counted it unreadable before
+    for block_size in (1000, 64 * 1024, 4 << 20):
+        assert dialect_rows(data, SNDS, block_size) == RowCount(expected, "csv")
+    assert our_rows(data, 4096) == RowCount(expected, "csv")  # the sniffed ';' as well
+
+
+def test_a_quoted_field_is_never_held_whole() -> None:
+    """A 32 MiB quoted field streamed in 64 KiB blocks: memory stays near one block."""
+    piece = b'ligne "" ; suite\r\n' * 3500  # about 64 KiB
+
+    def blocks() -> Iterator[bytes]:
+        yield b'table;notes\r\nT;"'
+        for _ in range(512):
+            yield piece
+        yield b'"\r\nU;fin\r\n'
+
+    tracemalloc.start()
+    try:
+        records = count_csv_records(blocks(), CsvDialect(delimiter=";", encoding="cp1252"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert records == 3
+    assert peak < 1 << 20, peak
+
+
+def test_another_quote_character() -> None:
+    data = b"a|b\n'x|\ny'|1\n'it''s'|2\n"
+    expected = csv_module_unbounded(data, "|", "latin-1", quote="'")
+    assert expected == 2
+    assert dialect_rows(data, CsvDialect(delimiter="|", quote="'"), 3) == RowCount(2, "csv")
+    assert dialect_rows(data, CsvDialect(delimiter="|"), 3) == RowCount(3, "csv")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from bascule.connectors.base import ObjectInfo
 from bascule.verification.checks import (
     Copy,
     Pair,
+    PairCount,
     Reread,
     RowsRead,
     full_findings,
@@ -21,8 +23,16 @@ from bascule.verification.checks import (
     pair_objects,
     quick_findings,
     rows_findings,
+    stream_pairs,
 )
-from bascule.verification.evidence import Finding, ObjectRecord, VerifyReport
+from bascule.verification.evidence import (
+    FIRST_FINDINGS,
+    Finding,
+    ObjectRecord,
+    ReportWriter,
+    VerifyReport,
+    render_report,
+)
 
 HLEN = header_length(1)
 
@@ -162,14 +172,83 @@ def test_rows_findings() -> None:
 
 def test_report_json_and_summary() -> None:
     pair = _pair(target=ObjectInfo("out/a.csv", 5, "t1"))
-    bad = ObjectRecord("ds", "in/a.csv", "out/a.csv", findings=quick_findings(pair))
-    good = ObjectRecord("ds", "in/b.csv", "out/b.csv")
-    report = VerifyReport("quick", False, [bad, good])
-    assert not report.ok and len(report.findings) == 1
-    doc = json.loads(report.to_json())
+    bad = ObjectRecord("ds", "in/a.csv", "out/a.csv", source_size=100,
+                       findings=quick_findings(pair))  # fmt: skip
+    good = ObjectRecord("ds", "in/b.csv", "out/b.csv", source_size=7)
+    report = VerifyReport("quick", False)
+    for record in (bad, good):
+        report.add(record)
+    assert not report.ok and report.finding_count == len(report.first_findings) == 1
+    assert report.datasets["ds"].verified_bytes == 7
+    doc = json.loads(render_report(report.summary, [bad, good]))
     assert [r["verdict"] for r in doc["records"]] == ["size-mismatch", "verified"]
     assert doc["summary"]["findings"] == {"size-mismatch": 1}
     assert doc["summary"]["datasets"]["ds"] == {
         "objects": 2, "verified": 1, "findings": {"size-mismatch": 1},
     }  # fmt: skip
     assert doc["records"][0]["bascule_version"] and doc["records"][0]["time"]
+
+
+def test_the_report_keeps_the_first_findings_and_counts_them_all() -> None:
+    pair = _pair(target=ObjectInfo("out/a.csv", 5, "t1"))
+    report = VerifyReport("quick", False)
+    for i in range(FIRST_FINDINGS + 7):
+        report.add(ObjectRecord("ds", f"in/{i}", f"out/{i}", findings=quick_findings(pair)))
+    assert report.finding_count == report.objects == FIRST_FINDINGS + 7
+    assert len(report.first_findings) == FIRST_FINDINGS
+    assert report.summary["datasets"]["ds"]["findings"] == {"size-mismatch": FIRST_FINDINGS + 7}
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_the_streamed_report_is_the_document_json_dumps_writes(tmp_path: Path, count: int) -> None:
+    """The --report file, written record by record, is byte for byte the document as one
+    json.dumps of it (the format the file has always had), with a final newline."""
+    pair = _pair(target=ObjectInfo("out/a.csv", 5, "t1"))
+    checksums = {"journal_plain_sha256": "p" * 64}
+    records = [
+        ObjectRecord("ds", f"in/é{i}.csv", f"out/é{i}.csv", 1, 2, 3, "e", "t", checksums, "csv",
+                     4, 4, quick_findings(pair) if i % 2 else [])
+        for i in range(count)
+    ]  # fmt: skip
+    report = VerifyReport("full", True)
+    path = tmp_path / "out" / "report.json"
+    with ReportWriter(path) as writer:
+        for record in records:
+            report.add(record)
+            writer.add(record)
+        assert not path.exists()  # nothing at the final path before finish
+        writer.finish(report.summary)
+    document = {"summary": report.summary, "records": [r.to_dict() for r in records]}
+    expected = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    assert path.read_text(encoding="utf-8") == expected
+    assert render_report(report.summary, records) + "\n" == expected
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.json"]
+
+
+def test_a_report_left_unfinished_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    path.write_text("earlier report\n")
+    with pytest.raises(RuntimeError), ReportWriter(path) as writer:
+        writer.add(ObjectRecord("ds", "in/a", "out/a"))
+        raise RuntimeError("the run stopped")
+    assert path.read_text() == "earlier report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_stream_pairs_merges_in_target_key_order_with_the_journal() -> None:
+    sources = [ObjectInfo(f"in/{k}", 1, "e") for k in "acd"]
+    targets = [ObjectInfo("out/a", 1, "x"), ObjectInfo("out/b", 3, "y"),
+               ObjectInfo("out/d", 1, "z")]  # fmt: skip
+    copies = [("out/0", _copy(1, False)), ("out/a", _copy(1, False)),
+              ("out/b", _copy(3, False))]  # fmt: skip
+    count = PairCount()
+    pairs = list(stream_pairs("ds", "in/", "out/", iter(sources), iter(targets), iter(copies),
+                              encrypt=False, header_len=0, count=count))  # fmt: skip
+    got = [(p.target_key, p.source_key, p.target is not None, p.copy is not None) for p in pairs]
+    assert got == [
+        ("out/a", "in/a", True, True),
+        ("out/b", None, True, True),  # extra, with its journal row
+        ("out/c", "in/c", False, False),  # missing
+        ("out/d", "in/d", True, False),
+    ]  # the journal row of out/0 (on neither side) is no pair
+    assert (count.total, count.kept) == (4, 4)

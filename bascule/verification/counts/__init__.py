@@ -5,8 +5,10 @@ ranges of the age file), so both sides are counted by one rule and compared.
 
 - ``parquet``: the footer's ``num_rows``. One read of the last 64 KiB; a second only when
   the footer is longer (an encrypted target adds the read of the age header: 3 at most).
-- ``csv``: Python's csv module over the whole object, block by block (`counts_csv`: dialect,
-  encoding and fast path). The header row is not counted; an empty file has 0 rows.
+- ``csv``: the records Python's csv module would read, over the whole object, block by
+  block (`counts.csv`: dialect, encoding and fast paths), in the dataset's `CsvDialect`.
+  The header row is not counted (unless the dialect says there is none); an empty file has
+  0 rows.
 - ``jsonl``: non-blank lines (``\\n``-separated), each of which must parse as JSON (UTF-8).
 - ``sas7bdat``: the row count in the row-size subheader of the first metadata page(s)
   (`counts_sas`); no data page is read, compressed files included.
@@ -27,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bascule.errors import UsageError
-from bascule.verification.counts.csv import count_csv_records
+from bascule.verification.counts.csv import CsvDialect, count_csv_records
 from bascule.verification.counts.io import (
     FormatError,
     KiB,
@@ -41,6 +43,7 @@ from bascule.verification.counts.sas import count_sas7bdat_rows
 __all__ = [
     "EXTENSIONS",
     "FORMATS",
+    "CsvDialect",
     "RangeReader",
     "RowCount",
     "count_rows",
@@ -86,11 +89,18 @@ def detect_format(key: str, declared: str = "auto") -> str:
     return "binary"
 
 
-def count_rows(fmt: str, reader: RangeReader, *, block_size: int = 4 * MiB) -> RowCount:
+def count_rows(
+    fmt: str,
+    reader: RangeReader,
+    *,
+    block_size: int = 4 * MiB,
+    csv: CsvDialect | None = None,
+) -> RowCount:
     """Count the rows of the object behind `reader` as `fmt` (a concrete format, not auto).
 
     CSV and JSON lines are read whole, in reads of `block_size` bytes, holding about one
-    block in memory; Parquet and SAS7BDAT read only their metadata. A malformed file gives
+    block in memory; Parquet and SAS7BDAT read only their metadata. `csv` is the dialect of
+    a CSV file (default: `CsvDialect()`, the delimiter sniffed). A malformed file gives
     ``RowCount(None, fmt, error)``. Raises UsageError for an unknown format (or ``auto``),
     ValueError if `block_size` < 1, and lets the reader's own errors through."""
     _check_format(fmt, FORMATS[1:])
@@ -98,9 +108,10 @@ def count_rows(fmt: str, reader: RangeReader, *, block_size: int = 4 * MiB) -> R
         return RowCount(None, fmt)
     if block_size < 1:
         raise ValueError(f"block_size must be at least 1, not {block_size}")
-    counter = _COUNTERS[fmt]
     try:
-        return RowCount(counter(reader, block_size), fmt)
+        if fmt == "csv":
+            return RowCount(count_csv_rows(reader, block_size, csv), fmt)
+        return RowCount(_COUNTERS[fmt](reader, block_size), fmt)
     except FormatError as exc:
         return RowCount(None, fmt, str(exc))
 
@@ -140,9 +151,12 @@ def count_parquet_rows(reader: RangeReader, block_size: int = 0) -> int:
     return int(meta.num_rows)
 
 
-def count_csv_rows(reader: RangeReader, block_size: int) -> int:
-    """Records after the header row (see `counts_csv`). Raises FormatError."""
-    return max(0, count_csv_records(iter_blocks(reader, block_size)) - 1)
+def count_csv_rows(reader: RangeReader, block_size: int, dialect: CsvDialect | None = None) -> int:
+    """Records, after the header row when the dialect has one (see `counts.csv`). Raises
+    FormatError."""
+    dialect = dialect or CsvDialect()
+    records = count_csv_records(iter_blocks(reader, block_size), dialect)
+    return max(0, records - 1) if dialect.header else records
 
 
 def count_jsonl_rows(reader: RangeReader, block_size: int) -> int:
@@ -184,7 +198,6 @@ def _count_sas(reader: RangeReader, block_size: int) -> int:
 
 _COUNTERS: dict[str, Callable[[RangeReader, int], int]] = {
     "parquet": count_parquet_rows,
-    "csv": count_csv_rows,
     "jsonl": count_jsonl_rows,
     "sas7bdat": _count_sas,
 }
