@@ -412,7 +412,7 @@ def _resolve_ca_bundles(cfg: Config, base: Path) -> Config:
 
 def ca_bundle_problem(path: Path) -> str | None:
     """None if `path` is a readable file of one or more PEM certificates, else what is wrong."""
-    from cryptography.x509 import load_pem_x509_certificates
+    import ssl
 
     try:
         data = path.read_bytes()
@@ -422,9 +422,9 @@ def ca_bundle_problem(path: Path) -> str | None:
         return "is a directory, not a file"
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
-    try:
-        load_pem_x509_certificates(data)
-    except ValueError:
+    try:  # exactly what the HTTPS clients will load it with
+        ssl.create_default_context().load_verify_locations(cadata=data.decode("ascii"))
+    except (ssl.SSLError, ValueError, UnicodeDecodeError):
         return "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
     return None
 

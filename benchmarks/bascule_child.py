@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from bascule.cli.common import setup_logging, tune_allocator
+from bascule.cli.common import setup_logging, tune_allocator, tune_gc
 from bascule.config import load_config
 from bascule.migration import service
 from bascule.runners import make_runner
@@ -21,6 +21,7 @@ from bascule.runners import make_runner
 
 def main(argv: list[str]) -> int:
     tune_allocator()  # as the CLI does
+    tune_gc()
     config_path, executor = argv
     cfg = load_config(Path(config_path))
     setup_logging(cfg)

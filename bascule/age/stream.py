@@ -149,7 +149,11 @@ class PayloadCipher:
         )
 
     def encrypt_chunks_into(
-        self, first_index: int, plaintext: bytes, final: bool, out: bytearray | memoryview
+        self,
+        first_index: int,
+        plaintext: bytes | bytearray | memoryview,
+        final: bool,
+        out: bytearray | memoryview,
     ) -> int:
         """As `encrypt_chunks`, written into `out` (reusable); returns the bytes written.
 

@@ -17,7 +17,7 @@ from bascule.cli import sandbox as cli_sandbox
 from bascule.cli import stacks as cli_stacks
 from bascule.cli import status as cli_status
 from bascule.cli import verify as cli_verify
-from bascule.cli.common import set_debug, set_verbose, tune_allocator
+from bascule.cli.common import set_debug, set_verbose, tune_allocator, tune_gc
 
 app = typer.Typer(
     name="bascule",
@@ -71,6 +71,7 @@ def _root(
 
 def main() -> None:
     tune_allocator()
+    tune_gc()
     app()
 
 

@@ -10,6 +10,7 @@ from storage, configs and shell steps, and a ``[/x]`` in them must never be read
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Iterable
 from functools import wraps
@@ -149,6 +150,17 @@ def tune_allocator() -> None:
         return
     m_mmap_threshold = -3  # from glibc's malloc.h
     mallopt(m_mmap_threshold, 1024 * 1024)
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector run less often, over fewer objects.
+
+    Start-up leaves a few hundred thousand long-lived objects (modules, classes, the config),
+    which every full collection walks again: frozen, they are skipped. A copy allocates many
+    short-lived objects and few cycles, so the young generation is collected 10x less often
+    (profile of a 256 MiB migrate before: 11 % of its CPU in gc_collect_main)."""
+    gc.freeze()
+    gc.set_threshold(7_000, 20, 20)
 
 
 def stdout_is_tty() -> bool:

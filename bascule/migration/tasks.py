@@ -21,6 +21,7 @@ import io
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -108,28 +109,36 @@ def _cipher_for(task: PartTask) -> tuple[bytes, PayloadCipher]:
     return material.header + material.nonce, age.PayloadCipher(material.file_key, material.nonce)
 
 
-def _read_exactly(stream: BinaryIO, n: int, where: str) -> bytes:
-    data = stream.read(n)
-    if len(data) != n:
-        # A short body is a broken transfer, never a smaller part: retry it.
-        raise TransientStorageError(
-            f"source body ended after {len(data)} of {n} bytes", connector=where
-        )
-    return data
+def _read_into(stream: BinaryIO, view: memoryview, where: str) -> None:
+    """Fill `view` from `stream` (straight into the caller's buffer, no copy)."""
+    readinto = getattr(stream, "readinto", None)  # every io stream has it; BinaryIO says not
+    pos = 0
+    while pos < len(view):
+        n = readinto(view[pos:]) if readinto is not None else _copy_read(stream, view[pos:])
+        if not n:
+            # A short body is a broken transfer, never a smaller part: retry it.
+            raise TransientStorageError(
+                f"source body ended after {pos} of {len(view)} bytes", connector=where
+            )
+        pos += n
 
 
-def _plain_pieces(task: PartTask) -> Iterator[bytes]:
-    """The part's plaintext in READ_SIZE pieces, checked against the planned length."""
+def _copy_read(stream: BinaryIO, view: memoryview) -> int:
+    data = stream.read(len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+@contextmanager
+def _source(task: PartTask) -> Iterator[tuple[BinaryIO, str]]:
+    """The part's plaintext range, open; on the way out, a body longer than the planned
+    range is refused (the range is re-read)."""
     src = connector(task.source)
     part = task.part
     rng = ByteRange(part.plain_offset, part.plain_length)
     stream = src.open_read(task.source_key, rng, if_match=task.etag or None)
     try:
-        left = part.plain_length
-        while left:
-            piece = _read_exactly(stream, min(READ_SIZE, left), f"{src.url}/{task.source_key}")
-            left -= len(piece)
-            yield piece
+        yield stream, f"{src.url}/{task.source_key}"
         if stream.read(1):
             raise TransientStorageError(
                 "source sent more bytes than the planned range",
@@ -143,29 +152,25 @@ def _plain_pieces(task: PartTask) -> Iterator[bytes]:
 def build_part(task: PartTask) -> tuple[bytes, PartResult]:
     """Read, hash, encrypt and hash one part; returns (bytes to write, result sans etag).
 
-    The ciphertext is sealed in place into one buffer of the planned size (no growing, no
-    per-chunk allocation); unencrypted, the bytes written are the bytes read, so their hash
-    is computed once."""
+    The plaintext is read straight into place: unencrypted, into the buffer that is written
+    (one pass of hashing, no copy); encrypted, 1 MiB at a time into one reused buffer, sealed
+    from there into the buffer of the planned size."""
     part = task.part
-    plain_hash = hashlib.sha256()
     out = bytearray(part.cipher_length)
     view = memoryview(out)
-    pos = 0
     prefix, cipher = task.header, None
     if task.encrypt:
         prefix, cipher = _cipher_for(task)
-    if part.number == 1 and prefix:
-        view[: len(prefix)] = prefix
-        pos = len(prefix)
-    chunk_index = part.first_chunk
-    for piece, last in _with_last(_plain_pieces(task), part.plain_length):
-        plain_hash.update(piece)
+    pos = len(prefix) if part.number == 1 and prefix else 0
+    view[:pos] = prefix[:pos]
+    with _source(task) as (stream, where):
         if cipher is None:
-            view[pos : pos + len(piece)] = piece
-            pos += len(piece)
-            continue
-        pos += cipher.encrypt_chunks_into(chunk_index, piece, last and part.final, view[pos:])
-        chunk_index += -(-len(piece) // CHUNK_SIZE)
+            body = view[pos : pos + part.plain_length]
+            _read_into(stream, body, where)
+            plain_hex = hashlib.sha256(body).hexdigest()
+            pos += len(body)
+        else:
+            plain_hex, pos = _seal(stream, where, cipher, part, view, pos)
     if pos != len(out):
         raise TransientStorageError(
             f"part {part.number} of {task.source_key} came to {pos} bytes, "
@@ -173,7 +178,6 @@ def build_part(task: PartTask) -> tuple[bytes, PartResult]:
             connector=task.source.name,
             key=task.source_key,
         )
-    plain_hex = plain_hash.hexdigest()
     cipher_hex = hashlib.sha256(view).hexdigest() if cipher is not None else plain_hex
     view.release()
     data = bytes(out)
@@ -181,19 +185,30 @@ def build_part(task: PartTask) -> tuple[bytes, PartResult]:
     return data, PartResult(part.number, part.plain_length, len(data), plain_hex, cipher_hex, "")
 
 
-def _with_last(pieces: Iterator[bytes], length: int) -> Iterator[tuple[bytes, bool]]:
-    """Each piece with a flag on the last one; an empty part (0-byte object) is one empty
-    piece, so that the empty final age chunk is still written."""
-    if not length:
-        yield b"", True
-        return
-    previous: bytes | None = None
-    for piece in pieces:
-        if previous is not None:
-            yield previous, False
-        previous = piece
-    if previous is not None:
-        yield previous, True
+def _seal(
+    stream: BinaryIO,
+    where: str,
+    cipher: PayloadCipher,
+    part: PartSpec,
+    out: memoryview,
+    pos: int,
+) -> tuple[str, int]:
+    """Read the part's plaintext in READ_SIZE pieces (whole age chunks), hash it and seal it
+    into `out` from `pos`; (plaintext SHA-256, position after the last chunk). An empty part
+    (a 0-byte object) still gets its empty final chunk."""
+    plain_hash = hashlib.sha256()
+    staging = memoryview(bytearray(min(READ_SIZE, part.plain_length)))
+    chunk_index, left = part.first_chunk, part.plain_length
+    if not left:
+        return plain_hash.hexdigest(), pos + cipher.encrypt_chunks_into(0, b"", True, out[pos:])
+    while left:
+        piece = staging[: min(READ_SIZE, left)]
+        _read_into(stream, piece, where)
+        plain_hash.update(piece)
+        left -= len(piece)
+        pos += cipher.encrypt_chunks_into(chunk_index, piece, not left and part.final, out[pos:])
+        chunk_index += -(-len(piece) // CHUNK_SIZE)
+    return plain_hash.hexdigest(), pos
 
 
 _writers: dict[tuple[str, str, str], PartWriter] = {}
