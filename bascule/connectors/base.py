@@ -281,8 +281,10 @@ def _certificate_failure(exc: BaseException) -> bool:
     for _ in range(10):
         if seen is None:
             return False
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
-            seen
+        if (
+            isinstance(seen, ssl.SSLCertVerificationError)
+            or getattr(seen, "certificate_failure", False)  # the data path's NetworkError
+            or "CERTIFICATE_VERIFY_FAILED" in str(seen)
         ):
             return True
         seen = seen.__cause__ or seen.__context__

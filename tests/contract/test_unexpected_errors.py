@@ -17,10 +17,9 @@ from typing import Any, NoReturn
 
 import botocore.client
 import pytest
-import urllib3
-import urllib3.response
 from azure.core.pipeline.transport import RequestsTransport
 
+from bascule.connectors import http
 from bascule.connectors.base import Connector, PartWriterOpener
 from bascule.errors import ConnectorError
 from tests.conftest import Backend
@@ -42,13 +41,15 @@ class BrokenStore(dict[str, Any]):
 
 def _inject_s3(mp: pytest.MonkeyPatch, _: Connector) -> None:
     mp.setattr(botocore.client.BaseClient, "_make_api_call", boom)
-    # the data path (object reads and writes) sends through urllib3 directly
-    mp.setattr(urllib3.HTTPConnectionPool, "urlopen", boom)
+    # the data path (object reads, writes and listings) sends through libcurl
+    mp.setattr(http.Transport, "request", boom)
+    mp.setattr(http.Transport, "stream", boom)
 
 
 def _inject_azure(mp: pytest.MonkeyPatch, _: Connector) -> None:
     mp.setattr(RequestsTransport, "send", boom)
-    mp.setattr(urllib3.HTTPConnectionPool, "urlopen", boom)  # the data path (Get Blob)
+    mp.setattr(http.Transport, "request", boom)  # the data path (Get Blob, List Blobs)
+    mp.setattr(http.Transport, "stream", boom)
 
 
 def _inject_rclone(mp: pytest.MonkeyPatch, _: Connector) -> None:
@@ -118,12 +119,13 @@ def test_a_bug_in_the_sdk_call_path_propagates_unchanged(backend: Backend) -> No
 
 
 # Reads stream after the call returned: the stream wrappers map errors too, so a bug there must
-# come out unchanged as well. Both data paths (S3 GetObject, Azure Get Blob) read a urllib3 body.
+# come out unchanged as well. Both data paths (S3 GetObject, Azure Get Blob) stream a body of
+# this size through libcurl.
 BODY_SIZE = 5 * 1024 * 1024
 
 
 def _break_body(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(urllib3.response.HTTPResponse, "read", boom)
+    mp.setattr(http.ReplyStream, "readinto", boom)
 
 
 BREAK_BODY: dict[str, Callable[[pytest.MonkeyPatch], None]] = {

@@ -59,7 +59,7 @@ from bascule.connectors.base import (
     status_error,
 )
 from bascule.connectors.http import NETWORK_ERRORS as HTTP_NETWORK_ERRORS
-from bascule.connectors.http import HttpFailure, PoolSettings, ResponseStream
+from bascule.connectors.http import HttpFailure, MappedReader, PoolSettings
 from bascule.errors import (
     AccessDenied,
     ConfigError,
@@ -439,13 +439,16 @@ class AzureBlobConnector:
                 self._check_etag(key, self.stat(key).etag, if_match)
                 return io.BytesIO(b"")
             raise _map_error(exc, self.url, key) from exc
-        body = ResponseStream(response, lambda exc: _map_error(exc, self.url, key))
+        headers, raw = response
         try:
-            self._check_etag(key, _strip(response.headers.get("ETag")), if_match)
+            self._check_etag(key, _strip(headers.get("etag")), if_match)
         except PreconditionFailed:
-            body.close()
+            raw.close()
             raise
-        return io.BufferedReader(body, buffer_size=READ_BUFFER_BYTES)
+        if isinstance(raw, io.BytesIO):
+            return raw
+        mapped = MappedReader(raw, lambda exc: _map_error(exc, self.url, key))
+        return io.BufferedReader(mapped, buffer_size=READ_BUFFER_BYTES)
 
     def _check_etag(self, key: str, etag: str, if_match: str | None) -> None:
         if if_match is not None and etag != if_match:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -24,9 +25,13 @@ from email.utils import formatdate
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-import urllib3
-
-from bascule.connectors.http import HttpFailure, PoolSettings, make_pool, retry_after
+from bascule.connectors.http import (
+    IN_MEMORY_BYTES,
+    HttpFailure,
+    PoolSettings,
+    Transport,
+    retry_after,
+)
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 TOKEN_MARGIN_S = 300.0  # a token is renewed this long before it expires
@@ -98,27 +103,38 @@ class Bearer:
 
 
 class BlobRest:
-    """Get Blob on one container. Thread-safe (one pool, shared)."""
+    """Get Blob and List Blobs on one container. Thread-safe (one pool, shared)."""
 
     def __init__(
         self, container_url: str, auth: Auth, api_version: str, settings: PoolSettings
     ) -> None:
         parts = urlsplit(container_url)
         self._prefix = parts.path.rstrip("/")
-        self._pool = make_pool(f"{parts.scheme}://{parts.netloc}", settings)
+        self._transport = Transport(container_url, settings)
         self._auth = auth
         self._version = api_version
 
     def get(
         self, key: str, start: int | None = None, length: int | None = None, if_match: str = ""
-    ) -> urllib3.BaseHTTPResponse:
-        """Get Blob (streamed): `length` bytes from `start` when given; If-Match when set."""
+    ) -> tuple[Mapping[str, str], io.RawIOBase | io.BytesIO]:
+        """Get Blob: `length` bytes from `start` when given; If-Match when set. The reply's
+        headers and its body: read whole when it is small, else streamed."""
         headers: dict[str, str] = {}
         if if_match:
             headers["If-Match"] = f'"{if_match}"'
         if start is not None and length is not None:
             headers["x-ms-range"] = f"bytes={start}-{start + length - 1}"
-        return self._send(f"{self._prefix}/{quote(key, safe='/~')}", headers, stream=True)
+        path = self._authorized(f"{self._prefix}/{quote(key, safe='/~')}", headers)
+        if length is not None and length <= IN_MEMORY_BYTES:
+            reply = self._transport.request("GET", path, headers)
+            if reply.status >= 300:
+                raise _failure(reply.status, reply.headers, reply.body)
+            return reply.headers, io.BytesIO(reply.body)
+        head, body = self._transport.stream(path, headers)
+        if head.status >= 300:
+            with body:
+                raise _failure(head.status, head.headers, body.read_all())
+        return head.headers, body
 
     def list_page(self, prefix: str, marker: str, page_size: int) -> tuple[list[ListedBlob], str]:
         """One List Blobs page (with metadata): its blobs, in name order, and the marker of
@@ -130,22 +146,20 @@ class BlobRest:
         if marker:
             params["marker"] = marker
         query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
-        return parse_listing(self._send(f"{self._prefix}?{query}", {}).data)
+        headers: dict[str, str] = {}
+        path = self._authorized(f"{self._prefix}?{query}", headers)
+        reply = self._transport.request("GET", path, headers)
+        if reply.status >= 300:
+            raise _failure(reply.status, reply.headers, reply.body)
+        return parse_listing(reply.body)
 
-    def _send(
-        self, path: str, headers: dict[str, str], *, stream: bool = False
-    ) -> urllib3.BaseHTTPResponse:
+    def _authorized(self, path: str, headers: dict[str, str]) -> str:
+        """`path` as sent (a SAS appended) once `headers` carry the date, version and auth."""
         if isinstance(self._auth, Sas):
             path += ("&" if "?" in path else "?") + self._auth.query
         headers.update({"x-ms-date": formatdate(usegmt=True), "x-ms-version": self._version})
         self._auth.apply("GET", path, headers)
-        response = self._pool.urlopen(
-            "GET", path, headers=headers, preload_content=not stream, decode_content=False,
-            redirect=False, assert_same_host=False,
-        )  # fmt: skip
-        if response.status >= 300:
-            raise _failure(response)
-        return response
+        return path
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,16 +209,16 @@ def _http_time(text: str | None) -> datetime | None:
         return None
 
 
-def _failure(response: urllib3.BaseHTTPResponse) -> HttpFailure:
-    """The service's error: its x-ms-error-code header (a body may say more)."""
-    headers = dict(response.headers.items())
-    try:
-        body = response.read(4096)
-    except urllib3.exceptions.HTTPError:
-        body = b""
-    response.close()
-    response.release_conn()
-    code = headers.get("x-ms-error-code", "")
+def _failure(status: int, headers: Mapping[str, str], body: bytes) -> HttpFailure:
+    """The service's error: its x-ms-error-code header, and the first line of its
+    <Message> (the lines after it are request ids and times)."""
+    message = ""
+    if body:
+        try:
+            message = ET.fromstring(body).findtext("Message") or ""
+        except ET.ParseError:
+            message = body[:200].decode("utf-8", "replace")
+    message = message.strip().splitlines()[0] if message.strip() else ""
     return HttpFailure(
-        response.status, code, body.decode("utf-8", "replace")[:200], retry_after(headers), headers
+        status, headers.get("x-ms-error-code", ""), message, retry_after(headers), dict(headers)
     )

@@ -48,7 +48,8 @@ from bascule.connectors.base import (
     object_key_problem,
     status_error,
 )
-from bascule.connectors.http import HttpFailure, PoolSettings, ResponseStream
+from bascule.connectors.http import NETWORK_ERRORS as HTTP_NETWORK_ERRORS
+from bascule.connectors.http import HttpFailure, MappedReader, PoolSettings
 from bascule.connectors.s3.rest import S3Rest
 from bascule.errors import (
     AccessDenied,
@@ -112,6 +113,7 @@ CODE_ERRORS: Mapping[str, type[ConnectorError]] = {
     **dict.fromkeys(TRANSIENT_CODES, TransientStorageError),
 }
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    *HTTP_NETWORK_ERRORS,  # the data path's (libcurl): refused, reset, cut, timed out
     botocore.exceptions.ConnectionError,  # refused, reset, closed, timeouts
     botocore.exceptions.HTTPClientError,
     botocore.exceptions.ResponseStreamingError,  # connection cut mid-body
@@ -448,13 +450,16 @@ class S3Connector:
             # A range starting past the end: clipped to nothing, as the contract says.
             self._check_etag(key, self.stat(key).etag, if_match)
             return io.BytesIO(b"")
-        body = ResponseStream(response, lambda exc: _map_error(exc, self.url, key))
+        headers, raw = response
         try:
-            self._check_etag(key, _strip(response.headers.get("ETag", "")), if_match)
+            self._check_etag(key, _strip(headers.get("etag", "")), if_match)
         except PreconditionFailed:
-            body.close()
+            raw.close()
             raise
-        return io.BufferedReader(body, buffer_size=READ_BUFFER_BYTES)
+        if isinstance(raw, io.BytesIO):
+            return raw
+        mapped = MappedReader(raw, lambda exc: _map_error(exc, self.url, key))
+        return io.BufferedReader(mapped, buffer_size=READ_BUFFER_BYTES)
 
     def _data(self, key: str, call: Callable[[S3Rest], T]) -> T:
         """A data-path request, its errors mapped like the SDK's."""
@@ -494,7 +499,7 @@ class S3Connector:
         name, value = self._checksum_header(payload)
         meta = dict(metadata or {})
         headers = self._data(key, lambda rest: rest.put(key, payload, {name: value}, meta))
-        etag = _strip(str(headers.get("ETag", "")))
+        etag = _strip(str(headers.get("etag", "")))
         if name == "Content-MD5" and etag == base64.b64decode(value).hex():
             return ObjectInfo(key=key, size=len(payload), etag=etag, metadata=meta)
         info = self.stat(key)

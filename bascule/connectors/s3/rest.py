@@ -12,13 +12,13 @@ provider's quirks), which is signed and which the server checks where it can.
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit
 
-import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
@@ -26,7 +26,14 @@ from botocore.credentials import Credentials
 from botocore.utils import percent_encode
 
 from bascule.connectors.base import ObjectInfo
-from bascule.connectors.http import HttpFailure, PoolSettings, make_pool, retry_after
+from bascule.connectors.http import (
+    IN_MEMORY_BYTES,
+    HttpFailure,
+    PoolSettings,
+    Reply,
+    Transport,
+    retry_after,
+)
 
 # What botocore reads to leave the payload out of the signature.
 _UNSIGNED = Config(s3={"payload_signing_enabled": False})
@@ -46,9 +53,8 @@ class S3Rest:
         """`base_url`: where the bucket's objects are, e.g. ``https://b.s3.fr-par.scw.cloud``
         (virtual-hosted) or ``https://127.0.0.1:9000/b`` (path style)."""
         parts = urlsplit(base_url)
-        self._base = f"{parts.scheme}://{parts.netloc}"
         self._prefix = parts.path.rstrip("/")
-        self._pool = make_pool(self._base, settings)
+        self._transport = Transport(base_url, settings)
         self._credentials = credentials
         self._region = region
 
@@ -57,38 +63,19 @@ class S3Rest:
         return f"{path}?{query}" if query else path
 
     def _signed(self, method: str, path: str, headers: dict[str, str]) -> dict[str, str]:
-        request = AWSRequest(method, self._base + path, headers=headers)
+        request = AWSRequest(method, self._transport.base + path, headers=headers)
         request.context["client_config"] = _UNSIGNED
         frozen = self._credentials.get_frozen_credentials()
         S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
         return dict(request.headers.items())
 
     def _send(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        body: bytes | None = None,
-        *,
-        stream: bool = False,
-    ) -> urllib3.BaseHTTPResponse:
-        signed = self._signed(method, path, headers)
-        response = self._pool.urlopen(
-            method,
-            path,
-            body=body,
-            headers=signed,
-            preload_content=not stream,
-            decode_content=False,
-            redirect=False,
-            assert_same_host=False,
-        )
-        if response.status >= 300:
-            failure = _failure(response)
-            response.drain_conn()
-            response.release_conn()
-            raise failure
-        return response
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> Reply:
+        reply = self._transport.request(method, path, self._signed(method, path, headers), body)
+        if reply.status >= 300:
+            raise _failure(reply.status, reply.headers, reply.body)
+        return reply
 
     def list_page(
         self, prefix: str, token: str | None, max_keys: int
@@ -100,18 +87,30 @@ class S3Rest:
         if token:
             params["continuation-token"] = token
         path = f"{self._prefix or '/'}?{_query(params)}"
-        return parse_listing(self._send("GET", path, {}).data)
+        return parse_listing(self._send("GET", path, {}).body)
 
     def get(
         self, key: str, start: int | None = None, length: int | None = None, if_match: str = ""
-    ) -> urllib3.BaseHTTPResponse:
-        """GetObject (streamed): `length` bytes from `start` when given; If-Match when set."""
+    ) -> tuple[Mapping[str, str], io.RawIOBase | io.BytesIO]:
+        """GetObject: `length` bytes from `start` when given; If-Match when set. The reply's
+        headers and its body: read whole when it is small, else streamed."""
         headers: dict[str, str] = {}
         if if_match:
             headers["If-Match"] = f'"{if_match}"'
         if start is not None and length is not None:
             headers["Range"] = f"bytes={start}-{start + length - 1}"
-        return self._send("GET", self._path(key), headers, stream=True)
+        path = self._path(key)
+        signed = self._signed("GET", path, headers)
+        if length is not None and length <= IN_MEMORY_BYTES:
+            reply = self._transport.request("GET", path, signed)
+            if reply.status >= 300:
+                raise _failure(reply.status, reply.headers, reply.body)
+            return reply.headers, io.BytesIO(reply.body)
+        head, body = self._transport.stream(path, signed)
+        if head.status >= 300:
+            with body:
+                raise _failure(head.status, head.headers, body.read_all())
+        return head.headers, body
 
     def put(
         self,
@@ -120,18 +119,17 @@ class S3Rest:
         checksum: Mapping[str, str],
         metadata: Mapping[str, str],
     ) -> Mapping[str, str]:
-        """PutObject; the answer's headers (ETag, checksums)."""
+        """PutObject; the answer's headers (ETag, checksums), names lowercase."""
         headers = {"Content-Length": str(len(body)), **checksum}
         headers.update({META_PREFIX + k.lower(): v for k, v in metadata.items()})
-        response = self._send("PUT", self._path(key), headers, body)
-        return response.headers
+        return self._send("PUT", self._path(key), headers, body).headers
 
     def upload_part(self, key: str, upload_id: str, number: int, body: bytes, checksum: Any) -> str:
         """UploadPart; the part's ETag (quotes stripped)."""
         query = f"partNumber={number}&uploadId={percent_encode(upload_id)}"
         headers = {"Content-Length": str(len(body)), **checksum}
-        response = self._send("PUT", self._path(key, query), headers, body)
-        return str(response.headers.get("ETag", "")).strip('"')
+        reply = self._send("PUT", self._path(key, query), headers, body)
+        return str(reply.headers.get("etag", "")).strip('"')
 
 
 def _query(params: Mapping[str, str]) -> str:
@@ -169,14 +167,10 @@ def _iso_time(text: str | None) -> datetime | None:
         return None
 
 
-def _failure(response: urllib3.BaseHTTPResponse) -> HttpFailure:
-    """The S3 error an answer carries: <Error><Code>/<Message> in its body (a HEAD or an
+def _failure(status: int, headers: Mapping[str, str], body: bytes) -> HttpFailure:
+    """The S3 error a reply carries: <Error><Code>/<Message> in its body (a HEAD or an
     empty body gives the status alone)."""
     code, message = "", ""
-    try:
-        body = response.data
-    except urllib3.exceptions.HTTPError:
-        body = b""
     if body:
         try:
             root = ET.fromstring(body)
@@ -184,5 +178,4 @@ def _failure(response: urllib3.BaseHTTPResponse) -> HttpFailure:
             message = root.findtext("Message") or ""
         except ET.ParseError:
             message = body[:200].decode("utf-8", "replace")
-    headers = dict(response.headers.items())
-    return HttpFailure(response.status, code, message, retry_after(headers), headers)
+    return HttpFailure(status, code, message, retry_after(headers), dict(headers))
