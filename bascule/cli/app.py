@@ -2,45 +2,43 @@
 
 Sub-command groups live in one module each in `bascule/cli/`; this module wires them together and
 maps errors to the documented exit codes (see `bascule.errors.ExitCode`).
+
+Start-up: `main` imports only the module of the command it runs (all of them for `--help` or
+an unknown command), so `bascule migrate` does not load Pulumi, the evidence pack or the
+sandbox (they cost about 0.4 s of CPU at every start). `app`, the whole command line, is
+built when first asked for (tests, `--help`).
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+from typing import Any
+
 import typer
 
 from bascule import __version__
-from bascule.cli import evidence as cli_evidence
-from bascule.cli import keys as cli_keys
-from bascule.cli import migrate as cli_migrate
-from bascule.cli import runbook as cli_runbook
-from bascule.cli import sandbox as cli_sandbox
-from bascule.cli import stacks as cli_stacks
-from bascule.cli import status as cli_status
-from bascule.cli import verify as cli_verify
 from bascule.cli.common import set_debug, set_verbose, tune_allocator, tune_gc
 
-app = typer.Typer(
-    name="bascule",
-    help=(
-        "Rehearse and carry out the switchover of a health-data platform from Azure Blob "
-        "to S3-compatible sovereign hosting: encrypted (age), chunked, resumable, verified.\n\n"
-        "Exit codes: 0 success; 1 verification mismatch or failed gate; 2 usage or config "
-        "error; 3 storage, credential or network error; 4 interrupted (run again to resume)."
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+HELP = (
+    "Rehearse and carry out the switchover of a health-data platform from Azure Blob "
+    "to S3-compatible sovereign hosting: encrypted (age), chunked, resumable, verified.\n\n"
+    "Exit codes: 0 success; 1 verification mismatch or failed gate; 2 usage or config "
+    "error; 3 storage, credential or network error; 4 interrupted (run again to resume)."
 )
-app.command("plan")(cli_migrate.plan_command)
-app.command("migrate")(cli_migrate.migrate_command)
-app.command("verify")(cli_verify.verify_command)
-app.add_typer(cli_sandbox.app, name="sandbox", help="Local Azurite + S3 servers on 127.0.0.1.")
-app.add_typer(cli_keys.app, name="keys", help="Generate and check age keys.")
-app.add_typer(cli_stacks.app, name="stacks", help="Pulumi landing zones: parity and policy.")
-app.add_typer(cli_runbook.app, name="runbook", help="Rehearse, execute or roll back a runbook.")
-app.add_typer(cli_evidence.app, name="evidence", help="Signed evidence packs for auditors.")
-app.command("status")(cli_status.status_command)
-app.command("report")(cli_status.report_command)
+# name -> (module, attribute, help of a group; None for a single command), in --help order
+COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "plan": ("bascule.cli.migrate", "plan_command", None),
+    "migrate": ("bascule.cli.migrate", "migrate_command", None),
+    "verify": ("bascule.cli.verify", "verify_command", None),
+    "sandbox": ("bascule.cli.sandbox", "app", "Local Azurite + S3 servers on 127.0.0.1."),
+    "keys": ("bascule.cli.keys", "app", "Generate and check age keys."),
+    "stacks": ("bascule.cli.stacks", "app", "Pulumi landing zones: parity and policy."),
+    "runbook": ("bascule.cli.runbook", "app", "Rehearse, execute or roll back a runbook."),
+    "evidence": ("bascule.cli.evidence", "app", "Signed evidence packs for auditors."),
+    "status": ("bascule.cli.status", "status_command", None),
+    "report": ("bascule.cli.status", "report_command", None),
+}
 
 
 def _version(value: bool) -> None:
@@ -49,7 +47,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     debug: bool = typer.Option(
         False, "--debug", help="Show tracebacks instead of one line; log every object to the file."
@@ -69,10 +66,46 @@ def _root(
     set_verbose(verbose)
 
 
+def build_app(only: str | None = None) -> typer.Typer:
+    """The command line with every command, or with `only` that one (same behaviour)."""
+    cli = typer.Typer(
+        name="bascule",
+        help=HELP,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    cli.callback()(_root)
+    for name, (module, attribute, group_help) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(module), attribute)
+        if group_help is None:
+            cli.command(name)(target)
+        else:
+            cli.add_typer(target, name=name, help=group_help)
+    return cli
+
+
+def invoked_command(args: list[str]) -> str | None:
+    """The command `args` runs (the root's options are flags: the first other word), or None
+    when it is not one of ours (help, a typo: then the whole command line answers)."""
+    word = next((a for a in args if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole command line, built on first use
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(name)
+
+
 def main() -> None:
     tune_allocator()
-    tune_gc()
-    app()
+    cli = build_app(invoked_command(sys.argv[1:]))
+    tune_gc()  # after the command's imports: they are start-up objects too
+    cli()
 
 
 if __name__ == "__main__":
