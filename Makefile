@@ -8,6 +8,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE ?= .bascule/sandbox
 PYTEST_ARGS ?=
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist), each taking whole test files, so
+# a module's fixture (a sandbox, a migrated project) starts once; every worker starts its own
+# emulators on free ports. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup system-deps venv demo test test-fast lint typecheck clean
 
@@ -42,11 +47,11 @@ typecheck: venv
 	$(BIN)/mypy
 
 test: setup lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 # Everything that needs no emulator and is not marked slow: the inner dev loop.
 test-fast: venv
-	$(BIN)/pytest -m "not servers and not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not servers and not slow" $(PYTEST_ARGS)
 
 demo: setup
 	@bash scripts/demo.sh "$(STATE)"
