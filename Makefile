@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: setup system-deps venv demo test test-fast lint typecheck clean
+.PHONY: setup system-deps venv demo test test-fast lint typecheck bytecode clean
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -46,11 +46,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: setup lint typecheck
+# The CLI tests start `bascule` a few hundred times: its bytecode is written once, up front,
+# even where PYTHONDONTWRITEBYTECODE is set (each start would compile the package again).
+bytecode: venv
+	$(BIN)/python -m compileall -q bascule
+
+test: setup lint typecheck bytecode
 	$(PYTEST) $(PYTEST_ARGS)
 
 # Everything that needs no emulator and is not marked slow: the inner dev loop.
-test-fast: venv
+test-fast: venv bytecode
 	$(PYTEST) -m "not servers and not slow" $(PYTEST_ARGS)
 
 demo: setup
