@@ -8,8 +8,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE ?= .bascule/sandbox
 PYTEST_ARGS ?=
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist), each taking whole test files, so
+# a module's fixture (a sandbox, a migrated project) starts once; every worker starts its own
+# emulators on free ports. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: setup system-deps venv demo test test-fast lint typecheck clean
+.PHONY: setup system-deps venv demo test test-fast lint typecheck bytecode clean
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -41,12 +46,17 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: setup lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The CLI tests start `bascule` a few hundred times: its bytecode is written once, up front,
+# even where PYTHONDONTWRITEBYTECODE is set (each start would compile the package again).
+bytecode: venv
+	$(BIN)/python -m compileall -q bascule
+
+test: setup lint typecheck bytecode
+	$(PYTEST) $(PYTEST_ARGS)
 
 # Everything that needs no emulator and is not marked slow: the inner dev loop.
-test-fast: venv
-	$(BIN)/pytest -m "not servers and not slow" $(PYTEST_ARGS)
+test-fast: venv bytecode
+	$(PYTEST) -m "not servers and not slow" $(PYTEST_ARGS)
 
 demo: setup
 	@bash scripts/demo.sh "$(STATE)"

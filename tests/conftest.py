@@ -58,6 +58,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "filterwarnings", "ignore:subprocess .* is still running:ResourceWarning"
     )
+    # The CLI's console fixes its width from COLUMNS when `bascule.cli` is first imported;
+    # tests that need a width pass COLUMNS to the call they make. A COLUMNS already in the
+    # environment (pytest-xdist starts its workers with COLUMNS=80) would pin every later call.
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 
 SERVER_FIXTURES = frozenset({"azurite", "rclone_s3", "moto_s3", "server_binaries"})
