@@ -3,8 +3,12 @@
 Layout under `root` (the "container"):
 
 - objects are plain files at ``root/<key>`` ("/" in keys makes sub-directories);
-- user metadata and the MD5 of what we wrote live in a sidecar,
-  ``root/.bascule-meta/<key>.json``, valid only while the file's etag is unchanged;
+- user metadata and the MD5 of what we wrote live with the file, in its ``user.bascule``
+  extended attribute (one file created per object, as rclone does), or, on a file system
+  without extended attributes, in a sidecar ``root/.bascule-meta/<key>.json``; either is
+  valid only while the file's etag is unchanged;
+- a put writes ``<folder>/.bascule-put-<hex>`` beside its object and renames it into place
+  (such names are never listed, and refused as keys);
 - unfinished part uploads live in ``root/.bascule-uploads/<token>/`` (one file per part);
   commit concatenates them and renames the result into place atomically.
 
@@ -67,6 +71,14 @@ META_DIR = ".bascule-meta"
 UPLOADS_DIR = ".bascule-uploads"
 RESERVED = (META_DIR, UPLOADS_DIR)
 META_SUFFIX = ".json"
+# Each file bascule writes keeps its checksum and metadata in this extended attribute (a
+# sidecar where the file system has none); a put's staging file is named TMP_PREFIX + hex.
+XATTR = "user.bascule"
+TMP_PREFIX = ".bascule-put-"
+# setxattr's answers meaning "not here" (no xattrs, no /proc, too big): the sidecar is used
+NO_XATTR_ERRNOS = frozenset(
+    {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOENT, errno.E2BIG, errno.ENOSPC}
+)
 MANIFEST = "upload.json"
 # Every folder below the root is opened with these: a link is never followed.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -105,6 +117,20 @@ def _is_link(dir_fd: int, name: str) -> bool:
 
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _in_dir(dir_fd: int, name: str) -> str:
+    """A path naming `name` in the folder `dir_fd` itself (Linux): for the xattr calls,
+    which take no dir_fd; with follow_symlinks=False a link at `name` is not followed."""
+    return f"/proc/self/fd/{dir_fd}/{name}"
+
+
+def _xattr_record(dir_fd: int, name: str) -> dict[str, object]:
+    try:
+        loaded = json.loads(os.getxattr(_in_dir(dir_fd, name), XATTR, follow_symlinks=False))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _create(dir_fd: int, name: str, *, exclusive: bool = True) -> BinaryIO:
@@ -152,9 +178,12 @@ class LocalConnector:
     def key_problem(self, key: str) -> str | None:
         """Path rules (see `path_key_problem`); a segment leaves room for the sidecar's
         ".json" suffix, and the first may not be one of the reserved folders."""
-        return path_key_problem(
+        problem = path_key_problem(
             key, reserved=RESERVED, max_segment_bytes=NAME_MAX_BYTES - len(META_SUFFIX)
         )
+        if problem is None and key.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+            return f"names starting {TMP_PREFIX!r} are bascule's staging files here; rename it"
+        return problem
 
     def skipped(self, prefix: str = "") -> builtins.list[str]:
         """The reserved folders present at the root that `prefix` covers (never listed)."""
@@ -255,12 +284,18 @@ class LocalConnector:
             return {}
         return loaded if isinstance(loaded, dict) else {}
 
-    def _info(self, key: str, st: os.stat_result, *, sidecars: bool = True) -> ObjectInfo:
-        """What `st` says of `key`, with its sidecar's checksum and metadata (`sidecars`
-        false: the root has no sidecar folder, so no file has one)."""
+    def _info(
+        self, key: str, st: os.stat_result, dir_fd: int, *, sidecars: bool = True
+    ) -> ObjectInfo:
+        """What `st` says of `key` (a file of the folder `dir_fd`), with the checksum and
+        metadata bascule recorded when it wrote it: its extended attribute, else its sidecar
+        (`sidecars` false: the root has no sidecar folder, so no file has one). A record
+        whose etag is not the file's (the file changed behind our back) is ignored."""
         etag = _etag(st)
-        sidecar = self._sidecar(key) if sidecars else {}
-        if sidecar.get("etag") != etag:  # the file changed behind our back: ignore it
+        sidecar = _xattr_record(dir_fd, key.rsplit("/", 1)[-1])
+        if sidecar.get("etag") != etag and sidecars:
+            sidecar = self._sidecar(key)
+        if sidecar.get("etag") != etag:
             sidecar = {}
         md5 = sidecar.get("content-md5")
         meta = sidecar.get("metadata")
@@ -311,8 +346,10 @@ class LocalConnector:
             if is_dir:
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
                     yield from self._walk_child(fd, name, key + "/", prefix, sidecars)
+            elif name.startswith(TMP_PREFIX):
+                continue  # a put under way (or one a crash left behind): not an object
             elif key.startswith(prefix) and entry.is_file(follow_symlinks=False):
-                yield self._info(key, entry.stat(follow_symlinks=False), sidecars=sidecars)
+                yield self._info(key, entry.stat(follow_symlinks=False), fd, sidecars=sidecars)
 
     def _walk_child(
         self, fd: int, name: str, rel: str, prefix: str, sidecars: bool
@@ -334,7 +371,7 @@ class LocalConnector:
         parts = self._parts(key)
         try:
             with self._dir(parts[:-1], key, reading=True) as fd:
-                return self._info(key, self._lstat(fd, parts[-1], key))
+                return self._info(key, self._lstat(fd, parts[-1], key), fd)
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
 
@@ -409,15 +446,17 @@ class LocalConnector:
         *,
         sync: bool,
     ) -> ObjectInfo:
+        # The staging file is written in the object's own folder (under a name `list` never
+        # shows), so one file is created per object, in the folder it ends up in.
         parts = self._parts(key)
-        tmp = f"put-{uuid.uuid4().hex}"
+        tmp = f"{TMP_PREFIX}{uuid.uuid4().hex}"
         try:
-            with self._dir([UPLOADS_DIR], key, create=True) as staging:
+            with self._dir(parts[:-1], key, create=True) as fd:
                 try:
-                    md5 = _copy_into(staging, tmp, [data], limit=size, sync=sync)
-                    return self._publish(key, parts, staging, tmp, md5, metadata or {})
+                    md5 = _copy_into(fd, tmp, [data], limit=size, sync=sync)
+                    return self._publish(key, parts, fd, tmp, md5, metadata or {}, dst_fd=fd)
                 finally:
-                    _unlink_quietly(staging, tmp)
+                    _unlink_quietly(fd, tmp)
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
 
@@ -429,19 +468,21 @@ class LocalConnector:
         src: str,
         md5: bytes,
         metadata: Mapping[str, str],
+        *,
+        dst_fd: int | None = None,
     ) -> ObjectInfo:
-        """Rename staged file `src` (in `src_fd`) into place and write its sidecar; every
-        folder on the way is opened without following links (a link there is refused)."""
-        with (
-            self._dir([META_DIR, *parts[:-1]], key, create=True) as meta_fd,
-            self._dir(parts[:-1], key, create=True) as fd,
-        ):
-            os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=fd)
-            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        """Rename staged file `src` (in `src_fd`) into place (the folder `dst_fd`, or opened
+        here) and record its checksum and metadata; every folder on the way is opened
+        without following links (a link there is refused)."""
+        with contextlib.ExitStack() as stack:
+            if dst_fd is None:
+                dst_fd = stack.enter_context(self._dir(parts[:-1], key, create=True))
+            os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            st = os.stat(parts[-1], dir_fd=dst_fd, follow_symlinks=False)
             md5_b64 = base64.b64encode(md5).decode()
             meta = {k.lower(): v for k, v in metadata.items()}
-            sidecar = {"etag": _etag(st), "content-md5": md5_b64, "metadata": meta}
-            _write_file(meta_fd, parts[-1] + META_SUFFIX, json.dumps(sidecar).encode("utf-8"))
+            record = {"etag": _etag(st), "content-md5": md5_b64, "metadata": meta}
+            self._record(key, parts, dst_fd, json.dumps(record).encode("utf-8"))
         return ObjectInfo(
             key=key,
             size=st.st_size,
@@ -450,6 +491,18 @@ class LocalConnector:
             checksums={"content-md5": md5_b64},
             metadata=meta,
         )
+
+    def _record(self, key: str, parts: Sequence[str], dir_fd: int, record: bytes) -> None:
+        """Keep `record` with the file: in its extended attribute where the file system has
+        them (no second file), else in a sidecar under META_DIR."""
+        try:
+            os.setxattr(_in_dir(dir_fd, parts[-1]), XATTR, record, follow_symlinks=False)
+            return
+        except OSError as exc:
+            if exc.errno not in NO_XATTR_ERRNOS:
+                raise
+        with self._dir([META_DIR, *parts[:-1]], key, create=True) as meta_fd:
+            _write_file(meta_fd, parts[-1] + META_SUFFIX, record)
 
     def delete(self, key: str) -> None:
         """Remove the file `key` and its sidecar. A link, at the key or on the way to it, is

@@ -3,7 +3,9 @@ deletes, staging and listing all stay inside the root, on real folders."""
 
 from __future__ import annotations
 
+import errno
 import io
+import json
 import os
 from pathlib import Path
 
@@ -110,13 +112,24 @@ def test_linked_staging_and_metadata_folders_are_not_written_through(
     conn, root, outside = layout
     (root / ".bascule-uploads").symlink_to(outside, target_is_directory=True)
     (root / ".bascule-meta").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(ConnectorError, match="link"):
-        conn.put("a.txt", io.BytesIO(b"plain"), 5)
+    conn.put("a.txt", io.BytesIO(b"plain"), 5, metadata={"k": "v"})  # uses neither folder
+    assert conn.stat("a.txt").metadata == {"k": "v"}
     with pytest.raises(ConnectorError, match="link"):
         conn.open_writer("big.bin")
     assert _files(outside) == {"victim.txt": SECRET}
 
 
+@pytest.fixture()
+def no_xattrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without extended attributes: metadata goes to sidecars."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", refuse)
+
+
+@pytest.mark.usefixtures("no_xattrs")
 def test_a_linked_metadata_folder_is_not_written_through(
     layout: tuple[LocalConnector, Path, Path],
 ) -> None:
@@ -125,7 +138,32 @@ def test_a_linked_metadata_folder_is_not_written_through(
     with pytest.raises(ConnectorError, match="link"):
         conn.put("a.txt", io.BytesIO(b"plain"), 5, metadata={"k": "v"})
     assert _files(outside) == {"victim.txt": SECRET}
-    assert not (root / ".bascule-uploads").exists() or not os.listdir(root / ".bascule-uploads")
+    assert [p.name for p in root.iterdir() if p.name.startswith(".bascule-put-")] == []
+
+
+@pytest.mark.usefixtures("no_xattrs")
+def test_without_extended_attributes_metadata_lives_in_a_sidecar(tmp_path: Path) -> None:
+    conn = LocalConnector(tmp_path)
+    conn.put("d/a.txt", io.BytesIO(b"plain"), 5, metadata={"k": "v"})
+    assert (tmp_path / ".bascule-meta" / "d" / "a.txt.json").is_file()
+    assert conn.stat("d/a.txt").metadata == {"k": "v"}
+    assert [o.metadata for o in conn.list("d/")] == [{"k": "v"}]
+
+
+def test_metadata_lives_with_the_file_and_staging_names_are_never_objects(
+    tmp_path: Path,
+) -> None:
+    conn = LocalConnector(tmp_path)
+    conn.put("d/a.txt", io.BytesIO(b"plain"), 5, metadata={"k": "v"})
+    assert not (tmp_path / ".bascule-meta").exists()  # one file per object
+    assert json.loads(os.getxattr(tmp_path / "d" / "a.txt", "user.bascule"))["metadata"] == {
+        "k": "v"
+    }
+    (tmp_path / "d" / ".bascule-put-0123abcd").write_bytes(b"half-written")  # a crashed put
+    assert [o.key for o in conn.list()] == ["d/a.txt"]
+    assert conn.key_problem("d/.bascule-put-0123abcd") is not None
+    (tmp_path / "d" / "a.txt").write_bytes(b"changed")  # by someone else, in place
+    assert conn.stat("d/a.txt").metadata == {}  # the record no longer describes the file
 
 
 def test_multipart_parts_are_not_written_through_a_swapped_upload_folder(
@@ -151,4 +189,7 @@ def test_a_failed_put_leaves_no_staging_file(tmp_path: Path) -> None:
     conn.put("a", io.BytesIO(b"1"), 1)
     with pytest.raises(ConnectorError):
         conn.put("a/b", io.BytesIO(b"plaintext"), 9)  # "a" is a file: no folder there
-    assert os.listdir(root / ".bascule-uploads") == []
+    (root / "c" / "d").mkdir(parents=True)
+    with pytest.raises(ConnectorError):
+        conn.put("c/d", io.BytesIO(b"plaintext"), 9)  # staged, then the rename is refused
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == ["a", "c", "c/d"]
