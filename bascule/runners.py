@@ -173,6 +173,8 @@ def _dask_local(workers: int, concurrency: int) -> DaskRunner:
         threads_per_worker=max(1, concurrency // workers),
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        # a free loopback port: the scheduler serves HTTP even without a dashboard, and a
+        # fixed 8787 would collide with any other cluster on the machine
+        dashboard_address="127.0.0.1:0",
     )
     return DaskRunner(Client(cluster), cluster)
