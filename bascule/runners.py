@@ -8,6 +8,8 @@ a thread or on a worker; a task's result is a small record, never object data.
 Executor specs:
 
 - `local`: a thread pool of `concurrency` threads in this process;
+- `processes:N`: N worker processes on this machine, `concurrency / N` threads each
+  (`bascule.processes`): per-object work holds the GIL, so one process uses one core;
 - `dask-local:N`: a Dask LocalCluster of N worker processes on 127.0.0.1;
 - `dask://HOST:PORT`: an existing scheduler over plain TCP, loopback hosts only;
 - `dask+tls://HOST:PORT`: an existing scheduler over mutual TLS. The client's certificates
@@ -34,7 +36,7 @@ from bascule.errors import UsageError
 R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
 
-SPECS = "local, dask-local:N, dask+tls://HOST:PORT or dask://127.0.0.1:PORT"
+SPECS = "local, processes:N, dask-local:N, dask+tls://HOST:PORT or dask://127.0.0.1:PORT"
 TLS_ENV = {
     "ca": "BASCULE_DASK_TLS_CA_FILE",
     "cert": "BASCULE_DASK_TLS_CERT_FILE",
@@ -42,6 +44,7 @@ TLS_ENV = {
 }
 DASK_RETRIES = 3  # reschedules of a task whose worker died; every task is idempotent
 _DASK_LOCAL = re.compile(r"^dask-local:(\d+)$")
+_PROCESSES = re.compile(r"^processes:(\d+)$")
 _DASK_REMOTE = re.compile(r"^(dask|dask\+tls)://([\w.\-]+):(\d+)$")
 
 
@@ -103,6 +106,14 @@ def make_runner(spec: str, concurrency: int) -> TaskRunner:
     TLS certificates, or when no scheduler answers."""
     if spec == "local":
         return ThreadRunner(concurrency)
+    processes = _PROCESSES.match(spec)
+    if processes:
+        count = int(processes.group(1))
+        if count < 1:
+            raise UsageError("--executor processes:N needs N >= 1")
+        from bascule.processes import ProcessRunner
+
+        return ProcessRunner(count, max(1, concurrency // count))
     local = _DASK_LOCAL.match(spec)
     if local:
         return _dask_local(int(local.group(1)), concurrency)

@@ -381,6 +381,12 @@ class Journal:
                 (time.time(), run_id, kind, dataset, key, json.dumps(detail, default=str)),
             )
 
+    def change_mark(self) -> int:
+        """Changes whenever a run writes this journal (each starts with a runs row): a plan
+        made against one mark holds while the mark is the same."""
+        row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()
+        return int(row[0])
+
     def last_throughput(self, command: str = "migrate") -> float | None:
         """Bytes per second of the last finished run of `command` that moved bytes."""
         row = self._db.execute(

@@ -41,6 +41,7 @@ from bascule.migration.plan import (
     in_key_order,
     stream_dataset,
 )
+from bascule.migration.spool import PlanSpool
 from bascule.runners import TaskRunner, ThreadRunner
 
 log = structlog.get_logger("bascule.migrate")
@@ -187,15 +188,21 @@ def migrate(
 ) -> MigrateOutcome:
     """Copy what the plan says; idempotent (a re-run resumes from the journal)."""
     check_identity_file(cfg)
-    counted = _count_read_only(cfg, dataset)
-    if counted.blocked:
-        raise PlanError(blocked_message(counted))
-    journal = open_journal(cfg, create=True)
-    assert journal is not None
+    spool = PlanSpool(cfg.journal.parent if cfg.journal.parent.is_dir() else None)
     try:
-        return _run(cfg, dataset, journal, counted, runner, progress, stop, command)
+        counted, mark = _count_read_only(cfg, dataset, spool)
+        if counted.blocked:
+            raise PlanError(blocked_message(counted))
+        journal = open_journal(cfg, create=True)
+        assert journal is not None
+        try:
+            # The counting pass's plan holds while no other run wrote the journal since.
+            replay = spool if journal.change_mark() == mark else None
+            return _run(cfg, dataset, journal, counted, replay, runner, progress, stop, command)
+        finally:
+            journal.close()
     finally:
-        journal.close()
+        spool.close()
 
 
 BLOCKED_SHOWN = 3
@@ -214,11 +221,16 @@ def blocked_message(plan: PlanSummary) -> str:
     )
 
 
-def _count_read_only(cfg: Config, dataset: str | None) -> PlanSummary:
-    """The counting pass, before anything is written (no writer lock taken yet)."""
+def _count_read_only(cfg: Config, dataset: str | None, spool: PlanSpool) -> tuple[PlanSummary, int]:
+    """The counting pass, before anything is written (no writer lock taken yet): the plan's
+    counters, its objects into `spool`, and the journal's change mark it was made against."""
     reader = open_journal(cfg, create=False)
     try:
-        return count_plan(cfg, dataset, reader)
+        summary, items = plan_stream(cfg, dataset, reader)
+        for item in items:
+            if isinstance(item, ObjectPlan):
+                spool.add(item)
+        return summary, reader.change_mark() if reader is not None else 0
     finally:
         if reader is not None:
             reader.close()
@@ -229,14 +241,21 @@ def _run(
     dataset: str | None,
     journal: Journal,
     counted: PlanSummary,
+    spool: PlanSpool | None,
     runner: TaskRunner | None,
     progress: ProgressSink | None,
     stop: threading.Event | None,
     command: str,
 ) -> MigrateOutcome:
-    # The plan again, now with the writer's journal, read lazily by the coordinator; the
-    # counting pass gives the totals up front and the difference is settled at the end.
-    plan, items = plan_stream(cfg, dataset, journal)
+    # The counting pass's objects, or (the journal changed since) the plan again, now with
+    # the writer's journal, read lazily by the coordinator; the counting pass gives the
+    # totals up front and any difference is settled at the end.
+    plan: PlanSummary
+    items: Iterable[PlanItem]
+    if spool is not None:
+        plan, items = counted, spool.replay()
+    else:
+        plan, items = plan_stream(cfg, dataset, journal)
     since = time.time()
     run_id = journal.start_run(command, {"dataset": dataset, "objects": counted.objects})
     if progress:

@@ -129,3 +129,44 @@ def test_source_changed_mid_object_is_copied_again_with_a_fresh_key(
     assert outcome.stats.restarted == ["in/big.bin"]
     target = tmp_path / "dst" / "b" / "out" / "big.bin"
     assert age_decrypt(target, identity_file[0]) == new
+
+
+def _count_listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from bascule.connectors.local import LocalConnector
+
+    listed: list[str] = []
+    real = LocalConnector.list
+
+    def counting(self: LocalConnector, prefix: str = "") -> Any:
+        listed.append(self.url)
+        return real(self, prefix)
+
+    monkeypatch.setattr(LocalConnector, "list", counting)
+    return listed
+
+
+def test_the_run_replays_the_counting_pass_instead_of_listing_again(
+    tmp_path: Path, local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = _seed(tmp_path)
+    listed = _count_listings(monkeypatch)
+    outcome = service.migrate(local_config(encrypt=False))
+    assert outcome.stats.objects_committed == len(objects)
+    assert len(listed) == 2  # the source and the target, once each
+
+
+def test_a_journal_written_since_the_counting_pass_is_planned_against_again(
+    tmp_path: Path, local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bascule.migration.journal import Journal
+
+    objects = _seed(tmp_path)
+    listed = _count_listings(monkeypatch)
+    marks = iter([0, 1])  # the counting pass saw no run; the writer sees one more
+    monkeypatch.setattr(Journal, "change_mark", lambda self: next(marks))
+    cfg = local_config(encrypt=False)
+    cfg.journal.parent.mkdir(parents=True, exist_ok=True)
+    Journal(cfg.journal, service.config_fingerprint(cfg)).close()  # a journal to read
+    outcome = service.migrate(cfg)
+    assert outcome.stats.objects_committed == len(objects)
+    assert len(listed) == 4  # planned again by the run

@@ -1,0 +1,96 @@
+"""`--executor processes:N`: worker processes, each with threads, fed over a socket."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bascule.errors import UsageError
+from bascule.migration import service
+from bascule.processes import ProcessRunner, WorkerLost
+from bascule.runners import make_runner
+from tests.functional.conftest import LocalConfig, MiB, age_decrypt, sha256
+
+
+def _seed(root: Path, count: int) -> dict[str, bytes]:
+    objects = {}
+    for i in range(count):
+        key = f"in/d{i % 3}/o{i:03d}.bin"
+        data = os.urandom(i * 997 if i % 10 else MiB * 6 + i)  # small ones and a few of parts
+        path = root / "src" / "c" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        objects[key] = data
+    return objects
+
+
+def test_migrate_on_worker_processes_writes_what_age_decrypts(
+    tmp_path: Path, local_config: LocalConfig, identity_file: tuple[Path, str]
+) -> None:
+    objects = _seed(tmp_path, 40)
+    runner = make_runner("processes:2", 4)
+    assert isinstance(runner, ProcessRunner)
+    try:
+        outcome = service.migrate(local_config(), runner=runner)
+        pids = runner.worker_pids()
+    finally:
+        runner.shutdown()
+    assert outcome.stats.objects_committed == len(objects)
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    for key, data in objects.items():
+        target = tmp_path / "dst" / "b" / key.replace("in/", "out/", 1)
+        assert sha256(age_decrypt(target, identity_file[0])) == sha256(data)
+    assert all(not _alive(pid) for pid in pids)  # shutdown waited for them
+
+
+def test_a_task_error_comes_back_unchanged_and_a_dead_worker_is_reported() -> None:
+    runner = ProcessRunner(1, 2)
+    try:
+        assert runner.submit(pow, 2, 10).result(timeout=60) == 1024
+        with pytest.raises(ZeroDivisionError):
+            runner.submit(divmod, 1, 0).result(timeout=60)
+        with pytest.raises(WorkerLost):
+            runner.submit(os._exit, 3).result(timeout=60)
+        with pytest.raises(WorkerLost):  # its worker is gone: later tasks fail, never hang
+            runner.submit(pow, 2, 2).result(timeout=60)
+    finally:
+        runner.shutdown()
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from bascule.processes import ProcessRunner\n"
+        "runner = ProcessRunner(2, 1)\n"
+        "print(*runner.worker_pids(), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        parent.kill()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def test_processes_needs_at_least_one() -> None:
+    with pytest.raises(UsageError, match="processes:N needs N >= 1"):
+        make_runner("processes:0", 8)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
