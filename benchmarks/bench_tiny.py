@@ -1,6 +1,7 @@
 """Per-object overhead: many tiny objects, local disk to local disk, encrypted, side by side.
 
     python -m benchmarks.bench_tiny [--objects 20000] [--size 11] [--transfers 8] [--json FILE]
+                                    [--executors local,processes:N]
     python -m benchmarks.bench_tiny --profile      # bascule under cProfile, top entries printed
     python -m benchmarks.bench_tiny --py-spy DIR   # bascule under py-spy (every thread)
 
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import pstats
+import re
 import shutil
 import subprocess
 import sys
@@ -95,12 +97,12 @@ def rclone_line(work: Path, source: Path, target: Path, transfers: int) -> Proce
 
 
 def bascule_line(
-    work: Path, config: Path, profile: Path | None, spy: Path | None
+    work: Path, config: Path, executor: str, profile: Path | None, spy: Path | None
 ) -> ProcessFigures:
     py = [sys.executable]
     if profile is not None:
         py += ["-m", "cProfile", "-o", str(profile)]
-    cmd = [*py, "-m", "benchmarks.bascule_child", str(config), "local"]
+    cmd = [*py, "-m", "benchmarks.bascule_child", str(config), executor]
     if spy is not None:
         spy.mkdir(parents=True, exist_ok=True)
         cmd = _profiled(cmd, spy)
@@ -130,8 +132,9 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     source.mkdir(parents=True)
     seed(source, args.objects, args.size)
     lines = []
-    for name in ("bascule encrypted", "rclone crypt"):
-        work = root / name.replace(" ", "-")
+    names = [f"bascule encrypted [{e}]" for e in args.executors.split(",")] + ["rclone crypt"]
+    for name in names:
+        work = root / re.sub(r"[^a-z0-9]+", "-", name)
         target = work / "dst" / "data"
         target.mkdir(parents=True)
         load = os.getloadavg()
@@ -140,12 +143,15 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         else:
             config = bascule_config(work, source, target, args.transfers)
             prof = work / "bascule.prof" if args.profile else None
-            figures = bascule_line(work, config, prof, args.py_spy)
+            executor = name.split("[", 1)[1].rstrip("]")
+            figures = bascule_line(work, config, executor, prof, args.py_spy)
             if prof is not None and prof.exists():
                 pstats.Stats(str(prof)).sort_stats("tottime").print_stats(args.top)
         lines.append(_figures(name, figures, _count(target), load))
         print(json.dumps(lines[-1]), flush=True)
-    ratio = lines[0]["seconds"] / lines[1]["seconds"] if lines[1]["seconds"] else None
+    peer = lines[-1]["seconds"]
+    ratios = {line["line"]: round(line["seconds"] / peer, 2) if peer else None
+              for line in lines[:-1]}  # fmt: skip
     return {
         "objects": args.objects,
         "size": args.size,
@@ -154,7 +160,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "load_after": os.getloadavg(),
         "load_1min_end": load_1min(),
         "lines": lines,
-        "bascule_over_rclone_seconds": None if ratio is None else round(ratio, 2),
+        "bascule_over_rclone_seconds": ratios,
     }
 
 
@@ -163,6 +169,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--objects", type=int, default=20000)
     p.add_argument("--size", type=int, default=11, help="bytes per object")
     p.add_argument("--transfers", type=int, default=8, help="bascule concurrency, rclone transfers")
+    p.add_argument(
+        "--executors",
+        default=f"local,processes:{os.cpu_count() or 1}",
+        help="bascule lines, one per --executor (comma-separated)",
+    )
     p.add_argument("--profile", action="store_true", help="run bascule under cProfile")
     p.add_argument("--py-spy", type=Path, help="run bascule under py-spy, write DIR/py-spy.txt")
     p.add_argument("--top", type=int, default=25, help="profile entries printed")
@@ -173,7 +184,8 @@ def main(argv: list[str]) -> int:
         report = run(args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"bascule / rclone crypt (wall seconds): {report['bascule_over_rclone_seconds']}")
+    for line, ratio in report["bascule_over_rclone_seconds"].items():
+        print(f"{line} / rclone crypt (wall seconds): {ratio}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if any(line["error"] for line in report["lines"]) else 0

@@ -1,6 +1,7 @@
 """`verify --level full --rows` of many small CSV objects, local disk to local disk, encrypted.
 
-    python -m benchmarks.bench_verify [--objects 10000] [--json FILE] [--py-spy DIR]
+    python -m benchmarks.bench_verify [--objects 10000] [--executor local|processes:N]
+                                      [--json FILE] [--py-spy DIR]
 
 Seeds `objects` small CSV files, migrates them with `bascule migrate` (not timed), then times
 `bascule verify --level full --rows` as the CLI runs it, in its own process. Not part of the
@@ -56,6 +57,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--objects", type=int, default=10000)
     p.add_argument("--json", type=Path)
     p.add_argument("--py-spy", type=Path, help="run verify under py-spy, write DIR/py-spy.txt")
+    p.add_argument("--executor", default="local", help="verify's --executor (e.g. processes:2)")
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bascule-verify-"))
     try:
@@ -74,13 +76,15 @@ def main(argv: list[str]) -> int:
         migrate = run_measured([*bascule, "migrate", "-c", str(config)], env, root,
                                root / "migrate.out")  # fmt: skip
         load = os.getloadavg()
-        cmd = [*bascule, "verify", "-c", str(config), "--level", "full", "--rows"]
+        cmd = [*bascule, "verify", "-c", str(config), "--level", "full", "--rows",
+               "--executor", args.executor]  # fmt: skip
         if args.py_spy is not None:
             args.py_spy.mkdir(parents=True, exist_ok=True)
             cmd = _profiled(cmd, args.py_spy)
         figures = run_measured(cmd, env, root, root / "verify.out")
         report = {
             "objects": args.objects,
+            "executor": args.executor,
             "migrate_exit": migrate.exit_code,
             "verify_exit": figures.exit_code,
             "verify_seconds": round(figures.seconds, 2),
