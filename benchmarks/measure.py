@@ -11,11 +11,12 @@ Peak RSS comes from two sources:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,20 +69,28 @@ class _TreePoller(threading.Thread):
 
 
 def run_measured(
-    cmd: Sequence[str], env: Mapping[str, str], cwd: Path, stdout_path: Path
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    stdout_path: Path,
+    kill_when: Callable[[], bool] | None = None,
 ) -> ProcessFigures:
-    """Run `cmd` to completion; never raises on a non-zero exit (the caller reports it)."""
+    """Run `cmd` to completion; never raises on a non-zero exit (the caller reports it).
+
+    `kill_when`, asked every 0.2 s: once it says so, the command and every process it
+    started get SIGKILL (a crash at that instant)."""
     stderr_path = stdout_path.with_suffix(".stderr")
     rss_path = stdout_path.with_suffix(".maxrss")
     timed = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_path), *cmd]
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         started = time.monotonic()
         proc = subprocess.Popen(
-            timed, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=dict(env), cwd=cwd
-        )
+            timed, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=dict(env), cwd=cwd,
+            start_new_session=kill_when is not None,
+        )  # fmt: skip
         poller = _TreePoller(proc.pid)
         poller.start()
-        code = proc.wait()
+        code = _wait(proc, kill_when)
         seconds = time.monotonic() - started
         poller.stop()
     peak, cpu = _gnu_time(rss_path)
@@ -94,6 +103,19 @@ def run_measured(
         stdout=stdout_path.read_text(errors="replace"),
         stderr=stderr_path.read_text(errors="replace"),
     )
+
+
+def _wait(proc: subprocess.Popen[bytes], kill_when: Callable[[], bool] | None) -> int:
+    if kill_when is None:
+        return proc.wait()
+    while proc.poll() is None:
+        if kill_when():
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()  # the measured command and its workers, not GNU time
+            return proc.wait()
+        time.sleep(0.2)
+    return int(proc.returncode)
 
 
 def _gnu_time(path: Path) -> tuple[int, float]:
