@@ -38,8 +38,10 @@ DATASET_OPT = typer.Option(None, "--dataset", "-d", help="Only this dataset (def
 EXECUTOR_OPT = typer.Option(
     "local",
     "--executor",
-    help="Where tasks run: local (threads), dask-local:N (N worker processes), "
-    "dask+tls://HOST:PORT (certificates from BASCULE_DASK_TLS_*_FILE) or dask://127.0.0.1:PORT.",
+    help="Where tasks run: local (threads), processes:N (N worker processes of threads: "
+    "for CPU-bound work such as many small local files), dask-local:N (a local Dask "
+    "cluster), dask+tls://HOST:PORT (certificates from BASCULE_DASK_TLS_*_FILE) or "
+    "dask://127.0.0.1:PORT.",
 )
 
 
