@@ -118,13 +118,17 @@ class _Facts:
 
 def _latest_verdicts(journal: Journal, names: set[str]) -> dict[str, tuple[int, int]]:
     """Per dataset of `names`, (verified, findings) of the latest verify run that recorded
-    it: aggregates per run, newest first, stopping once every dataset is found."""
+    it and ran to its end: aggregates per run, newest first, stopping once every dataset is
+    found. A run still running, interrupted or killed (left running) holds only the verdicts
+    written before it stopped (they are written in batches): it does not count."""
     facts = Facts(journal)
     found: dict[str, tuple[int, int]] = {}
     for run in reversed(journal.runs("verify")):
         missing = names - set(found)
         if not missing:
             break
+        if run.status in ("running", "interrupted"):
+            continue
         if run.datasets and not missing & set(run.datasets):
             continue  # the run covered none of them: its records cannot be theirs
         for name, counts in facts.verdict_totals(run.id).items():

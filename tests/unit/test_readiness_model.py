@@ -219,12 +219,16 @@ def test_findings_in_the_latest_production_verify_make_a_dataset_not_ready(
     facts.record_verification(newer, "a", "a/y", "a/y", "full", "content-mismatch", {})
     later = journal.start_run("verify", {"datasets": ["b"]})
     facts.record_verification(later, "b", "b/x", "b/x", "full", "verified", {})
+    for run, status in ((older, "failed"), (newer, "failed"), (later, "completed")):
+        journal.end_run(run, status, 0, 0, 1.0)
+    cut = journal.start_run("verify", {"datasets": ["a", "b"]})  # killed: left running
+    facts.record_verification(cut, "b", "b/x", "b/x", "full", "content-mismatch", {})
     journal.flush()  # verdicts are group-committed: durable once the verify run ends
     readiness = compute_readiness(cfg, time.time() + 60)
     a, b = readiness.datasets
     assert a.status == NOT_READY and a.objects_verified == 1
     assert "1 verification finding(s) on the production copy" in a.reasons
-    assert (b.status, b.objects_verified) == (READY, 1)  # its latest verify is clean
+    assert (b.status, b.objects_verified) == (READY, 1)  # its latest finished verify is clean
 
 
 def test_projection_scales_the_measured_rate_against_the_deadline_and_freeze_window(
@@ -292,7 +296,8 @@ def test_readiness_aggregates_equal_a_scan_of_every_row(
     newer = journal.start_run("verify", {"datasets": ["a"]})
     for key, verdict in (("a/1", "verified"), ("a/2", "missing"), ("a/3", "verified")):
         facts.record_verification(newer, "a", key, key, "quick", verdict, {})
-    journal.flush()  # verdicts are group-committed: durable once the verify run ends
+    for run in (older, newer):
+        journal.end_run(run, "failed", 0, 0, 1.0)  # verify runs end (with findings here)
     copied, verified = _row_scan(journal)
     assert copied == {"a": (3, 63), "b": (3, 93)} and verified == {"a": (2, 1), "b": (1, 1)}
     got = {d.name: d for d in compute_readiness(cfg).datasets}
