@@ -17,10 +17,10 @@ server's certificate does not verify). The connectors map both in their single e
 function. Nothing retries here: the one retry policy (`bascule.migration.retry`) decides.
 
 Connections: each libcurl handle keeps its connection open; idle handles wait in a pool (up
-to `max_connections` per host) and are reset (options only, the connection kept) before
-each request. HTTP/1.1 only, no redirects, no ``Expect: 100-continue`` round trip, the
-proxy settings of the environment (as botocore). TLS trusts the endpoint's ``ca_bundle``,
-else certifi's bundle (as boto3).
+to `max_connections` per host), reset as they come back (options only, the connection
+kept: an idle handle holds no body). HTTP/1.1 only, no redirects, no ``Expect:
+100-continue`` round trip, the proxy settings of the environment (as botocore). TLS trusts
+the endpoint's ``ca_bundle``, else certifi's bundle (as boto3).
 """
 
 from __future__ import annotations
@@ -136,13 +136,14 @@ class Transport:
             handle = self._idle.pop() if self._idle else None
         if handle is None:
             handle = pycurl.Curl()
-        else:
-            handle.reset()  # options only: its connection stays open
         self._configure(handle)
         return handle
 
     def _give_back(self, handle: pycurl.Curl, reusable: bool) -> None:
         if reusable:
+            # Options only (its connection stays open): an idle handle must not keep its last
+            # request's body or callbacks alive (a part is megabytes).
+            handle.reset()
             with self._lock:
                 if len(self._idle) < self._settings.max_connections:
                     self._idle.append(handle)
@@ -251,7 +252,8 @@ class ReplyStream(io.RawIOBase):
         except pycurl.error as exc:
             self._put(NetworkError(exc.args[0], str(exc.args[1])))
         finally:
-            self._headers.complete.set() if self._headers.status else None
+            if self._headers.status:  # a reply began: its reader learns how it ended
+                self._headers.complete.set()
 
     def _put(self, item: object) -> None:
         while not self._abandoned:
