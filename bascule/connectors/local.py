@@ -6,7 +6,8 @@ Layout under `root` (the "container"):
 - user metadata and the MD5 of what we wrote live with the file, in its ``user.bascule``
   extended attribute (one file created per object, as rclone does), or, on a file system
   without extended attributes, in a sidecar ``root/.bascule-meta/<key>.json``; either is
-  valid only while the file's etag is unchanged;
+  valid only while the file's etag is unchanged; a listing reads a file's record only when
+  its checksum or metadata is asked for;
 - a put writes ``<folder>/.bascule-put-<hex>`` beside its object and renames it into place
   (such names are never listed, and refused as keys);
 - unfinished part uploads live in ``root/.bascule-uploads/<token>/`` (one file per part);
@@ -57,6 +58,7 @@ from bascule.connectors.base import (
     path_key_problem,
     refuse_key,
 )
+from bascule.connectors.file_records import XATTR, LazyRecord, xattr_at, xattr_record
 from bascule.errors import (
     AccessDenied,
     ConnectorError,
@@ -71,11 +73,9 @@ META_DIR = ".bascule-meta"
 UPLOADS_DIR = ".bascule-uploads"
 RESERVED = (META_DIR, UPLOADS_DIR)
 META_SUFFIX = ".json"
-# Each file bascule writes keeps its checksum and metadata in this extended attribute (a
-# sidecar where the file system has none); a put's staging file is named TMP_PREFIX + hex.
-XATTR = "user.bascule"
+# A put's staging file, beside its object: TMP_PREFIX + hex.
 TMP_PREFIX = ".bascule-put-"
-# setxattr's answers meaning "not here" (no xattrs, no /proc, too big): the sidecar is used
+# setxattr's answers meaning "not here" (no xattrs, too big): the sidecar is used instead
 NO_XATTR_ERRNOS = frozenset(
     {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOENT, errno.E2BIG, errno.ENOSPC}
 )
@@ -117,20 +117,6 @@ def _is_link(dir_fd: int, name: str) -> bool:
 
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _in_dir(dir_fd: int, name: str) -> str:
-    """A path naming `name` in the folder `dir_fd` itself (Linux): for the xattr calls,
-    which take no dir_fd; with follow_symlinks=False a link at `name` is not followed."""
-    return f"/proc/self/fd/{dir_fd}/{name}"
-
-
-def _xattr_record(dir_fd: int, name: str) -> dict[str, object]:
-    try:
-        loaded = json.loads(os.getxattr(_in_dir(dir_fd, name), XATTR, follow_symlinks=False))
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
 
 
 def _create(dir_fd: int, name: str, *, exclusive: bool = True) -> BinaryIO:
@@ -284,29 +270,55 @@ class LocalConnector:
             return {}
         return loaded if isinstance(loaded, dict) else {}
 
-    def _info(
-        self, key: str, st: os.stat_result, dir_fd: int, *, sidecars: bool = True
-    ) -> ObjectInfo:
+    def _info(self, key: str, st: os.stat_result, dir_fd: int) -> ObjectInfo:
         """What `st` says of `key` (a file of the folder `dir_fd`), with the checksum and
-        metadata bascule recorded when it wrote it: its extended attribute, else its sidecar
-        (`sidecars` false: the root has no sidecar folder, so no file has one). A record
-        whose etag is not the file's (the file changed behind our back) is ignored."""
+        metadata bascule recorded when it wrote it (see `_read_record`)."""
         etag = _etag(st)
-        sidecar = _xattr_record(dir_fd, key.rsplit("/", 1)[-1])
-        if sidecar.get("etag") != etag and sidecars:
-            sidecar = self._sidecar(key)
-        if sidecar.get("etag") != etag:
-            sidecar = {}
-        md5 = sidecar.get("content-md5")
-        meta = sidecar.get("metadata")
-        return ObjectInfo(
-            key=key,
-            size=st.st_size,
-            etag=etag,
-            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
-            checksums={"content-md5": md5} if isinstance(md5, str) else {},
-            metadata=dict(meta) if isinstance(meta, dict) else {},
+        record = self._read_record(key, etag, dir_fd)
+        md5, meta = record.get("content-md5"), record.get("metadata")
+        checksums = {"content-md5": md5} if isinstance(md5, str) else {}
+        return self._object_info(
+            key, st, etag, checksums, dict(meta) if isinstance(meta, dict) else {}
         )
+
+    def _listed_info(self, key: str, st: os.stat_result, sidecars: bool) -> ObjectInfo:
+        """`_info` for a listing: the record is read when its checksum or metadata is first
+        asked for (reading the extended attributes of a million files costs a disk read
+        each; a plan or `verify --level quick` of encrypted copies never asks). By path:
+        a folder swapped for a link since cannot pass another file's record off as this
+        one's, since a record names the inode, size and time of the file it describes.
+        `sidecars`: the root has a sidecar folder (else none is looked for)."""
+        etag = _etag(st)
+        path = os.path.join(self._root, key)
+
+        def load() -> dict[str, object]:
+            record = xattr_at(path)
+            if record.get("etag") != etag and sidecars:
+                record = self._sidecar(key)
+            return record if record.get("etag") == etag else {}
+
+        record = LazyRecord(load)
+        return self._object_info(key, st, etag, record.checksums, record.metadata)
+
+    @staticmethod
+    def _object_info(
+        key: str,
+        st: os.stat_result,
+        etag: str,
+        checksums: Mapping[str, str],
+        meta: Mapping[str, str],
+    ) -> ObjectInfo:
+        when = datetime.fromtimestamp(st.st_mtime, UTC)
+        return ObjectInfo(key, st.st_size, etag, when, checksums=checksums, metadata=meta)
+
+    def _read_record(self, key: str, etag: str, dir_fd: int) -> dict[str, object]:
+        """The record of `key` (a file of `dir_fd`): its extended attribute, else its
+        sidecar; {} when neither holds one for this very file (a record whose etag is not
+        the file's: the file changed behind our back)."""
+        record = xattr_record(dir_fd, key.rsplit("/", 1)[-1])
+        if record.get("etag") != etag:
+            record = self._sidecar(key)
+        return record if record.get("etag") == etag else {}
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Regular files only: links (to files or folders) are neither listed nor followed,
@@ -322,8 +334,6 @@ class LocalConnector:
             return  # no storable key lies under such a prefix
         try:
             with self._dir(parts, prefix, reading=True) as fd:
-                # No sidecar folder (a source written by others): no file has a sidecar, so
-                # none is looked for (one failed open per file otherwise).
                 sidecars = os.path.lexists(self._root / META_DIR)
                 yield from self._walk_dir(fd, base, prefix, sidecars)
         except (FileNotFoundError, NotADirectoryError, ObjectNotFound):
@@ -349,7 +359,7 @@ class LocalConnector:
             elif name.startswith(TMP_PREFIX):
                 continue  # a put under way (or one a crash left behind): not an object
             elif key.startswith(prefix) and entry.is_file(follow_symlinks=False):
-                yield self._info(key, entry.stat(follow_symlinks=False), fd, sidecars=sidecars)
+                yield self._listed_info(key, entry.stat(follow_symlinks=False), sidecars)
 
     def _walk_child(
         self, fd: int, name: str, rel: str, prefix: str, sidecars: bool
@@ -496,7 +506,11 @@ class LocalConnector:
         """Keep `record` with the file: in its extended attribute where the file system has
         them (no second file), else in a sidecar under META_DIR."""
         try:
-            os.setxattr(_in_dir(dir_fd, parts[-1]), XATTR, record, follow_symlinks=False)
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            try:
+                os.setxattr(fd, XATTR, record)
+            finally:
+                os.close(fd)
             return
         except OSError as exc:
             if exc.errno not in NO_XATTR_ERRNOS:

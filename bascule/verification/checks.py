@@ -383,8 +383,10 @@ def _target_md5(pair: Pair) -> str | None:
 def _content_md5(pair: Pair) -> list[Finding]:
     """Only plain copies: an encrypted target's MD5 is of ciphertext, unrelated to the source."""
     assert pair.source is not None
+    if pair.encrypt or pair.stale:
+        return []
     source_b64 = pair.source.checksums.get("content-md5")
-    if pair.encrypt or not source_b64 or pair.stale:
+    if not source_b64:
         return []
     source = md5_hex(source_b64)
     target = _target_md5(pair)
