@@ -54,6 +54,8 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 # Bytes in one file name on the usual Linux filesystems (NAME_MAX).
 NAME_MAX_BYTES = 255
+# What a part writer is handed: bytes, or a view of a buffer its caller reuses.
+PartBytes = bytes | bytearray | memoryview
 _DOT_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|$)")
 
 
@@ -398,7 +400,10 @@ class PartWriter(Protocol):
         """Opaque; hand it back to `PartWriterOpener.open_writer` to resume after a crash."""
         ...
 
-    def write_part(self, number: int, data: bytes) -> PartReceipt: ...
+    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
+        """Write part `number`. `data` is valid only during the call (the caller reuses its
+        buffer): a writer that keeps the bytes copies them."""
+        ...
 
     def list_parts(self) -> list[PartReceipt]:
         """The parts the target holds for this upload, by number."""

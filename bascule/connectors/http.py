@@ -39,8 +39,10 @@ import pycurl
 _CERTIFICATE_CODES = frozenset(
     {pycurl.E_PEER_FAILED_VERIFICATION, pycurl.E_SSL_CACERT_BADFILE, pycurl.E_SSL_CERTPROBLEM}
 )
+Body = bytes | bytearray | memoryview  # a request body
 BUFFER_BYTES = 1024 * 1024  # libcurl's receive buffer: body callbacks of up to 1 MiB
 IN_MEMORY_BYTES = 4 * 1024 * 1024  # a read up to this size is fetched whole, in the caller
+UPLOAD_PIECE_BYTES = 512 * 1024  # a body that is not `bytes` is handed to libcurl in such pieces
 _QUEUED_CHUNKS = 4  # a streamed body is held at most this many callbacks ahead of its reader
 
 
@@ -169,18 +171,25 @@ class Transport:
         method: str,
         path: str,
         headers: Mapping[str, str],
-        body: bytes | None,
+        body: Body | None,
     ) -> _Headers:
         handle.setopt(pycurl.URL, self.base + path)
         lines = [f"{k}: {v}" for k, v in headers.items()]
         lines += ["Expect:", "Accept:"]  # no 100-continue round trip; no header unasked for
         if method == "GET":
             handle.setopt(pycurl.HTTPGET, 1)
-        elif body is not None:
+        elif isinstance(body, bytes):
             handle.setopt(pycurl.CUSTOMREQUEST, method)
             handle.setopt(pycurl.POSTFIELDS, body)
             handle.setopt(pycurl.POSTFIELDSIZE_LARGE, len(body))
             lines.append("Content-Type:")  # libcurl would add a form type
+        elif body is not None:  # POSTFIELDS takes bytes only: the body is read in pieces
+            view = memoryview(body).cast("B")
+            handle.setopt(pycurl.UPLOAD, 1)
+            handle.setopt(pycurl.CUSTOMREQUEST, method)
+            handle.setopt(pycurl.INFILESIZE_LARGE, len(view))
+            handle.setopt(pycurl.UPLOAD_BUFFERSIZE, UPLOAD_PIECE_BYTES)
+            handle.setopt(pycurl.READFUNCTION, _PieceReader(view))
         else:
             handle.setopt(pycurl.CUSTOMREQUEST, method)
         handle.setopt(pycurl.HTTPHEADER, lines)
@@ -189,9 +198,11 @@ class Transport:
         return reply_headers
 
     def request(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None
+        self, method: str, path: str, headers: Mapping[str, str], body: Body | None = None
     ) -> Reply:
-        """One request, its whole reply read (small bodies). NetworkError if no answer."""
+        """One request, its whole reply read (small bodies). NetworkError if no answer.
+        A `body` that is not `bytes` (a view of a buffer its caller reuses) is read during
+        the call only, piece by piece, never copied whole."""
         handle = self._take()
         reusable = False
         try:
@@ -219,6 +230,20 @@ class Transport:
 
 
 _END = object()
+
+
+class _PieceReader:
+    """libcurl's READFUNCTION over a view: the next piece of at most `size` bytes (a copy
+    of under 1 MiB, so that malloc reuses its memory instead of mapping fresh pages)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def __call__(self, size: int) -> bytes:
+        start = self._pos
+        self._pos = min(len(self._view), start + size)
+        return self._view[start : self._pos].tobytes()
 
 
 class ReplyStream(io.RawIOBase):

@@ -52,6 +52,7 @@ from bascule.connectors.base import (
     ByteRange,
     Capabilities,
     ObjectInfo,
+    PartBytes,
     PartReceipt,
     PendingUpload,
     display_key,
@@ -716,7 +717,7 @@ class LocalPartWriter:
             key=self._key,
         )
 
-    def write_part(self, number: int, data: bytes) -> PartReceipt:
+    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
         """Write part `number` atomically (a rewrite replaces it)."""
         if number < 1:
             raise ValueError(f"part numbers start at 1, got {number}")

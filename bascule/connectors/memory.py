@@ -24,6 +24,7 @@ from bascule.connectors.base import (
     ByteRange,
     Capabilities,
     ObjectInfo,
+    PartBytes,
     PartReceipt,
     PendingUpload,
     object_key_problem,
@@ -244,12 +245,13 @@ class MemoryPartWriter:
     def resume_token(self) -> str:
         return self._token
 
-    def write_part(self, number: int, data: bytes) -> PartReceipt:
+    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
         if number < 1:
             raise ValueError(f"part numbers start at 1, got {number}")
+        kept = bytes(data)  # the caller reuses its buffer
         with self._owner._lock:
-            self._owner._upload(self._key, self._token).parts[number] = bytes(data)
-        return PartReceipt(number, len(data), _etag_of(data))
+            self._owner._upload(self._key, self._token).parts[number] = kept
+        return PartReceipt(number, len(kept), _etag_of(kept))
 
     def list_parts(self) -> builtins.list[PartReceipt]:
         with self._owner._lock:

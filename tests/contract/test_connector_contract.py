@@ -319,6 +319,24 @@ def test_parts_out_of_order_one_rewritten_commit_exact_bytes(connector_factory: 
     assert list(opener.list_uploads("parts/")) == []
 
 
+def test_a_part_handed_as_a_view_is_read_during_the_call_only(connector_factory: Any) -> None:
+    """Parts are built in a buffer each worker thread reuses: a writer gets a view of it,
+    valid during `write_part` only, and must not keep it (the next part overwrites it)."""
+    connector = connector_factory()
+    opener = part_writer_opener(connector)
+    size = _part_size(connector)
+    parts = [payload(size, "v1"), payload(size // 2, "v2")]
+    buffer = bytearray(size)
+    writer = opener.open_writer("parts/viewed.bin")
+    receipts = []
+    for number, data in enumerate(parts, start=1):
+        buffer[: len(data)] = data
+        receipts.append(writer.write_part(number, memoryview(buffer)[: len(data)]))
+    buffer[:] = bytes(size)
+    writer.commit(receipts)
+    assert read_all(connector, "parts/viewed.bin") == parts[0] + parts[1]
+
+
 def test_part_rewritten_with_new_bytes_as_capabilities_declare(connector_factory: Any) -> None:
     """With `part_rewrite` the last write of a part wins; without it, the rewrite is refused
     (UnsupportedOperation), never committed silently with the old bytes."""

@@ -50,3 +50,19 @@ def test_a_stream_closed_early_aborts_and_the_next_request_still_works(
     stream.close()  # the transfer is abandoned mid-body, its connection dropped
     again = connector.open_read("big", ByteRange(len(data) - 10, 10))
     assert again.read() == data[-10:]
+
+
+def test_a_part_handed_as_a_view_of_a_reused_buffer_arrives_whole(moto_s3: S3Server) -> None:
+    connector = _connector(moto_s3)
+    first = bytes(range(256)) * (24 * 1024)  # 6 MiB: several pieces of the upload buffer
+    second = bytes(reversed(range(256))) * (20 * 1024)  # 5 MiB, in the same buffer
+    buffer = bytearray(len(first))
+    writer = connector.open_writer("parts", {})
+    receipts = []
+    for number, data in ((1, first), (2, second)):
+        buffer[: len(data)] = data
+        receipts.append(writer.write_part(number, memoryview(buffer)[: len(data)]))
+    buffer[:] = bytes(len(buffer))  # the buffer is reused: what was sent is already sent
+    writer.commit(receipts)
+    assert connector.open_read("parts").read() == first + second
+    assert len(connector._data_path()._transport._idle) == 1  # its handle reset and pooled

@@ -53,6 +53,7 @@ from bascule.connectors.base import (
     GiB,
     MiB,
     ObjectInfo,
+    PartBytes,
     PartReceipt,
     PendingUpload,
     object_key_problem,
@@ -636,7 +637,7 @@ class AzurePartWriter:
     def resume_token(self) -> str:
         return TOKEN_PREFIX + self._token
 
-    def write_part(self, number: int, data: bytes) -> PartReceipt:
+    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
         """Put Block with a transactional MD5 the service checks; a rewrite replaces it.
         Azure reports no per-block checksum, so receipts carry no etag."""
         if not 1 <= number <= 999_999:
@@ -645,7 +646,7 @@ class AzurePartWriter:
             self._key,
             self._blob.stage_block,
             _block_id(self._token, number),
-            data,
+            bytes(data),  # the SDK's body: bytes, not a view of the caller's buffer
             length=len(data),
             validate_content=True,
         )

@@ -43,6 +43,7 @@ from bascule.connectors.base import (
     Capabilities,
     ErrorWording,
     ObjectInfo,
+    PartBytes,
     PartReceipt,
     PendingUpload,
     object_key_problem,
@@ -271,7 +272,7 @@ def _strip(etag: str) -> str:
     return etag.strip('"')
 
 
-def _md5_b64(data: bytes) -> str:
+def _md5_b64(data: PartBytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
@@ -481,7 +482,7 @@ class S3Connector:
         name, value = self._checksum_header(data)
         return {"ChecksumSHA256" if name == SHA256_HEADER else "ContentMD5": value}
 
-    def _checksum_header(self, data: bytes) -> tuple[str, str]:
+    def _checksum_header(self, data: PartBytes) -> tuple[str, str]:
         if self._quirks.part_checksum == "sha256":
             return SHA256_HEADER, base64.b64encode(hashlib.sha256(data).digest()).decode()
         return "Content-MD5", _md5_b64(data)
@@ -669,7 +670,7 @@ class S3PartWriter:
             method, self._key, Key=self._key, UploadId=self._upload_id, **kwargs
         )
 
-    def write_part(self, number: int, data: bytes) -> PartReceipt:
+    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
         """UploadPart with an explicit checksum header; rewriting a number replaces it."""
         owner = self._owner
         header = dict([owner._checksum_header(data)])

@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode
 
-from bascule.connectors.base import ObjectInfo
+from bascule.connectors.base import ObjectInfo, PartBytes
 from bascule.connectors.http import (
     IN_MEMORY_BYTES,
     HttpFailure,
@@ -70,7 +70,7 @@ class S3Rest:
         return dict(request.headers.items())
 
     def _send(
-        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+        self, method: str, path: str, headers: dict[str, str], body: PartBytes | None = None
     ) -> Reply:
         reply = self._transport.request(method, path, self._signed(method, path, headers), body)
         if reply.status >= 300:
@@ -124,7 +124,9 @@ class S3Rest:
         headers.update({META_PREFIX + k.lower(): v for k, v in metadata.items()})
         return self._send("PUT", self._path(key), headers, body).headers
 
-    def upload_part(self, key: str, upload_id: str, number: int, body: bytes, checksum: Any) -> str:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, body: PartBytes, checksum: Any
+    ) -> str:
         """UploadPart; the part's ETag (quotes stripped)."""
         query = f"partNumber={number}&uploadId={percent_encode(upload_id)}"
         headers = {"Content-Length": str(len(body)), **checksum}
