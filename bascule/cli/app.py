@@ -105,7 +105,34 @@ def main() -> None:
     tune_allocator()
     cli = build_app(invoked_command(sys.argv[1:]))
     tune_gc()  # after the command's imports: they are start-up objects too
-    cli()
+    try:
+        cli()
+    except SystemExit as done:
+        _leave(done.code)
+    _leave(0)
+
+
+def _leave(code: object) -> None:
+    """Exit with `code` once the exit handlers have run and every stream is flushed, without
+    tearing down the interpreter object by object (0.3 CPU s after a copy: every module,
+    class and cached client freed one at a time, for a process that is ending). Nothing is
+    lost: the journal commits as it goes, and files are closed by the command that opened
+    them. Worker threads still running (none after a command returns) are not waited for."""
+    import atexit
+    import logging
+    import os
+
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1  # a closed pipe: the output did not all arrive
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":
