@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from bascule.cli.app import leave
 from bascule.cli.common import setup_logging, tune_allocator, tune_gc
 from bascule.config import load_config
 from bascule.migration import service
@@ -41,4 +42,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    leave(main(sys.argv[1:]))  # as the CLI leaves

@@ -8,7 +8,9 @@ The source is N files of 11 bytes, 1,000 per folder, made once under `--workdir`
 the next run: making a million files takes minutes). Each run starts from an empty target and
 no journal. The kill comes when the journal holds a committed count drawn at random (seeded)
 between 10 % and 90 % of N; the second `migrate` must finish (exit 0), then `verify --level
-quick` must find nothing (exit 0). Figures per step: wall and CPU seconds, peak RSS of the
+quick` must find nothing (exit 0); `status` and `report --html` read that journal; then
+3 source files change and 3 appear, and a last `migrate` (the final delta) must copy those 6
+and no other. Figures per step: wall and CPU seconds, peak RSS of the
 process and of its tree (worker processes included), and at the end the journal's bytes per
 object, how many objects the kill made the resume send again (copied in the killed run but
 not yet durable in its journal), and the target's object count. Not part of the test suite.
@@ -34,6 +36,7 @@ from benchmarks.measure import ProcessFigures, load_1min, run_measured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PER_FOLDER = 1000
+DRIFT = 3  # objects changed, and objects added, before the final delta
 
 
 def seed(source: Path, count: int) -> float:
@@ -135,6 +138,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     step("verify --level quick", ["verify", "-c", str(config), "--level", "quick"])
     step("status", ["status", "-c", str(config)])
     step("report --html", ["report", "-c", str(config), "--html", str(work / "report.html")])
+    added = _drift(source, args.objects)
+    try:
+        step(f"migrate (final delta: {DRIFT} changed, {DRIFT} new)", migrate)
+    finally:
+        for path in added:
+            path.unlink(missing_ok=True)
     return {
         "objects": args.objects,
         "executor": args.executor,
@@ -146,9 +155,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "on_target_at_kill": on_target_at_kill,
         "sent_again_after_kill": on_target_at_kill - at_kill,
         "journal_bytes_per_object": round(_journal_bytes(journal) / args.objects, 1),
-        "target_objects": _objects_in(work / "dst" / "data"),
+        "target_objects": _objects_in(work / "dst" / "data") - DRIFT,
+        "final_delta_committed": _committed_by_last_run(journal),
         "steps": steps,
     }
+
+
+def _drift(source: Path, count: int) -> list[Path]:
+    """What changes between the freeze and the final delta: DRIFT files rewritten (new
+    content, same size) and DRIFT new ones, spread over the folders; the new paths (removed
+    after the run, so that the seeded source stays N files)."""
+    step = max(1, count // DRIFT)
+    added = []
+    for n in range(DRIFT):
+        i = min(count - 1, n * step)
+        folder = source / f"f{i // PER_FOLDER:05d}"
+        (folder / f"o{i:07d}.txt").write_bytes(f"{count + i:011d}"[-11:].encode())
+        added.append(folder / f"new-{n}.txt")
+        added[-1].write_bytes(b"added later")
+    return added
+
+
+def _committed_by_last_run(journal: Path) -> int:
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        last = "(SELECT MAX(run_id) FROM objects)"
+        sql = f"SELECT COUNT(*) FROM objects WHERE state='committed' AND run_id={last}"
+        return int(db.execute(sql).fetchone()[0])
+    finally:
+        db.close()
 
 
 def _objects_in(folder: Path) -> int:
@@ -175,7 +210,8 @@ def main(argv: list[str]) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     failed = [s for s in report["steps"][1:] if s["exit_code"] != 0]
-    return 1 if failed or report["target_objects"] != args.objects else 0
+    wrong = report["target_objects"] != args.objects or report["final_delta_committed"] != 2 * DRIFT
+    return 1 if failed or wrong else 0
 
 
 if __name__ == "__main__":
