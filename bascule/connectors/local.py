@@ -32,8 +32,6 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import hashlib
 import io
@@ -60,6 +58,7 @@ from bascule.connectors.base import (
     refuse_key,
 )
 from bascule.connectors.file_records import XATTR, LazyRecord, xattr_at, xattr_record
+from bascule.connectors.fileio import open_beneath, pread_all, syncfs, write_all
 from bascule.errors import (
     AccessDenied,
     ConnectorError,
@@ -83,11 +82,10 @@ NO_XATTR_ERRNOS = frozenset(
 MANIFEST = "upload.json"
 # Every folder below the root is opened with these: a link is never followed.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_BUFFER_BYTES = 1024 * 1024
 # Errors a second attempt may cure (a busy or interrupted filesystem); the rest are permanent.
 TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT})
-_LIBC_NAME = ctypes.util.find_library("c")
-_LIBC = ctypes.CDLL(_LIBC_NAME, use_errno=True) if _LIBC_NAME else None
 
 
 def _map_error(exc: OSError, url: str, key: str = "") -> ConnectorError:
@@ -130,7 +128,7 @@ def _write_file(dir_fd: int, name: str, data: bytes) -> None:
     """Create or truncate `name` in `dir_fd` and write `data`; never through a link."""
     fd = os.open(name, _CREATE_FLAGS | os.O_TRUNC, 0o666, dir_fd=dir_fd)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
     finally:
         os.close(fd)
 
@@ -392,9 +390,11 @@ class LocalConnector:
         """Race-free If-Match: the etag is taken from the opened file descriptor, and the
         file is opened without following a link (a file swapped for one is not read)."""
         parts = self._parts(key)
+        fd = self._open_fast(key)
         try:
-            with self._dir(parts[:-1], key, reading=True) as dir_fd:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            if fd is None:
+                with self._dir(parts[:-1], key, reading=True) as dir_fd:
+                    fd = os.open(parts[-1], _READ_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise self._link_error(key, parts[-1], reading=True) from None
@@ -404,12 +404,24 @@ class LocalConnector:
             if byte_range is None:
                 handed_over, fd = fd, -1
                 return os.fdopen(handed_over, "rb")
-            return io.BytesIO(_pread_all(fd, byte_range))
+            return io.BytesIO(pread_all(fd, byte_range))
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _open_fast(self, key: str) -> int | None:
+        """The file at `key` opened in one call where the kernel can refuse every link on the
+        way (openat2), else None: then a folder at a time (a 3-folder key: 8 calls fewer)."""
+        try:
+            root = os.open(self._root, DIR_FLAGS & ~os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            return open_beneath(root, key, _READ_FLAGS)
+        finally:
+            os.close(root)
 
     def _check_opened(self, key: str, st: os.stat_result, if_match: str | None) -> None:
         if not stat.S_ISREG(st.st_mode):
@@ -442,7 +454,7 @@ class LocalConnector:
         try:
             fd = os.open(self._root, DIR_FLAGS & ~os.O_NOFOLLOW)
             try:
-                _syncfs(fd)
+                syncfs(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -626,16 +638,6 @@ class LocalConnector:
             shutil.rmtree(token, dir_fd=staging)
 
 
-def _syncfs(fd: int) -> None:
-    """syncfs(2) on the file system of `fd` (one flush for many files), else sync(2)."""
-    if _LIBC is None or not hasattr(_LIBC, "syncfs"):
-        os.sync()
-        return
-    if _LIBC.syncfs(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
 def _copy_into(
     dir_fd: int,
     name: str,
@@ -657,7 +659,7 @@ def _copy_into(
                 if not block:
                     break
                 md5.update(block)
-                _write_all(fd, block)
+                write_all(fd, block)
                 if remaining is not None:
                     remaining -= len(block)
         if sync:
@@ -665,26 +667,6 @@ def _copy_into(
     finally:
         os.close(fd)
     return md5.digest()
-
-
-def _pread_all(fd: int, byte_range: ByteRange) -> bytes:
-    """`byte_range` of the file (shorter at its end: the range is clipped)."""
-    pieces = []
-    offset, left = byte_range.start, byte_range.length
-    while left:
-        piece = os.pread(fd, min(left, COPY_BUFFER_BYTES * 16), offset)
-        if not piece:
-            break
-        pieces.append(piece)
-        offset += len(piece)
-        left -= len(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class LocalPartWriter:
