@@ -221,6 +221,27 @@ class Transport:
         finally:
             self._give_back(handle, reusable)
 
+    def get(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        length: int | None,
+        failure: Callable[[int, Mapping[str, str], bytes], Exception],
+    ) -> tuple[Mapping[str, str], io.RawIOBase | io.BytesIO]:
+        """A GET of `length` bytes (None: unknown): its headers and body, read whole when it
+        is at most IN_MEMORY_BYTES, else streamed. A status of 300 or more raises
+        `failure(status, headers, body)`."""
+        if length is not None and length <= IN_MEMORY_BYTES:
+            reply = self.request("GET", path, headers)
+            if reply.status >= 300:
+                raise failure(reply.status, reply.headers, reply.body)
+            return reply.headers, io.BytesIO(reply.body)
+        head, body = self.stream(path, headers)
+        if head.status >= 300:
+            with body:
+                raise failure(head.status, head.headers, body.read_all())
+        return head.headers, body
+
     def stream(self, path: str, headers: Mapping[str, str]) -> tuple[Reply, ReplyStream]:
         """A GET whose body is read as it arrives (a libcurl transfer in a thread of its own,
         at most a few MiB ahead of the reader). Returns once the headers are in: the reply

@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from bascule.connectors.http import (
-    IN_MEMORY_BYTES,
     HttpFailure,
     PoolSettings,
     Transport,
@@ -125,16 +124,7 @@ class BlobRest:
         if start is not None and length is not None:
             headers["x-ms-range"] = f"bytes={start}-{start + length - 1}"
         path = self._authorized(f"{self._prefix}/{quote(key, safe='/~')}", headers)
-        if length is not None and length <= IN_MEMORY_BYTES:
-            reply = self._transport.request("GET", path, headers)
-            if reply.status >= 300:
-                raise _failure(reply.status, reply.headers, reply.body)
-            return reply.headers, io.BytesIO(reply.body)
-        head, body = self._transport.stream(path, headers)
-        if head.status >= 300:
-            with body:
-                raise _failure(head.status, head.headers, body.read_all())
-        return head.headers, body
+        return self._transport.get(path, headers, length, _failure)
 
     def list_page(self, prefix: str, marker: str, page_size: int) -> tuple[list[ListedBlob], str]:
         """One List Blobs page (with metadata): its blobs, in name order, and the marker of

@@ -27,7 +27,6 @@ from botocore.utils import percent_encode
 
 from bascule.connectors.base import ObjectInfo, PartBytes
 from bascule.connectors.http import (
-    IN_MEMORY_BYTES,
     HttpFailure,
     PoolSettings,
     Reply,
@@ -100,17 +99,7 @@ class S3Rest:
         if start is not None and length is not None:
             headers["Range"] = f"bytes={start}-{start + length - 1}"
         path = self._path(key)
-        signed = self._signed("GET", path, headers)
-        if length is not None and length <= IN_MEMORY_BYTES:
-            reply = self._transport.request("GET", path, signed)
-            if reply.status >= 300:
-                raise _failure(reply.status, reply.headers, reply.body)
-            return reply.headers, io.BytesIO(reply.body)
-        head, body = self._transport.stream(path, signed)
-        if head.status >= 300:
-            with body:
-                raise _failure(head.status, head.headers, body.read_all())
-        return head.headers, body
+        return self._transport.get(path, self._signed("GET", path, headers), length, _failure)
 
     def put(
         self,
