@@ -2,16 +2,34 @@
 etag they describe), as extended attributes: reading them for a whole listing would cost a
 disk read per file, so a listing's records are read when first asked for.
 
-`XATTR` names the attribute; its value is the JSON object the sidecars hold.
+`XATTR` names the attribute; its value is the JSON object the sidecars hold. A file is
+written with its record on one descriptor (`stage_file`), before it is renamed into place.
 """
 
 from __future__ import annotations
 
+import base64
+import errno
+import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from bascule.connectors.fileio import CREATE_FLAGS, unlink_quietly, write_all
 
 XATTR = "user.bascule"
+# setxattr's answers meaning "not here" (no xattrs, too big): the sidecar is used instead
+NO_XATTR_ERRNOS = frozenset(
+    {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOENT, errno.E2BIG, errno.ENOSPC}
+)
+COPY_BUFFER_BYTES = 1024 * 1024
+
+
+def file_etag(st: os.stat_result) -> str:
+    """A file's etag: its inode, size and modification time (an atomic replace changes it)."""
+    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
 
 
 class LazyRecord:
@@ -88,3 +106,75 @@ def xattr_at(path: str) -> dict[str, object]:
     except (OSError, ValueError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A staged file, written and closed: what its stat said, its record (etag, MD5 and
+    metadata, as JSON) and whether that record is in its extended attribute."""
+
+    st: os.stat_result
+    md5_b64: str
+    metadata: dict[str, str]
+    record: bytes
+    in_xattr: bool
+
+
+def stage_file(
+    dir_fd: int,
+    name: str,
+    sources: Sequence[BinaryIO],
+    metadata: Mapping[str, str],
+    limit: int | None = None,
+    *,
+    sync: bool = True,
+) -> StagedFile:
+    """Copy `sources` (at most `limit` bytes in all) into the new file `name` of `dir_fd`,
+    set its record in its extended attribute where the file system has them, and fsync it
+    when `sync`: all on the one descriptor. The file is removed if any of it fails. The
+    record's etag holds after the rename: a rename keeps the inode, size and mtime."""
+    fd = os.open(name, CREATE_FLAGS | os.O_EXCL, 0o666, dir_fd=dir_fd)
+    try:
+        md5 = copy_fd(fd, sources, limit)
+        st = os.fstat(fd)
+        md5_b64 = base64.b64encode(md5).decode()
+        meta = {k.lower(): v for k, v in metadata.items()}
+        record = json.dumps({"etag": file_etag(st), "content-md5": md5_b64, "metadata": meta})
+        in_xattr = _set_record(fd, record.encode("utf-8"))
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quietly(dir_fd, name)
+        raise
+    os.close(fd)
+    return StagedFile(st, md5_b64, meta, record.encode("utf-8"), in_xattr)
+
+
+def _set_record(fd: int, record: bytes) -> bool:
+    """Put `record` in the file's extended attribute; False where the file system has none
+    (or none that large): the caller writes a sidecar instead."""
+    try:
+        os.setxattr(fd, XATTR, record)
+    except OSError as exc:
+        if exc.errno not in NO_XATTR_ERRNOS:
+            raise
+        return False
+    return True
+
+
+def copy_fd(fd: int, sources: Sequence[BinaryIO], limit: int | None) -> bytes:
+    """Write `sources` (at most `limit` bytes in all) to `fd`; their MD5."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    remaining = limit
+    for source in sources:
+        while remaining is None or remaining > 0:
+            want = COPY_BUFFER_BYTES if remaining is None else min(remaining, COPY_BUFFER_BYTES)
+            block = source.read(want)
+            if not block:
+                break
+            md5.update(block)
+            write_all(fd, block)
+            if remaining is not None:
+                remaining -= len(block)
+    return md5.digest()

@@ -11,6 +11,7 @@ for the process. See openat2(2).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -43,6 +44,8 @@ def _load() -> ctypes.CDLL | None:
 _libc = _load()
 _LIBC_SYNC = _libc  # syncfs keeps working when openat2 turns out to be unsupported
 READ_PIECE_BYTES = 16 * 1024 * 1024
+# A new file is opened with these (and O_EXCL or O_TRUNC): never through a link.
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def open_beneath(dir_fd: int, path: str, flags: int) -> int | None:
@@ -87,3 +90,8 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def unlink_quietly(dir_fd: int, name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name, dir_fd=dir_fd)

@@ -29,11 +29,9 @@ for the staging and sidecar folders.
 
 from __future__ import annotations
 
-import base64
 import builtins
 import contextlib
 import errno
-import hashlib
 import io
 import json
 import os
@@ -57,8 +55,23 @@ from bascule.connectors.base import (
     path_key_problem,
     refuse_key,
 )
-from bascule.connectors.file_records import XATTR, LazyRecord, xattr_at, xattr_record
-from bascule.connectors.fileio import open_beneath, pread_all, syncfs, write_all
+from bascule.connectors.file_records import (
+    LazyRecord,
+    StagedFile,
+    copy_fd,
+    file_etag,
+    stage_file,
+    xattr_at,
+    xattr_record,
+)
+from bascule.connectors.fileio import (
+    CREATE_FLAGS,
+    open_beneath,
+    pread_all,
+    syncfs,
+    unlink_quietly,
+    write_all,
+)
 from bascule.errors import (
     AccessDenied,
     ConnectorError,
@@ -75,15 +88,10 @@ RESERVED = (META_DIR, UPLOADS_DIR)
 META_SUFFIX = ".json"
 # A put's staging file, beside its object: TMP_PREFIX + hex.
 TMP_PREFIX = ".bascule-put-"
-# setxattr's answers meaning "not here" (no xattrs, too big): the sidecar is used instead
-NO_XATTR_ERRNOS = frozenset(
-    {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOENT, errno.E2BIG, errno.ENOSPC}
-)
 MANIFEST = "upload.json"
 # Every folder below the root is opened with these: a link is never followed.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-COPY_BUFFER_BYTES = 1024 * 1024
 # Errors a second attempt may cure (a busy or interrupted filesystem); the rest are permanent.
 TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT})
 
@@ -104,10 +112,6 @@ def _map_error(exc: OSError, url: str, key: str = "") -> ConnectorError:
     return ConnectorError(f"{where}: {exc.strerror or exc}", connector=url, key=key)
 
 
-def _etag(st: os.stat_result) -> str:
-    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
-
-
 def _is_link(dir_fd: int, name: str) -> bool:
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
@@ -115,18 +119,15 @@ def _is_link(dir_fd: int, name: str) -> bool:
         return False
 
 
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
 def _create(dir_fd: int, name: str, *, exclusive: bool = True) -> BinaryIO:
     """A new file `name` in `dir_fd`, opened for writing; never through a link."""
-    flags = _CREATE_FLAGS | (os.O_EXCL if exclusive else os.O_TRUNC)
+    flags = CREATE_FLAGS | (os.O_EXCL if exclusive else os.O_TRUNC)
     return os.fdopen(os.open(name, flags, 0o666, dir_fd=dir_fd), "wb")
 
 
 def _write_file(dir_fd: int, name: str, data: bytes) -> None:
     """Create or truncate `name` in `dir_fd` and write `data`; never through a link."""
-    fd = os.open(name, _CREATE_FLAGS | os.O_TRUNC, 0o666, dir_fd=dir_fd)
+    fd = os.open(name, CREATE_FLAGS | os.O_TRUNC, 0o666, dir_fd=dir_fd)
     try:
         write_all(fd, data)
     finally:
@@ -136,11 +137,6 @@ def _write_file(dir_fd: int, name: str, data: bytes) -> None:
 def _open_file(dir_fd: int, name: str) -> BinaryIO:
     """`name` in `dir_fd` for reading; ELOOP if it is a link (never followed)."""
     return os.fdopen(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd), "rb")
-
-
-def _unlink_quietly(dir_fd: int, name: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(name, dir_fd=dir_fd)
 
 
 class LocalConnector:
@@ -272,7 +268,7 @@ class LocalConnector:
     def _info(self, key: str, st: os.stat_result, dir_fd: int) -> ObjectInfo:
         """What `st` says of `key` (a file of the folder `dir_fd`), with the checksum and
         metadata bascule recorded when it wrote it (see `_read_record`)."""
-        etag = _etag(st)
+        etag = file_etag(st)
         record = self._read_record(key, etag, dir_fd)
         md5, meta = record.get("content-md5"), record.get("metadata")
         checksums = {"content-md5": md5} if isinstance(md5, str) else {}
@@ -287,7 +283,7 @@ class LocalConnector:
         a folder swapped for a link since cannot pass another file's record off as this
         one's, since a record names the inode, size and time of the file it describes.
         `sidecars`: the root has a sidecar folder (else none is looked for)."""
-        etag = _etag(st)
+        etag = file_etag(st)
         path = os.path.join(self._root, key)
 
         def load() -> dict[str, object]:
@@ -427,7 +423,7 @@ class LocalConnector:
         if not stat.S_ISREG(st.st_mode):
             where = f"{self.url}/{display_key(key)}"
             raise ObjectNotFound(f"{where} is not a file", connector=self.url, key=key)
-        etag = _etag(st)
+        etag = file_etag(st)
         if if_match is not None and if_match != etag:
             raise PreconditionFailed(
                 f"{self.url}/{key} changed: etag {etag}, expected {if_match}; re-plan the object",
@@ -470,16 +466,14 @@ class LocalConnector:
         sync: bool,
     ) -> ObjectInfo:
         # The staging file is written in the object's own folder (under a name `list` never
-        # shows), so one file is created per object, in the folder it ends up in.
+        # shows), so one file is created per object, in the folder it ends up in; its record
+        # is set on it before the rename, so an object never shows without its record.
         parts = self._parts(key)
         tmp = f"{TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             with self._dir(parts[:-1], key, create=True) as fd:
-                try:
-                    md5 = _copy_into(fd, tmp, [data], limit=size, sync=sync)
-                    return self._publish(key, parts, fd, tmp, md5, metadata or {}, dst_fd=fd)
-                finally:
-                    _unlink_quietly(fd, tmp)
+                staged = stage_file(fd, tmp, [data], metadata or {}, limit=size, sync=sync)
+                return self._publish(key, parts, fd, tmp, staged, dst_fd=fd)
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
 
@@ -489,47 +483,34 @@ class LocalConnector:
         parts: Sequence[str],
         src_fd: int,
         src: str,
-        md5: bytes,
-        metadata: Mapping[str, str],
+        staged: StagedFile,
         *,
         dst_fd: int | None = None,
     ) -> ObjectInfo:
         """Rename staged file `src` (in `src_fd`) into place (the folder `dst_fd`, or opened
-        here) and record its checksum and metadata; every folder on the way is opened
-        without following links (a link there is refused)."""
-        with contextlib.ExitStack() as stack:
-            if dst_fd is None:
-                dst_fd = stack.enter_context(self._dir(parts[:-1], key, create=True))
-            os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
-            st = os.stat(parts[-1], dir_fd=dst_fd, follow_symlinks=False)
-            md5_b64 = base64.b64encode(md5).decode()
-            meta = {k.lower(): v for k, v in metadata.items()}
-            record = {"etag": _etag(st), "content-md5": md5_b64, "metadata": meta}
-            self._record(key, parts, dst_fd, json.dumps(record).encode("utf-8"))
+        here; `src` is removed if that fails), then write its sidecar where its record could
+        not go into an extended attribute. Every folder on the way is opened without
+        following links (a link there is refused)."""
+        try:
+            with contextlib.ExitStack() as stack:
+                if dst_fd is None:
+                    dst_fd = stack.enter_context(self._dir(parts[:-1], key, create=True))
+                os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+        except BaseException:
+            unlink_quietly(src_fd, src)
+            raise
+        if not staged.in_xattr:
+            with self._dir([META_DIR, *parts[:-1]], key, create=True) as meta_fd:
+                _write_file(meta_fd, parts[-1] + META_SUFFIX, staged.record)
+        st = staged.st
         return ObjectInfo(
             key=key,
             size=st.st_size,
-            etag=_etag(st),
+            etag=file_etag(st),
             last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
-            checksums={"content-md5": md5_b64},
-            metadata=meta,
+            checksums={"content-md5": staged.md5_b64},
+            metadata=staged.metadata,
         )
-
-    def _record(self, key: str, parts: Sequence[str], dir_fd: int, record: bytes) -> None:
-        """Keep `record` with the file: in its extended attribute where the file system has
-        them (no second file), else in a sidecar under META_DIR."""
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            try:
-                os.setxattr(fd, XATTR, record)
-            finally:
-                os.close(fd)
-            return
-        except OSError as exc:
-            if exc.errno not in NO_XATTR_ERRNOS:
-                raise
-        with self._dir([META_DIR, *parts[:-1]], key, create=True) as meta_fd:
-            _write_file(meta_fd, parts[-1] + META_SUFFIX, record)
 
     def delete(self, key: str) -> None:
         """Remove the file `key` and its sidecar. A link, at the key or on the way to it, is
@@ -638,35 +619,14 @@ class LocalConnector:
             shutil.rmtree(token, dir_fd=staging)
 
 
-def _copy_into(
-    dir_fd: int,
-    name: str,
-    sources: Sequence[BinaryIO],
-    limit: int | None = None,
-    *,
-    sync: bool = True,
-) -> bytes:
-    """Copy `sources` (at most `limit` bytes in total) into the new file `name` of `dir_fd`
-    (fsync'ed when `sync`); its MD5."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    remaining = limit
-    fd = os.open(name, _CREATE_FLAGS | os.O_EXCL, 0o666, dir_fd=dir_fd)
+def _copy_into(dir_fd: int, name: str, sources: Sequence[BinaryIO]) -> None:
+    """Copy `sources` into the new file `name` of `dir_fd`, fsync'ed (a part: no record)."""
+    fd = os.open(name, CREATE_FLAGS | os.O_EXCL, 0o666, dir_fd=dir_fd)
     try:
-        for source in sources:
-            while remaining is None or remaining > 0:
-                want = COPY_BUFFER_BYTES if remaining is None else min(remaining, COPY_BUFFER_BYTES)
-                block = source.read(want)
-                if not block:
-                    break
-                md5.update(block)
-                write_all(fd, block)
-                if remaining is not None:
-                    remaining -= len(block)
-        if sync:
-            os.fsync(fd)
+        copy_fd(fd, sources, None)
+        os.fsync(fd)
     finally:
         os.close(fd)
-    return md5.digest()
 
 
 class LocalPartWriter:
@@ -710,9 +670,9 @@ class LocalPartWriter:
                     _copy_into(fd, tmp, [io.BytesIO(data)])
                     os.replace(tmp, str(number), src_dir_fd=fd, dst_dir_fd=fd)
                 finally:
-                    _unlink_quietly(fd, tmp)
+                    unlink_quietly(fd, tmp)
                 st = os.stat(str(number), dir_fd=fd, follow_symlinks=False)
-                return PartReceipt(number, len(data), _etag(st))
+                return PartReceipt(number, len(data), file_etag(st))
         except (FileNotFoundError, NotADirectoryError):
             raise self._gone() from None
         except OSError as exc:
@@ -725,7 +685,7 @@ class LocalPartWriter:
                 for name in os.listdir(fd):
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                     if name.isdigit() and stat.S_ISREG(st.st_mode):
-                        receipts.append(PartReceipt(int(name), st.st_size, _etag(st)))
+                        receipts.append(PartReceipt(int(name), st.st_size, file_etag(st)))
         except (FileNotFoundError, NotADirectoryError):
             raise self._gone() from None
         except OSError as exc:
@@ -763,13 +723,12 @@ class LocalPartWriter:
         try:
             for receipt in parts:
                 handles.append(_open_file(fd, str(receipt.number)))
-            md5 = _copy_into(fd, tmp, handles)
             meta = metadata if isinstance(metadata, dict) else {}
-            return self._owner._publish(self._key, key_parts, fd, tmp, md5, meta)
+            staged = stage_file(fd, tmp, handles, meta)
         finally:
             for handle in handles:
                 handle.close()
-            _unlink_quietly(fd, tmp)
+        return self._owner._publish(self._key, key_parts, fd, tmp, staged)
 
     def abort(self) -> None:
         self._owner.abort_upload(self._key, self._token)
