@@ -9,7 +9,9 @@ times the whole process as well.
 
 from __future__ import annotations
 
+import cProfile
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -41,5 +43,14 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _profiled(argv: list[str], out: str) -> int:
+    profile = cProfile.Profile()
+    try:
+        return int(profile.runcall(main, argv))
+    finally:
+        profile.dump_stats(out)
+
+
 if __name__ == "__main__":
-    leave(main(sys.argv[1:]))  # as the CLI leaves
+    stats = os.environ.get("BASCULE_BENCH_CPROFILE")
+    leave(_profiled(sys.argv[1:], stats) if stats else main(sys.argv[1:]))  # as the CLI leaves

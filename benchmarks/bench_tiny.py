@@ -1,7 +1,8 @@
 """Per-object overhead: many tiny objects, local disk to local disk, encrypted, side by side.
 
     python -m benchmarks.bench_tiny [--objects 20000] [--size 11] [--transfers 8] [--json FILE]
-                                    [--executors local,processes:N]
+                                    [--executors local,processes:N] [--rounds 3]
+                                    [--workdir DIR]
     python -m benchmarks.bench_tiny --profile      # bascule under cProfile, top entries printed
     python -m benchmarks.bench_tiny --py-spy DIR   # bascule under py-spy (every thread)
 
@@ -9,6 +10,8 @@ bascule migrates a `local` endpoint to a `local` endpoint with age encryption; r
 the same folder into a crypt remote over a local folder (names not encrypted: bascule keeps
 names). Both get the same number of transfers (`concurrency`, `--transfers`/`--checkers`).
 Neither side touches the network: this line measures what each tool spends per object.
+The tools take turns for `--rounds` rounds, each into a target of its own; the ratio quoted
+is the median of the rounds' ratios.
 
 Not part of the test suite: figures depend on the machine and its load (recorded).
 """
@@ -21,6 +24,7 @@ import os
 import pstats
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,14 +103,13 @@ def rclone_line(work: Path, source: Path, target: Path, transfers: int) -> Proce
 def bascule_line(
     work: Path, config: Path, executor: str, profile: Path | None, spy: Path | None
 ) -> ProcessFigures:
-    py = [sys.executable]
-    if profile is not None:
-        py += ["-m", "cProfile", "-o", str(profile)]
-    cmd = [*py, "-m", "benchmarks.bascule_child", str(config), executor]
+    cmd = [sys.executable, "-m", "benchmarks.bascule_child", str(config), executor]
     if spy is not None:
         spy.mkdir(parents=True, exist_ok=True)
         cmd = _profiled(cmd, spy)
     env = _env({"PYTHONPATH": str(REPO_ROOT)})
+    if profile is not None:  # the coordinator's process (a `processes:N` worker is another)
+        env["BASCULE_BENCH_CPROFILE"] = str(profile)
     return run_measured(cmd, env, work, work / "bascule.stdout")
 
 
@@ -133,35 +136,55 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     seed(source, args.objects, args.size)
     lines = []
     names = [f"bascule encrypted [{e}]" for e in args.executors.split(",")] + ["rclone crypt"]
-    for name in names:
-        work = root / re.sub(r"[^a-z0-9]+", "-", name)
-        target = work / "dst" / "data"
-        target.mkdir(parents=True)
-        load = os.getloadavg()
-        if name == "rclone crypt":
-            figures = rclone_line(work, source, target, args.transfers)
-        else:
-            config = bascule_config(work, source, target, args.transfers)
-            prof = work / "bascule.prof" if args.profile else None
-            executor = name.split("[", 1)[1].rstrip("]")
-            figures = bascule_line(work, config, executor, prof, args.py_spy)
-            if prof is not None and prof.exists():
-                pstats.Stats(str(prof)).sort_stats("tottime").print_stats(args.top)
-        lines.append(_figures(name, figures, _count(target), load))
-        print(json.dumps(lines[-1]), flush=True)
-    peer = lines[-1]["seconds"]
-    ratios = {line["line"]: round(line["seconds"] / peer, 2) if peer else None
-              for line in lines[:-1]}  # fmt: skip
+    for round_ in range(1, args.rounds + 1):
+        for name in names:
+            lines.append(_line(args, root, source, name, round_))
+            print(json.dumps(lines[-1]), flush=True)
     return {
         "objects": args.objects,
         "size": args.size,
         "transfers": args.transfers,
+        "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "load_after": os.getloadavg(),
         "load_1min_end": load_1min(),
         "lines": lines,
-        "bascule_over_rclone_seconds": ratios,
+        "bascule_over_rclone_seconds": _ratios(lines, names[:-1], "seconds"),
+        "bascule_over_rclone_cpu": _ratios(lines, names[:-1], "cpu_seconds"),
     }
+
+
+def _line(
+    args: argparse.Namespace, root: Path, source: Path, name: str, round_: int
+) -> dict[str, Any]:
+    """One tool's copy of `source` into a target of its own (nothing is deleted before the
+    last round: on some disks, freeing 20,000 files slows the next writer for seconds)."""
+    work = root / f"r{round_}" / re.sub(r"[^a-z0-9]+", "-", name)
+    target = work / "dst" / "data"
+    target.mkdir(parents=True)
+    load = os.getloadavg()
+    if name == "rclone crypt":
+        figures = rclone_line(work, source, target, args.transfers)
+    else:
+        config = bascule_config(work, source, target, args.transfers)
+        prof = work / "bascule.prof" if args.profile else None
+        executor = name.split("[", 1)[1].rstrip("]")
+        figures = bascule_line(work, config, executor, prof, args.py_spy)
+        if prof is not None and prof.exists():
+            pstats.Stats(str(prof)).sort_stats("tottime").print_stats(args.top)
+    return {**_figures(name, figures, _count(target), load), "round": round_}
+
+
+def _ratios(lines: list[dict[str, Any]], names: list[str], figure: str) -> dict[str, Any]:
+    """Per bascule line: its figure over rclone's of the same round, each round's ratio and
+    their median (rounds alternate the tools, so a drift of the machine hits both)."""
+    peer = {line["round"]: line[figure] for line in lines if line["line"] == "rclone crypt"}
+    out: dict[str, Any] = {}
+    for name in names:
+        each = [round(line[figure] / peer[line["round"]], 2) for line in lines
+                if line["line"] == name and peer.get(line["round"])]  # fmt: skip
+        out[name] = {"median": statistics.median(each) if each else None, "rounds": each}
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -176,16 +199,27 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--profile", action="store_true", help="run bascule under cProfile")
     p.add_argument("--py-spy", type=Path, help="run bascule under py-spy, write DIR/py-spy.txt")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="each tool's runs, alternating (the median ratio)"
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="where the trees go (default: the temporary folder); /dev/shm measures the tools "
+        "without the disk, whose state after earlier runs can slow every writer for seconds",
+    )
     p.add_argument("--top", type=int, default=25, help="profile entries printed")
     p.add_argument("--json", type=Path, help="write the figures to this file")
     args = p.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="bascule-tiny-"))
+    root = Path(tempfile.mkdtemp(prefix="bascule-tiny-", dir=args.workdir))
     try:
         report = run(args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for line, ratio in report["bascule_over_rclone_seconds"].items():
-        print(f"{line} / rclone crypt (wall seconds): {ratio}")
+    for figure in ("seconds", "cpu"):
+        for line, ratio in report[f"bascule_over_rclone_{figure}"].items():
+            each = ", ".join(str(r) for r in ratio["rounds"])
+            print(f"{line} / rclone crypt ({figure}): median {ratio['median']} (rounds: {each})")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if any(line["error"] for line in report["lines"]) else 0
