@@ -196,6 +196,9 @@ class Capabilities:
     # rewrites the same bytes, which every part writer accepts).
     part_rewrite: bool = False
     range_copy: bool = False  # RangeCopier available and implemented by the server
+    # Its calls return without waiting on a network (a local disk, memory): the task code
+    # then runs its batches of small objects one at a time per process (`run_objects`).
+    latency_free: bool = False
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """Low-level file IO for the local connector: opening a file below a folder in one system
 call, never through a link (Linux openat2), positioned reads, whole writes, syncfs.
 
+`on_network_fs(path)` tells whether a folder's file system waits on a network (NFS, SMB,
+FUSE mounts such as blobfuse or s3fs, Ceph...), from statfs(2)'s file system type.
+
 `open_beneath(dir_fd, path, flags)` resolves `path` from `dir_fd` with RESOLVE_BENEATH (it
 cannot leave the folder: no "..", no absolute path) and RESOLVE_NO_SYMLINKS (no link on the
 way, the last component included). It answers None whenever it does not open the file, for
@@ -60,6 +63,37 @@ def open_beneath(dir_fd: int, path: str, flags: int) -> int | None:
     if ctypes.get_errno() in _UNSUPPORTED:
         _libc = None
     return None
+
+
+# statfs(2) f_type of the file systems whose calls wait on a network (linux/magic.h).
+NETWORK_FS_TYPES = frozenset(
+    {
+        0x6969,  # NFS
+        0x517B,  # SMB
+        0xFE534D42,  # SMB2
+        0xFF534D42,  # CIFS
+        0x65735546,  # FUSE (blobfuse, s3fs, sshfs, rclone mount...)
+        0x00C36400,  # Ceph
+        0x01021997,  # 9P
+        0x5346414F,  # AFS
+        0x0BD00BD0,  # Lustre
+        0x47504653,  # GPFS
+        0x01161970,  # GFS2
+        0x7461636F,  # OCFS2
+    }
+)
+
+
+def on_network_fs(path: str) -> bool | None:
+    """Whether the folder `path` is on a network file system (see NETWORK_FS_TYPES); None
+    when it cannot be told (no statfs, or it failed)."""
+    if _LIBC_SYNC is None or not hasattr(_LIBC_SYNC, "statfs"):
+        return None
+    buf = ctypes.create_string_buffer(256)  # struct statfs: 120 bytes on 64-bit Linux
+    if _LIBC_SYNC.statfs(os.fsencode(path), buf) != 0:
+        return None
+    f_type = ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF  # its first field
+    return f_type in NETWORK_FS_TYPES
 
 
 def syncfs(fd: int) -> None:

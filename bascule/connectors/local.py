@@ -32,6 +32,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import functools
 import io
 import json
 import os
@@ -66,6 +67,7 @@ from bascule.connectors.file_records import (
 )
 from bascule.connectors.fileio import (
     CREATE_FLAGS,
+    on_network_fs,
     open_beneath,
     pread_all,
     syncfs,
@@ -153,8 +155,17 @@ class LocalConnector:
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            resumable_parts=True, if_match_read=True, part_rewrite=True, sorted_listing=True
+            resumable_parts=True,
+            if_match_read=True,
+            part_rewrite=True,
+            sorted_listing=True,
+            latency_free=self._latency_free,
         )
+
+    @functools.cached_property
+    def _latency_free(self) -> bool:
+        """On a local disk, not a network mount (where it cannot be told: not)."""
+        return on_network_fs(str(self._root)) is False
 
     def key_problem(self, key: str) -> str | None:
         """Path rules (see `path_key_problem`); a segment leaves room for the sidecar's

@@ -16,12 +16,12 @@ ciphertext (part_size + 16 bytes per 64 KiB chunk) in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -136,7 +136,7 @@ def _copy_read(stream: BinaryIO, view: memoryview) -> int:
     return len(data)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _source(task: PartTask) -> Iterator[tuple[BinaryIO, str]]:
     """The part's plaintext range, open; on the way out, a body longer than the planned
     range is refused (the range is re-read)."""
@@ -334,6 +334,14 @@ def run_part_with_retries(
 ObjectOutcome = tuple[PartResult, int] | PartFailed
 
 
+# Batches whose every store is `latency_free` take this lock, so a process runs one at a
+# time: their work holds the GIL between system calls of microseconds, and threads taking
+# turns for it cost more than they overlap (20,000 tiny files, local disk to local disk,
+# 8 threads: 18.6 s and 20.2 CPU s; the same batches one at a time: 9.3 s and 9.1 CPU s).
+# The flush after a batch (`_sync_targets`) waits on the disk, and runs outside it.
+_latency_free_batches = threading.Lock()
+
+
 def run_objects(tasks: Sequence[PartTask], attempts_left: int) -> list[ObjectOutcome]:
     """Several objects written in one request each, as one task: per object what
     `run_part_with_retries` returns, or the PartFailed it raises (one object failing does not
@@ -342,13 +350,21 @@ def run_objects(tasks: Sequence[PartTask], attempts_left: int) -> list[ObjectOut
     result comes back only once its object is durable: if the flush fails, every object of
     the batch is reported failed (and sent again)."""
     outcomes: list[ObjectOutcome] = []
-    for task in tasks:
-        try:
-            outcomes.append(run_part_with_retries(task, attempts_left, deferred=True))
-        except PartFailed as failed:
-            outcomes.append(failed)
+    gate = _latency_free_batches if _latency_free(tasks) else contextlib.nullcontext()
+    with gate:
+        for task in tasks:
+            try:
+                outcomes.append(run_part_with_retries(task, attempts_left, deferred=True))
+            except PartFailed as failed:
+                outcomes.append(failed)
     _sync_targets(tasks, outcomes, attempts_left)
     return outcomes
+
+
+def _latency_free(tasks: Sequence[PartTask]) -> bool:
+    """Every source and target of the batch answers without a network (see above)."""
+    refs = {ref.cache_key: ref for task in tasks for ref in (task.source, task.target)}
+    return all(connector(ref).capabilities.latency_free for ref in refs.values())
 
 
 def _sync_targets(
