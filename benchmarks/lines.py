@@ -287,12 +287,17 @@ class Lines:
 
 def _profiled(cmd: list[str], dir_: Path) -> list[str]:
     """`cmd` under py-spy (installed by hand, not a project dependency): collapsed stacks,
-    one file per line, idle threads excluded."""
+    one file per line, idle threads excluded. With many threads, a thread waiting for the
+    GIL is sampled in the call it waits to return from, which inflates system calls;
+    BASCULE_BENCH_PY_SPY_GIL=1 samples only the thread holding the GIL (`--gil`), without
+    pausing the process (`--nonblocking`): what Python itself costs."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out = dir_ / "py-spy.txt"
+    gil = ["--gil", "--nonblocking"] if os.environ.get("BASCULE_BENCH_PY_SPY_GIL") == "1" else []
     return [
         py_spy,
         "record",
+        *gil,
         "--format",
         "raw",
         "--rate",
