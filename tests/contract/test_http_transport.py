@@ -66,3 +66,22 @@ def test_a_part_handed_as_a_view_of_a_reused_buffer_arrives_whole(moto_s3: S3Ser
     writer.commit(receipts)
     assert connector.open_read("parts").read() == first + second
     assert len(connector._data_path()._transport._idle) == 1  # its handle reset and pooled
+
+
+def test_a_streamed_body_fills_each_read_across_callbacks_and_ends_cleanly(
+    moto_s3: S3Server,
+) -> None:
+    """The reader copies from many callbacks into one buffer per call: every byte once, in
+    order, whatever the buffer's size against the callbacks' and the batches'."""
+    connector = _connector(moto_s3)
+    data = bytes(range(251)) * (40 * 1024 + 3)  # about 10 MiB, a size with no round factor
+    connector.put("big", io.BytesIO(data), len(data))
+    stream = connector.open_read("big", ByteRange(0, len(data)))
+    buffer = bytearray(MiB + 7)
+    got = bytearray()
+    while n := stream.readinto(buffer):
+        got += buffer[:n]
+    assert bytes(got) == data
+    assert stream.readinto(buffer) == 0  # the end stays the end
+    stream.close()
+    assert len(connector._data_path()._transport._idle) >= 1  # finished: its handle pooled
