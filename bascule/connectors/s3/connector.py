@@ -482,8 +482,13 @@ class S3Connector:
         name, value = self._checksum_header(data)
         return {"ChecksumSHA256" if name == SHA256_HEADER else "ContentMD5": value}
 
+    @property
+    def _sha256_parts(self) -> bool:
+        """Parts and small puts carry x-amz-checksum-sha256 (else Content-MD5)."""
+        return self._quirks.part_checksum == "sha256"
+
     def _checksum_header(self, data: PartBytes) -> tuple[str, str]:
-        if self._quirks.part_checksum == "sha256":
+        if self._sha256_parts:
             return SHA256_HEADER, base64.b64encode(hashlib.sha256(data).digest()).decode()
         return "Content-MD5", _md5_b64(data)
 
@@ -536,10 +541,20 @@ class S3Connector:
         *,
         check: bool = True,
     ) -> S3PartWriter:
-        """CreateMultipartUpload, or reattach to one (ObjectNotFound if it is gone)."""
+        """CreateMultipartUpload, or reattach to one (ObjectNotFound if it is gone).
+
+        Where parts carry x-amz-checksum-sha256, the upload declares SHA256 when it is
+        created: AWS refuses such a part in an upload created without an algorithm
+        ("Checksum Type mismatch occurred, expected checksum Type: null", as reported in
+        apache/arrow-rs#6793 and apache/opendal#4533)."""
         if resume_token is None:
+            declared = {"ChecksumAlgorithm": "SHA256"} if self._sha256_parts else {}
             created = self._call(
-                "create_multipart_upload", key, Key=key, Metadata=dict(metadata or {})
+                "create_multipart_upload",
+                key,
+                Key=key,
+                Metadata=dict(metadata or {}),
+                **declared,
             )
             return S3PartWriter(self, key, str(created["UploadId"]))
         writer = S3PartWriter(self, key, _upload_id(resume_token, self.url, key))
@@ -681,23 +696,47 @@ class S3PartWriter:
         return PartReceipt(number, len(data), etag)
 
     def list_parts(self) -> builtins.list[PartReceipt]:
-        receipts: builtins.list[PartReceipt] = []
+        receipts = [
+            PartReceipt(int(p["PartNumber"]), int(p["Size"]), _strip(p.get("ETag", "")))
+            for p in self._listed_parts()
+        ]
+        return sorted(receipts, key=lambda r: r.number)
+
+    def _listed_parts(self) -> Iterator[Mapping[str, Any]]:
+        """ListParts, every page."""
         marker: dict[str, int] = {}
         while True:
             page = self._call("list_parts", **marker)
-            receipts.extend(
-                PartReceipt(int(p["PartNumber"]), int(p["Size"]), _strip(p.get("ETag", "")))
-                for p in page.get("Parts", [])
-            )
+            yield from page.get("Parts", [])
             if not page.get("IsTruncated"):
-                return sorted(receipts, key=lambda r: r.number)
+                return
             marker = {"PartNumberMarker": int(page["NextPartNumberMarker"])}
 
     def commit(self, parts: Sequence[PartReceipt]) -> ObjectInfo:
-        """CompleteMultipartUpload; ConnectorError (InvalidPart) if a part is missing."""
-        listing = [{"PartNumber": r.number, "ETag": f'"{r.etag}"'} for r in parts]
+        """CompleteMultipartUpload; ConnectorError (InvalidPart) if a part is missing.
+
+        An upload created with SHA256 must list each part's checksum (AWS: "The upload was
+        created using a sha256 checksum. The complete request must include the checksum for
+        each part"): they are taken from ListParts, which reports what the server checked
+        when the part arrived (copied parts included), so a resumed upload has them too."""
+        sums = self._part_checksums() if self._owner._sha256_parts else {}
+        listing: builtins.list[dict[str, object]] = []
+        for r in parts:
+            entry: dict[str, object] = {"PartNumber": r.number, "ETag": f'"{r.etag}"'}
+            if r.number in sums:
+                entry["ChecksumSHA256"] = sums[r.number]
+            listing.append(entry)
         self._call("complete_multipart_upload", MultipartUpload={"Parts": listing})
         return self._owner.stat(self._key)
+
+    def _part_checksums(self) -> dict[int, str]:
+        """Part number -> the ChecksumSHA256 that ListParts reports (servers that keep none,
+        such as moto, report nothing: then none is listed)."""
+        return {
+            int(p["PartNumber"]): str(p["ChecksumSHA256"])
+            for p in self._listed_parts()
+            if p.get("ChecksumSHA256")
+        }
 
     def abort(self) -> None:
         self._owner.abort_upload(self._key, self.resume_token)

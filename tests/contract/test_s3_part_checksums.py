@@ -1,0 +1,86 @@
+"""Multipart uploads on a provider whose parts carry x-amz-checksum-sha256 (AWS): the upload
+declares SHA256 when it is created, and the complete request lists each part's checksum.
+
+AWS refuses a part with a checksum in an upload created without the algorithm, and a
+complete request without the part checksums of an upload created with it. moto enforces
+neither, but keeps the declared algorithm: the object it completes then reports a SHA-256
+(`ChecksumMode=ENABLED`). ListParts on moto reports no part checksums, so the last test adds
+them to its answer as AWS gives them, to see what the complete request sends."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import pytest
+
+from bascule.connectors.s3.connector import S3Connector
+from tests.conftest import S3Server, new_container_name
+
+MiB = 1024 * 1024
+PARTS = (b"a" * (5 * MiB), b"b" * MiB)
+
+
+def _connector(server: S3Server, provider: str) -> S3Connector:
+    bucket = new_container_name()
+    connector = S3Connector(
+        bucket,
+        endpoint_url=server.endpoint_url,
+        region=server.region,
+        access_key_id=server.access_key_id,
+        secret_access_key=server.secret_access_key,
+        provider=provider,
+    )
+    connector._client.create_bucket(Bucket=bucket)
+    return connector
+
+
+def _write(connector: S3Connector, key: str) -> None:
+    writer = connector.open_writer(key, {})
+    receipts = [writer.write_part(n, data) for n, data in enumerate(PARTS, start=1)]
+    writer.commit(receipts)
+
+
+def _reported_sha256(connector: S3Connector, key: str) -> str | None:
+    head = connector._client.head_object(Bucket=connector._bucket, Key=key, ChecksumMode="ENABLED")
+    found = head.get("ChecksumSHA256")
+    return str(found) if found else None
+
+
+def test_an_aws_upload_declares_sha256_when_it_is_created(moto_s3: S3Server) -> None:
+    connector = _connector(moto_s3, "aws")
+    _write(connector, "big.bin")
+    assert _reported_sha256(connector, "big.bin") is not None
+    assert connector.open_read("big.bin").read() == b"".join(PARTS)
+
+
+def test_a_content_md5_provider_declares_no_algorithm(moto_s3: S3Server) -> None:
+    connector = _connector(moto_s3, "other")
+    _write(connector, "big.bin")
+    assert _reported_sha256(connector, "big.bin") is None
+    assert connector.open_read("big.bin").read() == b"".join(PARTS)
+
+
+def test_the_complete_request_lists_the_part_checksums_listparts_reports(
+    moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connector = _connector(moto_s3, "aws")
+    sums = {
+        n: base64.b64encode(hashlib.sha256(d).digest()).decode() for n, d in enumerate(PARTS, 1)
+    }
+    real = connector._call
+    completed: list[Any] = []
+
+    def as_aws(method: str, key: str = "", **kwargs: Any) -> Any:
+        answer = real(method, key, **kwargs)
+        if method == "list_parts":
+            for part in answer.get("Parts", []):
+                part["ChecksumSHA256"] = sums[int(part["PartNumber"])]
+        if method == "complete_multipart_upload":
+            completed.append(kwargs["MultipartUpload"]["Parts"])
+        return answer
+
+    monkeypatch.setattr(connector, "_call", as_aws)
+    _write(connector, "big.bin")
+    assert [(p["PartNumber"], p["ChecksumSHA256"]) for p in completed[0]] == sorted(sums.items())
