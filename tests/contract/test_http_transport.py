@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import cast
 
 from bascule.connectors.base import ByteRange
 from bascule.connectors.s3.connector import S3Connector
@@ -76,7 +77,7 @@ def test_a_streamed_body_fills_each_read_across_callbacks_and_ends_cleanly(
     connector = _connector(moto_s3)
     data = bytes(range(251)) * (40 * 1024 + 3)  # about 10 MiB, a size with no round factor
     connector.put("big", io.BytesIO(data), len(data))
-    stream = connector.open_read("big", ByteRange(0, len(data)))
+    stream = cast(io.RawIOBase, connector.open_read("big", ByteRange(0, len(data))))
     buffer = bytearray(MiB + 7)
     got = bytearray()
     while n := stream.readinto(buffer):
