@@ -14,8 +14,9 @@ both. A transient error in the middle of a listing ends the listing; the caller 
 Checksums: the SDK's automatic checksums are limited to what S3 requires
 (``when_required``), because OVHcloud rejects the aws-chunked trailers recent SDKs send by
 default; instead each part and each small put carries an explicit Content-MD5 (or
-x-amz-checksum-sha256 on AWS). `rclone serve s3` and moto accept these headers without
-always validating them: bascule's own hashes are what verification relies on.
+x-amz-checksum-sha256 on AWS, whose multipart uploads then declare SHA256 when created and
+list each part's checksum when completed). `rclone serve s3` and moto accept these headers
+without always validating them: bascule's own hashes are what verification relies on.
 """
 
 from __future__ import annotations
