@@ -40,6 +40,7 @@ from bascule.sandbox import servers
 
 if TYPE_CHECKING:
     from bascule.connectors.base import Connector
+    from bascule.connectors.s3.connector import S3Connector
     from tests.integration.cloud import CloudSetup
 
 CREDENTIAL_ENV_PREFIXES = ("AWS_", "AZURE_", "OVH_", "RCLONE_CONFIG_", "BASCULE_AGE_")
@@ -239,6 +240,27 @@ def new_container_name() -> str:
     return f"t-{uuid.uuid4().hex[:20]}"
 
 
+def s3_connector(server: S3Server, bucket: str, provider: str = "other") -> S3Connector:
+    """An S3Connector on `bucket` of `server`, with `provider`'s quirks."""
+    from bascule.connectors.s3.connector import S3Connector
+
+    return S3Connector(
+        bucket,
+        endpoint_url=server.endpoint_url,
+        region=server.region,
+        access_key_id=server.access_key_id,
+        secret_access_key=server.secret_access_key,
+        provider=provider,
+    )
+
+
+def s3_connector_on(server: S3Server, provider: str = "other") -> S3Connector:
+    """An S3Connector on a new bucket of `server`, with `provider`'s quirks."""
+    connector = s3_connector(server, new_container_name(), provider)
+    connector._client.create_bucket(Bucket=connector._bucket)
+    return connector
+
+
 def _local_backend(tmp_path: Path) -> Backend:
     from bascule.connectors.local import LocalConnector
 
@@ -288,8 +310,6 @@ def _azure_backend(server: AzuriteServer) -> Backend:
 def _s3_backend(name: str, server: S3Server) -> Backend:
     import boto3
 
-    from bascule.connectors.s3.connector import S3Connector
-
     bucket = new_container_name()
     client = boto3.client(
         "s3",
@@ -303,14 +323,7 @@ def _s3_backend(name: str, server: S3Server) -> Backend:
     provider = "rclone" if server.name == "rclone-s3" else "other"
 
     def make(srv: S3Server = server, bucket_name: str = bucket) -> Connector:
-        return S3Connector(
-            bucket_name,
-            endpoint_url=srv.endpoint_url,
-            region=srv.region,
-            access_key_id=srv.access_key_id,
-            secret_access_key=srv.secret_access_key,
-            provider=provider,
-        )
+        return s3_connector(srv, bucket_name, provider)
 
     wrong = replace(server, secret_access_key="x" * 40)
     checking: Callable[[], AbstractContextManager[None]] = nullcontext

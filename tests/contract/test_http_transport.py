@@ -8,28 +8,13 @@ import sys
 from typing import cast
 
 from bascule.connectors.base import ByteRange
-from bascule.connectors.s3.connector import S3Connector
-from tests.conftest import S3Server, new_container_name
+from tests.conftest import S3Server, s3_connector_on
 
 MiB = 1024 * 1024
 
 
-def _connector(server: S3Server) -> S3Connector:
-    bucket = new_container_name()
-    connector = S3Connector(
-        bucket,
-        endpoint_url=server.endpoint_url,
-        region=server.region,
-        access_key_id=server.access_key_id,
-        secret_access_key=server.secret_access_key,
-        provider="other",
-    )
-    connector._client.create_bucket(Bucket=bucket)
-    return connector
-
-
 def test_an_idle_connection_keeps_no_body_and_is_reused(moto_s3: S3Server) -> None:
-    connector = _connector(moto_s3)
+    connector = s3_connector_on(moto_s3)
     rest = connector._data_path()
     body = b"x" * (8 * MiB)
     before = sys.getrefcount(body)
@@ -43,7 +28,7 @@ def test_an_idle_connection_keeps_no_body_and_is_reused(moto_s3: S3Server) -> No
 def test_a_stream_closed_early_aborts_and_the_next_request_still_works(
     moto_s3: S3Server,
 ) -> None:
-    connector = _connector(moto_s3)
+    connector = s3_connector_on(moto_s3)
     data = bytes(range(256)) * (40 * 1024)  # 10 MiB: streamed, not read whole
     connector.put("big", io.BytesIO(data), len(data))
     stream = connector.open_read("big", ByteRange(0, len(data)))
@@ -54,7 +39,7 @@ def test_a_stream_closed_early_aborts_and_the_next_request_still_works(
 
 
 def test_a_part_handed_as_a_view_of_a_reused_buffer_arrives_whole(moto_s3: S3Server) -> None:
-    connector = _connector(moto_s3)
+    connector = s3_connector_on(moto_s3)
     first = bytes(range(256)) * (24 * 1024)  # 6 MiB: several pieces of the upload buffer
     second = bytes(reversed(range(256))) * (20 * 1024)  # 5 MiB, in the same buffer
     buffer = bytearray(len(first))
@@ -74,7 +59,7 @@ def test_a_streamed_body_fills_each_read_across_callbacks_and_ends_cleanly(
 ) -> None:
     """The reader copies from many callbacks into one buffer per call: every byte once, in
     order, whatever the buffer's size against the callbacks' and the batches'."""
-    connector = _connector(moto_s3)
+    connector = s3_connector_on(moto_s3)
     data = bytes(range(251)) * (40 * 1024 + 3)  # about 10 MiB, a size with no round factor
     connector.put("big", io.BytesIO(data), len(data))
     stream = cast(io.RawIOBase, connector.open_read("big", ByteRange(0, len(data))))

@@ -16,24 +16,10 @@ from typing import Any
 import pytest
 
 from bascule.connectors.s3.connector import S3Connector
-from tests.conftest import S3Server, new_container_name
+from tests.conftest import S3Server, s3_connector_on
 
 MiB = 1024 * 1024
 PARTS = (b"a" * (5 * MiB), b"b" * MiB)
-
-
-def _connector(server: S3Server, provider: str) -> S3Connector:
-    bucket = new_container_name()
-    connector = S3Connector(
-        bucket,
-        endpoint_url=server.endpoint_url,
-        region=server.region,
-        access_key_id=server.access_key_id,
-        secret_access_key=server.secret_access_key,
-        provider=provider,
-    )
-    connector._client.create_bucket(Bucket=bucket)
-    return connector
 
 
 def _write(connector: S3Connector, key: str) -> None:
@@ -49,14 +35,14 @@ def _reported_sha256(connector: S3Connector, key: str) -> str | None:
 
 
 def test_an_aws_upload_declares_sha256_when_it_is_created(moto_s3: S3Server) -> None:
-    connector = _connector(moto_s3, "aws")
+    connector = s3_connector_on(moto_s3, "aws")
     _write(connector, "big.bin")
     assert _reported_sha256(connector, "big.bin") is not None
     assert connector.open_read("big.bin").read() == b"".join(PARTS)
 
 
 def test_a_content_md5_provider_declares_no_algorithm(moto_s3: S3Server) -> None:
-    connector = _connector(moto_s3, "other")
+    connector = s3_connector_on(moto_s3, "other")
     _write(connector, "big.bin")
     assert _reported_sha256(connector, "big.bin") is None
     assert connector.open_read("big.bin").read() == b"".join(PARTS)
@@ -65,7 +51,7 @@ def test_a_content_md5_provider_declares_no_algorithm(moto_s3: S3Server) -> None
 def test_the_complete_request_lists_the_part_checksums_listparts_reports(
     moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    connector = _connector(moto_s3, "aws")
+    connector = s3_connector_on(moto_s3, "aws")
     sums = {
         n: base64.b64encode(hashlib.sha256(d).digest()).decode() for n, d in enumerate(PARTS, 1)
     }
