@@ -139,8 +139,9 @@ def stage_file(
         st = os.fstat(fd)
         md5_b64 = base64.b64encode(md5).decode()
         meta = {k.lower(): v for k, v in metadata.items()}
-        record = json.dumps({"etag": file_etag(st), "content-md5": md5_b64, "metadata": meta})
-        in_xattr = _set_record(fd, record.encode("utf-8"))
+        record = {"etag": file_etag(st), "content-md5": md5_b64, "metadata": meta}
+        encoded = json.dumps(record).encode("utf-8")
+        in_xattr = _set_record(fd, encoded)
         if sync:
             os.fsync(fd)
     except BaseException:
@@ -148,7 +149,7 @@ def stage_file(
         unlink_quietly(dir_fd, name)
         raise
     os.close(fd)
-    return StagedFile(st, md5_b64, meta, record.encode("utf-8"), in_xattr)
+    return StagedFile(st, md5_b64, meta, encoded, in_xattr)
 
 
 def _set_record(fd: int, record: bytes) -> bool:

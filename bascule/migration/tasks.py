@@ -338,7 +338,8 @@ ObjectOutcome = tuple[PartResult, int] | PartFailed
 # time: their work holds the GIL between system calls of microseconds, and threads taking
 # turns for it cost more than they overlap (20,000 tiny files, local disk to local disk,
 # 8 threads: 18.6 s and 20.2 CPU s; the same batches one at a time: 9.3 s and 9.1 CPU s).
-# The flush after a batch (`_sync_targets`) waits on the disk, and runs outside it.
+# The flush after a batch (`_sync_targets`) waits on the disk, and runs outside it; a
+# retry's backoff waits inside it (local errors worth a retry, EAGAIN/EINTR/EBUSY, are rare).
 _latency_free_batches = threading.Lock()
 
 
