@@ -105,24 +105,37 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def parse_head(lines: list[bytes]) -> tuple[int, dict[str, str]]:
+    """The status and headers (names lowercase) of the last response in `lines`, the raw
+    header lines libcurl hands over (a 1xx interim block comes first and is dropped)."""
+    status, values = 0, dict[str, str]()
+    for line in lines:
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text.startswith("HTTP/"):
+            status, values = int(text.split(" ", 2)[1]), {}
+        elif ":" in text:
+            name, _, value = text.partition(":")
+            values[name.strip().lower()] = value.strip()
+    return status, values
+
+
 class _Headers:
-    """A HEADERFUNCTION: the last response's headers (a 1xx interim block is dropped)."""
+    """A HEADERFUNCTION for a streamed reply, whose reader waits for the headers: the last
+    response's status and headers, and an event set once they are complete."""
 
     def __init__(self) -> None:
         self.status = 0
         self.values: dict[str, str] = {}
         self.complete = threading.Event()
+        self._lines: list[bytes] = []
 
     def __call__(self, line: bytes) -> None:
-        text = line.decode("iso-8859-1").rstrip("\r\n")
-        if text.startswith("HTTP/"):
-            self.status = int(text.split(" ", 2)[1])
-            self.values = {}
-        elif ":" in text:
-            name, _, value = text.partition(":")
-            self.values[name.strip().lower()] = value.strip()
-        elif not text and self.status >= 200:
-            self.complete.set()
+        self._lines.append(line)
+        if line in (b"\r\n", b"\n"):
+            status, values = parse_head(self._lines)
+            if status >= 200:
+                self.status, self.values = status, values
+                self.complete.set()
 
 
 class Transport:
@@ -175,7 +188,7 @@ class Transport:
         path: str,
         headers: Mapping[str, str],
         body: Body | None,
-    ) -> _Headers:
+    ) -> None:
         handle.setopt(pycurl.URL, self.base + path)
         lines = [f"{k}: {v}" for k, v in headers.items()]
         lines += ["Expect:", "Accept:"]  # no 100-continue round trip; no header unasked for
@@ -196,9 +209,6 @@ class Transport:
         else:
             handle.setopt(pycurl.CUSTOMREQUEST, method)
         handle.setopt(pycurl.HTTPHEADER, lines)
-        reply_headers = _Headers()
-        handle.setopt(pycurl.HEADERFUNCTION, reply_headers)
-        return reply_headers
 
     def request(
         self, method: str, path: str, headers: Mapping[str, str], body: Body | None = None
@@ -209,15 +219,19 @@ class Transport:
         handle = self._take()
         reusable = False
         try:
-            reply_headers = self._prepare(handle, method, path, headers, body)
+            self._prepare(handle, method, path, headers, body)
+            # Plain list appends (C calls, no Python frame per line or per piece), parsed once
+            head: list[bytes] = []
             chunks: list[bytes] = []
+            handle.setopt(pycurl.HEADERFUNCTION, head.append)
             handle.setopt(pycurl.WRITEFUNCTION, chunks.append)
             try:
                 handle.perform()
             except pycurl.error as exc:
                 raise NetworkError(exc.args[0], str(exc.args[1])) from None
             reusable = True
-            return Reply(reply_headers.status, reply_headers.values, b"".join(chunks))
+            status, values = parse_head(head)
+            return Reply(status, values, b"".join(chunks))
         finally:
             self._give_back(handle, reusable)
 
@@ -247,7 +261,9 @@ class Transport:
         at most a few MiB ahead of the reader). Returns once the headers are in: the reply
         (empty body) and the stream of its body."""
         handle = self._take()
-        reply_headers = self._prepare(handle, "GET", path, headers, None)
+        self._prepare(handle, "GET", path, headers, None)
+        reply_headers = _Headers()
+        handle.setopt(pycurl.HEADERFUNCTION, reply_headers)
         body = ReplyStream(self, handle, reply_headers)
         body.start()
         return Reply(reply_headers.status, reply_headers.values, b""), body
