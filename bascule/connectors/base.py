@@ -9,6 +9,9 @@ it. Optional capabilities are separate `runtime_checkable` Protocols, checked wi
   connector: callers see an opaque `resume_token` they may store and hand back.
 - `DeferredSync`: writes made durable in batches (`put_unsynced`, then `sync`): a local file
   system, where one flush per object costs more than the copy of a small one.
+- `PushReader`: a range read handed to a callback as it arrives (`read_to`), for the data
+  path's remote reads, where a stream between the network and the caller costs a copy and
+  a thread hand-off per batch.
 - `RangeCopier`: a part of such an upload copied by the server from a byte range of an
   object already stored (S3 UploadPartCopy), so the bytes never travel through the client.
   Declared by `Capabilities.range_copy`: a connector may have the method and still say no
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -380,6 +383,31 @@ class DeferredSync(Protocol):
 
     def sync(self) -> None:
         """Make every write completed so far durable."""
+        ...
+
+
+def pushes_reads(conn: object) -> TypeGuard[PushReader]:
+    """`isinstance(conn, PushReader)`, answered once per class (see `defers_sync`)."""
+    return _implements(type(conn), PushReader, "PushReader")
+
+
+Sink = Callable[[bytes], None]
+
+
+@runtime_checkable
+class PushReader(Protocol):
+    """A connector that hands a range's bytes to a callback as they arrive, in the calling
+    thread: no stream and no thread in between, one copy fewer per byte (the bytes go
+    from the network library's buffer to the caller's own, a part's buffer)."""
+
+    def read_to(
+        self, key: str, byte_range: ByteRange, sink: Sink, if_match: str | None = None
+    ) -> None:
+        """`sink(piece)` for the range's bytes, in order, the way `open_read(key,
+        byte_range, if_match)` would return them: the same errors, the ETag checked before
+        the first byte reaches `sink`, a range past the end clipped. An exception `sink`
+        raises stops the transfer and comes out of `read_to` unchanged. A transfer cut
+        midway raises after some pieces were handed over: the caller discards them."""
         ...
 
 

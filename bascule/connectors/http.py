@@ -256,6 +256,42 @@ class Transport:
                 raise failure(head.status, head.headers, body.read_all())
         return head.headers, body
 
+    def get_to(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        sink: Callable[[bytes], None],
+        accept: Callable[[Mapping[str, str]], None],
+        failure: Callable[[int, Mapping[str, str], bytes], Exception],
+    ) -> None:
+        """A GET whose body goes to `sink` piece by piece, in this thread, as libcurl
+        receives it (the GIL is released between pieces). `accept(headers)` of a 2xx reply
+        runs before its first piece; a status of 300 or more raises `failure(status,
+        headers, body)`. An exception from `accept` or `sink` stops the transfer (its
+        connection is dropped) and is raised unchanged."""
+        handle = self._take()
+        reusable = False
+        head: list[bytes] = []
+        body = _SinkWriter(head, sink, accept)
+        try:
+            self._prepare(handle, "GET", path, headers, None)
+            handle.setopt(pycurl.HEADERFUNCTION, head.append)
+            handle.setopt(pycurl.WRITEFUNCTION, body)
+            try:
+                handle.perform()
+            except pycurl.error as exc:
+                if body.error is not None:
+                    raise body.error from None
+                raise NetworkError(exc.args[0], str(exc.args[1])) from None
+            reusable = True
+            body.begin()  # an empty body: the reply is judged here
+            if body.error is not None:
+                raise body.error
+            if body.status >= 300:
+                raise failure(body.status, body.headers, b"".join(body.refused))
+        finally:
+            self._give_back(handle, reusable)
+
     def stream(self, path: str, headers: Mapping[str, str]) -> tuple[Reply, ReplyStream]:
         """A GET whose body is read as it arrives (a libcurl transfer in a thread of its own,
         at most a few MiB ahead of the reader). Returns once the headers are in: the reply
@@ -284,6 +320,51 @@ class _PieceReader:
         start = self._pos
         self._pos = min(len(self._view), start + size)
         return self._view[start : self._pos].tobytes()
+
+
+class _SinkWriter:
+    """libcurl's WRITEFUNCTION for `Transport.get_to`: the reply's head is judged at its
+    first piece; a 2xx body goes to the sink, another one is kept for the error."""
+
+    def __init__(
+        self,
+        head: list[bytes],
+        sink: Callable[[bytes], None],
+        accept: Callable[[Mapping[str, str]], None],
+    ) -> None:
+        self._head = head
+        self._sink = sink
+        self._accept = accept
+        self.started = False
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.refused: list[bytes] = []  # the body of a reply that is not 2xx
+        self.error: BaseException | None = None
+
+    def begin(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.status, self.headers = parse_head(self._head)
+        if self.status < 300:
+            try:
+                self._accept(self.headers)
+            except BaseException as exc:  # raised again by get_to, unchanged
+                self.error = exc
+
+    def __call__(self, piece: bytes) -> int | None:
+        self.begin()
+        if self.error is not None:
+            return 0  # stops the transfer (CURLE_WRITE_ERROR)
+        if self.status >= 300:
+            self.refused.append(piece)
+            return None
+        try:
+            self._sink(piece)
+        except BaseException as exc:  # raised again by get_to, unchanged
+            self.error = exc
+            return 0
+        return None
 
 
 class ReplyStream(io.RawIOBase):

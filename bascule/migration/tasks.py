@@ -32,7 +32,9 @@ from bascule.connectors.base import (
     PartBytes,
     PartWriter,
     PartWriterOpener,
+    PushReader,
     defers_sync,
+    pushes_reads,
 )
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import TransientStorageError, UnsupportedOperation
@@ -173,14 +175,19 @@ def build_part(task: PartTask, *, reused: bool = False) -> tuple[PartBytes, Part
         prefix, cipher = _cipher_for(task)
     pos = len(prefix) if part.number == 1 and prefix else 0
     view[:pos] = prefix[:pos]
-    with _source(task) as (stream, where):
-        if cipher is None:
-            body = view[pos : pos + part.plain_length]
-            _read_into(stream, body, where)
-            plain_hex = hashlib.sha256(body).hexdigest()
-            pos += len(body)
-        else:
-            plain_hex, pos = _seal(stream, where, cipher, part, view, pos)
+    src = connector(task.source)
+    where = f"{src.url}/{task.source_key}"
+    if part.plain_length and pushes_reads(src):
+        plain_hex, pos = _pushed(src, where, task, cipher, view, pos)
+    else:
+        with _source(task) as (stream, where):
+            if cipher is None:
+                body = view[pos : pos + part.plain_length]
+                _read_into(stream, body, where)
+                plain_hex = hashlib.sha256(body).hexdigest()
+                pos += len(body)
+            else:
+                plain_hex, pos = _seal(stream, where, cipher, part, view, pos)
     if pos != part.cipher_length:
         raise TransientStorageError(
             f"part {part.number} of {task.source_key} came to {pos} bytes, "
@@ -235,6 +242,108 @@ def _seal(
         pos += cipher.encrypt_chunks_into(chunk_index, piece, not left and part.final, out[pos:])
         chunk_index += -(-len(piece) // CHUNK_SIZE)
     return plain_hash.hexdigest(), pos
+
+
+def _pushed(
+    src: PushReader,
+    where: str,
+    task: PartTask,
+    cipher: PayloadCipher | None,
+    out: memoryview,
+    pos: int,
+) -> tuple[str, int]:
+    """The part's plaintext read with `read_to` (no stream between the network and `out`):
+    (plaintext SHA-256, position in `out` after it)."""
+    part = task.part
+    sink: _PlainSink | _SealSink
+    if cipher is None:
+        sink = _PlainSink(out[pos : pos + part.plain_length], where)
+    else:
+        sink = _SealSink(cipher, part, out, pos, where)
+    rng = ByteRange(part.plain_offset, part.plain_length)
+    src.read_to(task.source_key, rng, sink, if_match=task.etag or None)
+    return sink.finish()
+
+
+def _too_long(where: str) -> TransientStorageError:
+    return TransientStorageError("source sent more bytes than the planned range", connector=where)
+
+
+def _short(where: str, got: int, planned: int) -> TransientStorageError:
+    # A short body is a broken transfer, never a smaller part: retry it.
+    return TransientStorageError(
+        f"source body ended after {got} of {planned} bytes", connector=where
+    )
+
+
+class _PlainSink:
+    """Pieces of an unencrypted part, copied into place in the buffer that is written."""
+
+    def __init__(self, body: memoryview, where: str) -> None:
+        self._body = body
+        self._where = where
+        self._pos = 0
+
+    def __call__(self, piece: bytes) -> None:
+        end = self._pos + len(piece)
+        if end > len(self._body):
+            raise _too_long(self._where)
+        self._body[self._pos : end] = piece
+        self._pos = end
+
+    def finish(self) -> tuple[str, int]:
+        if self._pos != len(self._body):
+            raise _short(self._where, self._pos, len(self._body))
+        return hashlib.sha256(self._body).hexdigest(), len(self._body)
+
+
+class _SealSink:
+    """Pieces of a part to encrypt, gathered READ_SIZE at a time (whole age chunks) in this
+    thread's staging buffer, then hashed and sealed into `out`, as `_seal` does."""
+
+    def __init__(
+        self, cipher: PayloadCipher, part: PartSpec, out: memoryview, pos: int, where: str
+    ) -> None:
+        self._cipher = cipher
+        self._part = part
+        self._out = out
+        self._pos = pos
+        self._where = where
+        self._hash = hashlib.sha256()
+        self._staging = memoryview(_thread_buffer("staging", READ_SIZE))
+        self._fill = 0
+        self._left = part.plain_length  # plaintext not sealed yet
+        self._chunk = part.first_chunk
+
+    def __call__(self, piece: bytes) -> None:
+        view = memoryview(piece)
+        while len(view):
+            want = min(READ_SIZE, self._left) - self._fill
+            if want <= 0:
+                raise _too_long(self._where)
+            take = min(want, len(view))
+            self._staging[self._fill : self._fill + take] = view[:take]
+            self._fill += take
+            view = view[take:]
+            if take == want:
+                self._seal()
+
+    def _seal(self) -> None:
+        piece = self._staging[: self._fill]
+        self._hash.update(piece)
+        self._left -= len(piece)
+        final = not self._left and self._part.final
+        self._pos += self._cipher.encrypt_chunks_into(
+            self._chunk, piece, final, self._out[self._pos :]
+        )
+        self._chunk += -(-len(piece) // CHUNK_SIZE)
+        self._fill = 0
+
+    def finish(self) -> tuple[str, int]:
+        if self._left:
+            planned = self._part.plain_length
+            raise _short(self._where, planned - self._left + self._fill, planned)
+        return self._hash.hexdigest(), self._pos
 
 
 _writers: dict[tuple[str, str, str], PartWriter] = {}

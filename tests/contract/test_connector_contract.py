@@ -29,6 +29,7 @@ from bascule.connectors.base import (
     KiB,
     PartReceipt,
     PartWriterOpener,
+    PushReader,
 )
 from bascule.errors import (
     AccessDenied,
@@ -186,6 +187,79 @@ def test_missing_object(connector_factory: Any) -> None:
         connector.stat("nope/missing.bin")
     with pytest.raises(ObjectNotFound):
         read_all(connector, "nope/missing.bin")
+
+
+# The connectors that read from a network implement PushReader (the data path's reads);
+# local folders, memory and the rclone CLI connector have streams only.
+PUSH_BACKENDS = pytest.mark.parametrize(
+    "backend", ["azure_blob", "s3_rclone", "s3_moto"], indirect=True
+)
+
+
+def push_reader(connector: Connector) -> PushReader:
+    assert isinstance(connector, PushReader), connector.url
+    return connector
+
+
+def pushed(connector: Connector, key: str, rng: ByteRange, if_match: str | None = None) -> bytes:
+    pieces: list[bytes] = []
+    push_reader(connector).read_to(key, rng, pieces.append, if_match=if_match)
+    return b"".join(pieces)
+
+
+@PUSH_BACKENDS
+def test_pushed_reads_hand_over_what_ranged_reads_return(connector_factory: Any) -> None:
+    connector = connector_factory()
+    push_reader(connector)
+    data = payload(5 * 64 * KiB + 17)  # several network pieces
+    put_bytes(connector, "pushed.bin", data)
+    end = len(data)
+    cases = [(0, 1), (0, end), (KiB - 1, 3 * 64 * KiB), (end - 5, 50), (end, 9), (7, 0)]
+    for start, length in cases:
+        got = pushed(connector, "pushed.bin", ByteRange(start, length))
+        assert got == data[start : start + length], (start, length)
+
+
+@PUSH_BACKENDS
+def test_a_pushed_read_checks_the_etag_before_any_byte(connector_factory: Any) -> None:
+    connector = connector_factory()
+    push_reader(connector)
+    put_bytes(connector, "changing.bin", b"version one")
+    old = connector.stat("changing.bin").etag
+    put_bytes(connector, "changing.bin", b"version two!")
+    new = connector.stat("changing.bin").etag
+    assert pushed(connector, "changing.bin", ByteRange(0, 7), if_match=new) == b"version"
+    received: list[bytes] = []
+    with pytest.raises(PreconditionFailed):
+        push_reader(connector).read_to(
+            "changing.bin", ByteRange(0, 7), received.append, if_match=old
+        )
+    assert received == []
+    with pytest.raises(ObjectNotFound):
+        pushed(connector, "nope/missing.bin", ByteRange(0, 10))
+
+
+@PUSH_BACKENDS
+def test_an_error_of_the_sink_stops_the_read_and_comes_out_unchanged(
+    connector_factory: Any,
+) -> None:
+    connector = connector_factory()
+    reader = push_reader(connector)
+    data = payload(4 * 64 * KiB)
+    put_bytes(connector, "big.bin", data)
+    mine = RuntimeError("the sink's own error")
+    calls = 0
+
+    def sink(piece: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        raise mine
+
+    with pytest.raises(RuntimeError) as caught:
+        reader.read_to("big.bin", ByteRange(0, len(data)), sink)
+    assert caught.value is mine
+    assert calls == 1  # stopped at the first piece
+    assert pushed(connector, "big.bin", ByteRange(0, len(data))) == data  # next read is fine
 
 
 # --- writes -----------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from bascule.connectors.base import (
     PartBytes,
     PartReceipt,
     PendingUpload,
+    Sink,
     object_key_problem,
     status_error,
 )
@@ -450,6 +451,28 @@ class AzureBlobConnector:
             return raw
         mapped = MappedReader(raw, lambda exc: _map_error(exc, self.url, key))
         return io.BufferedReader(mapped, buffer_size=READ_BUFFER_BYTES)
+
+    def read_to(
+        self, key: str, byte_range: ByteRange, sink: Sink, if_match: str | None = None
+    ) -> None:
+        """`PushReader`: `open_read`'s request and checks, the body handed to `sink` (through
+        the SDK's stream when the data path is off)."""
+        if self._rest is None or byte_range.length == 0:
+            with self.open_read(key, byte_range, if_match) as stream:
+                while piece := stream.read(READ_BUFFER_BYTES):
+                    sink(piece)
+            return
+        rest = self._rest
+
+        def accept(headers: Mapping[str, str]) -> None:
+            self._check_etag(key, _strip(headers.get("etag")), if_match)
+
+        try:
+            rest.get_to(key, byte_range.start, byte_range.length, if_match or "", sink, accept)
+        except DATA_ERRORS as exc:
+            if not (isinstance(exc, HttpFailure) and exc.code == "InvalidRange"):
+                raise _map_error(exc, self.url, key) from exc
+            self._check_etag(key, self.stat(key).etag, if_match)  # past the end: nothing
 
     def _check_etag(self, key: str, etag: str, if_match: str | None) -> None:
         if if_match is not None and etag != if_match:

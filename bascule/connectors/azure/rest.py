@@ -18,7 +18,7 @@ import io
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -125,6 +125,23 @@ class BlobRest:
             headers["x-ms-range"] = f"bytes={start}-{start + length - 1}"
         path = self._authorized(f"{self._prefix}/{quote(key, safe='/~')}", headers)
         return self._transport.get(path, headers, length, _failure)
+
+    def get_to(
+        self,
+        key: str,
+        start: int,
+        length: int,
+        if_match: str,
+        sink: Callable[[bytes], None],
+        accept: Callable[[Mapping[str, str]], None],
+    ) -> None:
+        """Get Blob of `length` bytes from `start`, its body handed to `sink` (see
+        `Transport.get_to`); If-Match when set."""
+        headers = {"x-ms-range": f"bytes={start}-{start + length - 1}"}
+        if if_match:
+            headers["If-Match"] = f'"{if_match}"'
+        path = self._authorized(f"{self._prefix}/{quote(key, safe='/~')}", headers)
+        self._transport.get_to(path, headers, sink, accept, _failure)
 
     def list_page(self, prefix: str, marker: str, page_size: int) -> tuple[list[ListedBlob], str]:
         """One List Blobs page (with metadata): its blobs, in name order, and the marker of

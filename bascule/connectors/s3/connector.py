@@ -47,6 +47,7 @@ from bascule.connectors.base import (
     PartBytes,
     PartReceipt,
     PendingUpload,
+    Sink,
     object_key_problem,
     status_error,
 )
@@ -462,6 +463,27 @@ class S3Connector:
             return raw
         mapped = MappedReader(raw, lambda exc: _map_error(exc, self.url, key))
         return io.BufferedReader(mapped, buffer_size=READ_BUFFER_BYTES)
+
+    def read_to(
+        self, key: str, byte_range: ByteRange, sink: Sink, if_match: str | None = None
+    ) -> None:
+        """`PushReader`: `open_read`'s request and checks, the body handed to `sink`."""
+        if byte_range.length == 0:
+            self._check_etag(key, self.stat(key).etag, if_match)
+            return
+
+        def accept(headers: Mapping[str, str]) -> None:
+            self._check_etag(key, _strip(headers.get("etag", "")), if_match)
+
+        start, length = byte_range.start, byte_range.length
+        try:
+            self._data(
+                key, lambda rest: rest.get_to(key, start, length, if_match or "", sink, accept)
+            )
+        except ConnectorError as exc:
+            if not isinstance(exc.__cause__, HttpFailure) or exc.__cause__.code != "InvalidRange":
+                raise
+            self._check_etag(key, self.stat(key).etag, if_match)  # past the end: nothing
 
     def _data(self, key: str, call: Callable[[S3Rest], T]) -> T:
         """A data-path request, its errors mapped like the SDK's."""

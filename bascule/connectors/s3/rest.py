@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit
@@ -91,6 +91,23 @@ class S3Rest:
             headers["Range"] = f"bytes={start}-{start + length - 1}"
         path = self._path(key)
         return self._transport.get(path, self._signed("GET", path, headers), length, _failure)
+
+    def get_to(
+        self,
+        key: str,
+        start: int,
+        length: int,
+        if_match: str,
+        sink: Callable[[bytes], None],
+        accept: Callable[[Mapping[str, str]], None],
+    ) -> None:
+        """GetObject of `length` bytes from `start`, its body handed to `sink` (see
+        `Transport.get_to`); If-Match when set."""
+        headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        if if_match:
+            headers["If-Match"] = f'"{if_match}"'
+        path = self._path(key)
+        self._transport.get_to(path, self._signed("GET", path, headers), sink, accept, _failure)
 
     def put(
         self,
