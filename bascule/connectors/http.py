@@ -8,7 +8,9 @@ Python layers (1.5 s of CPU per GiB read); libcurl answers the same request in 0
 reads in 1 MiB callbacks, with the GIL released while it waits. So the requests that carry
 object data (read an object or a range of it, write an object or a part, list) go through
 here; the SDKs keep the rest (opening and committing uploads, stat), whose cost is per
-object at most, not per byte.
+object at most, not per byte. A part's read goes through `Transport.get_to`, each piece
+handed to the caller's sink in the caller's thread; `stream` (a body thread and a queue)
+serves readers that want a file object.
 
 Contract: a reply that is not 2xx raises `HttpFailure` (status, the provider's error code
 when its body or headers give one, message, Retry-After); a request that got no complete
