@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from bascule.age.sizes import CHUNK_SIZE
 from bascule.connectors.base import (
     ByteRange,
+    Connector,
     PartBytes,
     PartWriter,
     PartWriterOpener,
@@ -139,10 +140,9 @@ def _copy_read(stream: BinaryIO, view: memoryview) -> int:
 
 
 @contextlib.contextmanager
-def _source(task: PartTask) -> Iterator[tuple[BinaryIO, str]]:
+def _source(task: PartTask, src: Connector) -> Iterator[tuple[BinaryIO, str]]:
     """The part's plaintext range, open; on the way out, a body longer than the planned
     range is refused (the range is re-read)."""
-    src = connector(task.source)
     part = task.part
     rng = ByteRange(part.plain_offset, part.plain_length)
     stream = src.open_read(task.source_key, rng, if_match=task.etag or None)
@@ -180,7 +180,7 @@ def build_part(task: PartTask, *, reused: bool = False) -> tuple[PartBytes, Part
     if part.plain_length and pushes_reads(src):
         plain_hex, pos = _pushed(src, where, task, cipher, view, pos)
     else:
-        with _source(task) as (stream, where):
+        with _source(task, src) as (stream, where):
             if cipher is None:
                 body = view[pos : pos + part.plain_length]
                 _read_into(stream, body, where)

@@ -118,12 +118,7 @@ class BlobRest:
     ) -> tuple[Mapping[str, str], io.RawIOBase | io.BytesIO]:
         """Get Blob: `length` bytes from `start` when given; If-Match when set. The reply's
         headers and its body: read whole when it is small, else streamed."""
-        headers: dict[str, str] = {}
-        if if_match:
-            headers["If-Match"] = f'"{if_match}"'
-        if start is not None and length is not None:
-            headers["x-ms-range"] = f"bytes={start}-{start + length - 1}"
-        path = self._authorized(f"{self._prefix}/{quote(key, safe='/~')}", headers)
+        path, headers = self._get_request(key, start, length, if_match)
         return self._transport.get(path, headers, length, _failure)
 
     def get_to(
@@ -137,11 +132,20 @@ class BlobRest:
     ) -> None:
         """Get Blob of `length` bytes from `start`, its body handed to `sink` (see
         `Transport.get_to`); If-Match when set."""
-        headers = {"x-ms-range": f"bytes={start}-{start + length - 1}"}
+        path, headers = self._get_request(key, start, length, if_match)
+        self._transport.get_to(path, headers, sink, accept, _failure)
+
+    def _get_request(
+        self, key: str, start: int | None, length: int | None, if_match: str
+    ) -> tuple[str, dict[str, str]]:
+        """The path and authorised headers of a Get Blob (a range when both are given)."""
+        headers: dict[str, str] = {}
         if if_match:
             headers["If-Match"] = f'"{if_match}"'
+        if start is not None and length is not None:
+            headers["x-ms-range"] = f"bytes={start}-{start + length - 1}"
         path = self._authorized(f"{self._prefix}/{quote(key, safe='/~')}", headers)
-        self._transport.get_to(path, headers, sink, accept, _failure)
+        return path, headers
 
     def list_page(self, prefix: str, marker: str, page_size: int) -> tuple[list[ListedBlob], str]:
         """One List Blobs page (with metadata): its blobs, in name order, and the marker of

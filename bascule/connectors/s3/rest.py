@@ -84,13 +84,8 @@ class S3Rest:
     ) -> tuple[Mapping[str, str], io.RawIOBase | io.BytesIO]:
         """GetObject: `length` bytes from `start` when given; If-Match when set. The reply's
         headers and its body: read whole when it is small, else streamed."""
-        headers: dict[str, str] = {}
-        if if_match:
-            headers["If-Match"] = f'"{if_match}"'
-        if start is not None and length is not None:
-            headers["Range"] = f"bytes={start}-{start + length - 1}"
-        path = self._path(key)
-        return self._transport.get(path, self._signed("GET", path, headers), length, _failure)
+        path, headers = self._get_request(key, start, length, if_match)
+        return self._transport.get(path, headers, length, _failure)
 
     def get_to(
         self,
@@ -103,11 +98,20 @@ class S3Rest:
     ) -> None:
         """GetObject of `length` bytes from `start`, its body handed to `sink` (see
         `Transport.get_to`); If-Match when set."""
-        headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        path, headers = self._get_request(key, start, length, if_match)
+        self._transport.get_to(path, headers, sink, accept, _failure)
+
+    def _get_request(
+        self, key: str, start: int | None, length: int | None, if_match: str
+    ) -> tuple[str, dict[str, str]]:
+        """The path and signed headers of a GetObject (a range when both are given)."""
+        headers: dict[str, str] = {}
         if if_match:
             headers["If-Match"] = f'"{if_match}"'
+        if start is not None and length is not None:
+            headers["Range"] = f"bytes={start}-{start + length - 1}"
         path = self._path(key)
-        self._transport.get_to(path, self._signed("GET", path, headers), sink, accept, _failure)
+        return path, self._signed("GET", path, headers)
 
     def put(
         self,
