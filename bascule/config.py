@@ -71,6 +71,10 @@ class S3Endpoint(_Strict):
     # A part-count limit below the provider preset's (e.g. a gateway in front of the store
     # that takes fewer parts): the planner widens parts to fit it. Never above the preset.
     max_parts: int | None = Field(default=None, ge=1)
+    # The checksum each part and small put carries, where the provider preset's does not suit
+    # the service (a gateway in front of it): sha256 reuses the digest bascule computes for
+    # its journal, content-md5 costs one MD5 pass more over every byte.
+    part_checksum: Literal["content-md5", "sha256"] | None = None
     access_key_id_env: str | None = None
     secret_access_key_env: str | None = None
     # Plain HTTP is refused unless the host is loopback or this is set: health data in clear

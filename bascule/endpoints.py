@@ -106,6 +106,7 @@ def build_connector(ref: EndpointRef) -> Connector:
             secret_access_key=_env(ep.secret_access_key_env, where),
             provider=ep.provider,
             max_parts=ep.max_parts,
+            part_checksum=ep.part_checksum,
             ca_bundle=str(ep.ca_bundle) if ep.ca_bundle else None,
         )
         # The URL boto3 settled on (endpoint_url, AWS_ENDPOINT_URL_S3, profile, AWS itself).

@@ -22,6 +22,12 @@ RATIOS = [
     ("dask-local:2 / local (encrypted)", "bascule encrypted [dask-local:2]", "bascule encrypted"),
     ("bascule plain / raw read", "bascule plain", "raw read"),
     ("bascule plain / raw write", "bascule plain", "raw write"),
+    ("plain, sha256 / content-md5 parts", "bascule plain (sha256 parts)", "bascule plain"),
+    (
+        "encrypted, sha256 / content-md5 parts",
+        "bascule encrypted (sha256 parts)",
+        "bascule encrypted",
+    ),
 ]
 TRANSPORT_TITLES = {"tls": "HTTPS (TLS)", "plain": "plain HTTP"}
 

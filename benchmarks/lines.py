@@ -175,7 +175,9 @@ class Lines:
             }
         )
 
-    def _bascule_config(self, shape: DatasetShape, bucket: str, encrypt: bool, dir_: Path) -> Path:
+    def _bascule_config(
+        self, shape: DatasetShape, bucket: str, encrypt: bool, dir_: Path, sha256: bool = False
+    ) -> Path:
         s = self.settings
         transfer: dict[str, Any] = {"part_size": s.part_size, "concurrency": s.concurrency}
         if s.max_bytes_in_flight is not None:
@@ -211,6 +213,8 @@ class Lines:
                 }
             ],
         }
+        if sha256:
+            data["endpoints"]["s3-dst"]["part_checksum"] = "sha256"
         if self.sandbox.ca_file:
             for endpoint in data["endpoints"].values():
                 endpoint["ca_bundle"] = str(self.sandbox.ca_file)
@@ -267,7 +271,8 @@ class Lines:
         if line.startswith("bascule"):
             encrypt = "encrypted" in line
             executor = line.split("[", 1)[1].rstrip("]") if "[" in line else "local"
-            config = self._bascule_config(shape, bucket, encrypt, dir_)
+            sha256 = "(sha256 parts)" in line
+            config = self._bascule_config(shape, bucket, encrypt, dir_, sha256)
             cmd = [*py, "benchmarks.bascule_child", str(config), executor]
             return _profiled(cmd, dir_) if s.profile else cmd, self._bench_env()
         if line == "rclone plain":

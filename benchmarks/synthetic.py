@@ -52,7 +52,13 @@ class SyntheticListing:
         raise UnsupportedOperation("a synthetic listing stores nothing", connector=self.url)
 
     def put(
-        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        sha256: bytes | None = None,
     ) -> ObjectInfo:
         raise UnsupportedOperation("a synthetic listing stores nothing", connector=self.url)
 

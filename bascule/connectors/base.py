@@ -332,9 +332,20 @@ class Connector(Protocol):
         ...
 
     def put(
-        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        sha256: bytes | None = None,
     ) -> ObjectInfo:
-        """Write a whole object in one request (small objects, or backends without parts)."""
+        """Write a whole object in one request (small objects, or backends without parts).
+
+        `sha256`: the SHA-256 digest of the `size` bytes, where the caller computed it
+        already. A connector whose writes carry a SHA-256 checksum sends it instead of
+        hashing the bytes again (the server checks it: a wrong one fails the write); the
+        others ignore it."""
         ...
 
     def delete(self, key: str) -> None:
@@ -431,9 +442,12 @@ class PartWriter(Protocol):
         """Opaque; hand it back to `PartWriterOpener.open_writer` to resume after a crash."""
         ...
 
-    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
+    def write_part(
+        self, number: int, data: PartBytes, *, sha256: bytes | None = None
+    ) -> PartReceipt:
         """Write part `number`. `data` is valid only during the call (the caller reuses its
-        buffer): a writer that keeps the bytes copies them."""
+        buffer): a writer that keeps the bytes copies them. `sha256`: as for
+        `Connector.put`, the digest of `data`."""
         ...
 
     def list_parts(self) -> list[PartReceipt]:

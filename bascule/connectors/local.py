@@ -443,7 +443,13 @@ class LocalConnector:
             )
 
     def put(
-        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        sha256: bytes | None = None,
     ) -> ObjectInfo:
         """Write `size` bytes from `data` to a staging file, fsync it, then rename it into
         place. The staging file is removed whatever fails."""
@@ -670,7 +676,9 @@ class LocalPartWriter:
             key=self._key,
         )
 
-    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
+    def write_part(
+        self, number: int, data: PartBytes, *, sha256: bytes | None = None
+    ) -> PartReceipt:
         """Write part `number` atomically (a rewrite replaces it)."""
         if number < 1:
             raise ValueError(f"part numbers start at 1, got {number}")

@@ -149,7 +149,13 @@ class MemoryConnector:
         return io.BytesIO(data)
 
     def put(
-        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        sha256: bytes | None = None,
     ) -> ObjectInfo:
         self._check_container()
         return self._store(key, data.read(size), dict(metadata or {}))
@@ -245,7 +251,9 @@ class MemoryPartWriter:
     def resume_token(self) -> str:
         return self._token
 
-    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
+    def write_part(
+        self, number: int, data: PartBytes, *, sha256: bytes | None = None
+    ) -> PartReceipt:
         if number < 1:
             raise ValueError(f"part numbers start at 1, got {number}")
         kept = bytes(data)  # the caller reuses its buffer

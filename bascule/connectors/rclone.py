@@ -406,7 +406,13 @@ class RcloneConnector:
         return self._spawn(self._argv(*args, self._path(key)), key)
 
     def put(
-        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        sha256: bytes | None = None,
     ) -> ObjectInfo:
         """``rcat``: one upload of `size` bytes read from `data` (into memory: small objects)."""
         args = ["rcat"]

@@ -81,6 +81,9 @@ class PartTask:
 
 @dataclass(frozen=True)
 class PartResult:
+    """One part as written: `cipher_sha256` is the SHA-256 of the bytes sent (the plaintext's
+    when the dataset is not encrypted, the age header included in an encrypted part 1)."""
+
     number: int
     size: int
     cipher_size: int
@@ -371,19 +374,21 @@ def run_part(task: PartTask, *, deferred: bool = False) -> PartResult:
     whole-object put on a `DeferredSync` target is left for the caller's `sync`."""
     data, result = build_part(task, reused=task.resume_token is not None)
     target = connector(task.target)
+    sha256 = bytes.fromhex(result.cipher_sha256)  # of `data`: a target may send it as is
     if task.resume_token is None:
         body = io.BytesIO(data)
         if deferred and defers_sync(target):
             info = target.put_unsynced(task.target_key, body, len(data), task.metadata)
         else:
-            info = target.put(task.target_key, body, len(data), task.metadata)
+            info = target.put(task.target_key, body, len(data), task.metadata, sha256=sha256)
         etag = info.etag
     else:
         if not isinstance(target, PartWriterOpener):
             raise UnsupportedOperation(
                 "target cannot write parts", connector=target.url, key=task.target_key
             )
-        etag = _writer(target, task).write_part(task.part.number, data).etag
+        writer = _writer(target, task)
+        etag = writer.write_part(task.part.number, data, sha256=sha256).etag
     return PartResult(
         result.number,
         result.size,

@@ -32,7 +32,7 @@ def test_scaleway_preset_states_its_own_limits() -> None:
     assert (quirks.max_parts, quirks.min_part_size_bytes) == (1000, 5 * 1024 * 1024)
     assert (quirks.max_part_size_bytes, quirks.max_object_size_bytes) == (5 * 10**9, 5 * 10**12)
     assert quirks.addressing_style == "virtual"
-    assert quirks.part_checksum == "content-md5"
+    assert quirks.part_checksum == "sha256"  # composite SHA-256 on multipart uploads
     caps = S3Connector("b", region="fr-par", provider="scaleway").capabilities
     assert (caps.max_parts, caps.max_part_size, caps.max_object_size) == (1000, 5e9, 5e12)
     assert (

@@ -212,7 +212,13 @@ class CountingConnector:
         return self.inner.open_read(key, byte_range, if_match)
 
     def put(
-        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        sha256: bytes | None = None,
     ) -> ObjectInfo:
         return self.inner.put(key, data, size, metadata)
 

@@ -483,7 +483,13 @@ class AzureBlobConnector:
             )
 
     def put(
-        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        sha256: bytes | None = None,
     ) -> ObjectInfo:
         """One Put Blob with its Content-MD5 stored (read into memory: for small objects)."""
         payload = data.read(size)
@@ -660,7 +666,9 @@ class AzurePartWriter:
     def resume_token(self) -> str:
         return TOKEN_PREFIX + self._token
 
-    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
+    def write_part(
+        self, number: int, data: PartBytes, *, sha256: bytes | None = None
+    ) -> PartReceipt:
         """Put Block with a transactional MD5 the service checks; a rewrite replaces it.
         Azure reports no per-block checksum, so receipts carry no etag."""
         if not 1 <= number <= 999_999:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import io
 import threading
@@ -187,6 +188,20 @@ def endpoint_for(provider: str, region: str | None, endpoint_url: str | None) ->
     return quirks.endpoint_template.format(region=region)
 
 
+PART_CHECKSUMS = ("content-md5", "sha256")
+
+
+def _with_part_checksum(quirks: S3Quirks, part_checksum: str | None) -> S3Quirks:
+    """`quirks` with the endpoint's own choice of part checksum, if it makes one."""
+    if part_checksum is None:
+        return quirks
+    if part_checksum not in PART_CHECKSUMS:
+        raise ConfigError(
+            f"part_checksum {part_checksum!r} is not one of {', '.join(PART_CHECKSUMS)}"
+        )
+    return dataclasses.replace(quirks, part_checksum=part_checksum)
+
+
 def _lowered_part_limit(quirks: S3Quirks, provider: str, max_parts: int | None) -> int:
     """The preset's part-count limit, or a lower one the endpoint asks for (e.g. a gateway in
     front of the provider that takes fewer parts). ConfigError if asked to raise it."""
@@ -294,6 +309,7 @@ class S3Connector:
         session_token: str | None = None,
         provider: str = "aws",
         max_parts: int | None = None,
+        part_checksum: str | None = None,
         sdk_max_attempts: int = 1,
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 60.0,
@@ -302,8 +318,10 @@ class S3Connector:
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._bucket = bucket
-        self._quirks = load_quirks(provider)
+        self._quirks = _with_part_checksum(load_quirks(provider), part_checksum)
         self._max_parts = _lowered_part_limit(self._quirks, provider, max_parts)
+        # False once a PutObject answer did not repeat its x-amz-checksum-sha256 (`put`).
+        self._put_sha256_repeated = True
         config = Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -510,26 +528,45 @@ class S3Connector:
         """Parts and small puts carry x-amz-checksum-sha256 (else Content-MD5)."""
         return self._quirks.part_checksum == "sha256"
 
-    def _checksum_header(self, data: PartBytes) -> tuple[str, str]:
+    def _checksum_header(self, data: PartBytes, sha256: bytes | None = None) -> tuple[str, str]:
+        """The header a write of `data` carries; `sha256`, the caller's digest of `data`,
+        spares a second pass over it where that header is x-amz-checksum-sha256."""
         if self._sha256_parts:
-            return SHA256_HEADER, base64.b64encode(hashlib.sha256(data).digest()).decode()
+            digest = sha256 if sha256 is not None else hashlib.sha256(data).digest()
+            return SHA256_HEADER, base64.b64encode(digest).decode()
         return "Content-MD5", _md5_b64(data)
 
     def put(
-        self, key: str, data: BinaryIO, size: int, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        data: BinaryIO,
+        size: int,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        sha256: bytes | None = None,
     ) -> ObjectInfo:
         """One PutObject (read into memory to compute its checksum: for small objects).
 
         Layer 2 of integrity without a second request: where the checksum sent is Content-MD5,
         the ETag S3 answers for a single PutObject is the MD5 of what it stored, which must be
-        the one sent; otherwise (or an ETag that is not an MD5: server-side encryption with
-        KMS) the object is stat'ed and its size checked."""
+        the one sent; where it is x-amz-checksum-sha256, the answer repeats the checksum the
+        server checked the body against (AWS does). A server that does not repeat it gets
+        Content-MD5 on the puts that follow, rather than a HEAD after each (`rclone serve
+        s3`). Otherwise (an ETag that is not an MD5, as under KMS encryption, or no checksum
+        repeated) the object is stat'ed and its size checked."""
         payload = data.read(size)
-        name, value = self._checksum_header(payload)
+        if self._put_sha256_repeated:
+            name, value = self._checksum_header(payload, sha256)
+        else:
+            name, value = "Content-MD5", _md5_b64(payload)
         meta = dict(metadata or {})
         headers = self._data(key, lambda rest: rest.put(key, payload, {name: value}, meta))
         etag = _strip(str(headers.get("etag", "")))
-        if name == "Content-MD5" and etag == base64.b64decode(value).hex():
+        if name == SHA256_HEADER and headers.get(SHA256_HEADER) != value:
+            self._put_sha256_repeated = False
+        if (name == "Content-MD5" and etag == base64.b64decode(value).hex()) or (
+            name == SHA256_HEADER and headers.get(SHA256_HEADER) == value
+        ):
             return ObjectInfo(key=key, size=len(payload), etag=etag, metadata=meta)
         info = self.stat(key)
         if info.size != len(payload):
@@ -708,10 +745,12 @@ class S3PartWriter:
             method, self._key, Key=self._key, UploadId=self._upload_id, **kwargs
         )
 
-    def write_part(self, number: int, data: PartBytes) -> PartReceipt:
+    def write_part(
+        self, number: int, data: PartBytes, *, sha256: bytes | None = None
+    ) -> PartReceipt:
         """UploadPart with an explicit checksum header; rewriting a number replaces it."""
         owner = self._owner
-        header = dict([owner._checksum_header(data)])
+        header = dict([owner._checksum_header(data, sha256)])
         etag = owner._data(
             self._key,
             lambda rest: rest.upload_part(self._key, self._upload_id, number, data, header),
