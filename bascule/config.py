@@ -512,7 +512,7 @@ def _normal_url(url: str) -> str:
 def _s3_urls(ep: S3Endpoint, where: str) -> list[str]:
     """The URL boto3 will use: `endpoint_url` or the provider's, else the SDK's own choice
     (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile, or AWS itself)."""
-    from bascule.connectors.s3.connector import endpoint_for
+    from bascule.connectors.s3.presets import endpoint_for
 
     if ep.provider == "other" and not ep.endpoint_url:
         raise ConfigError(

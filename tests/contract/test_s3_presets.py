@@ -8,7 +8,8 @@ import io
 
 import pytest
 
-from bascule.connectors.s3.connector import S3Connector, endpoint_for, load_quirks
+from bascule.connectors.s3.connector import S3Connector
+from bascule.connectors.s3.presets import endpoint_for, load_quirks
 from bascule.errors import ConfigError
 from tests.conftest import S3Server, new_container_name
 from tests.faults.proxy import FaultPlan, FaultProxy

@@ -16,13 +16,15 @@ import os
 import types
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from bascule.config import load_config
 from bascule.connectors.base import ObjectInfo
+from bascule.connectors.http import HttpFailure
 from bascule.connectors.s3 import connector as s3_connector
 from bascule.connectors.s3.rest import S3Rest
-from bascule.errors import ConfigError
+from bascule.errors import ConfigError, ConnectorError, Throttled
 from bascule.migration import service
 from tests.conftest import S3Server, s3_connector_on
 from tests.integration.cloud import CloudSetup, MiB
@@ -154,3 +156,55 @@ def test_a_server_that_does_not_repeat_the_checksum_gets_content_md5_after_one_p
         assert conn.open_read(f"k{i}").read() == body
     assert sent == [s3_connector.SHA256_HEADER, "Content-MD5", "Content-MD5"]
     assert stats == ["k0"]
+
+
+def _refusing(status: int, code: str) -> Any:
+    def upload_part(self: S3Rest, *args: Any) -> Any:
+        raise HttpFailure(status, code, "the checksum header is not supported here")
+
+    return upload_part
+
+
+@pytest.mark.parametrize("part_checksum", ["sha256", "content-md5"])
+def test_a_refused_part_says_how_to_send_content_md5_instead(
+    moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch, part_checksum: str
+) -> None:
+    conn = s3_connector_on(moto_s3, "other")
+    conn._quirks = dataclasses.replace(conn._quirks, part_checksum=part_checksum)
+    writer = conn.open_writer("k", {})
+    monkeypatch.setattr(S3Rest, "upload_part", _refusing(400, "InvalidRequest"))
+    with pytest.raises(ConnectorError) as refused:
+        writer.write_part(1, b"x" * 1024)
+    assert not refused.value.retryable
+    message = str(refused.value)
+    assert "InvalidRequest" in message and "\n" not in message
+    assert (s3_connector.SHA256_REFUSED_HINT in message) == (part_checksum == "sha256")
+
+
+def test_a_server_error_on_a_sha256_part_stays_a_retry(
+    moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = s3_connector_on(moto_s3, "aws")
+    writer = conn.open_writer("k", {})
+    monkeypatch.setattr(S3Rest, "upload_part", _refusing(503, "SlowDown"))
+    with pytest.raises(Throttled) as throttled:
+        writer.write_part(1, b"x" * 1024)
+    assert s3_connector.SHA256_REFUSED_HINT not in str(throttled.value)
+
+
+def test_an_upload_refused_at_creation_says_it_too(
+    moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = s3_connector_on(moto_s3, "aws")
+
+    def create(**kwargs: Any) -> Any:
+        assert kwargs["ChecksumAlgorithm"] == "SHA256"
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "InvalidArgument", "Message": "unsupported algorithm"},
+             "ResponseMetadata": {"HTTPStatusCode": 400}},
+            "CreateMultipartUpload",
+        )  # fmt: skip
+
+    monkeypatch.setattr(conn._client, "create_multipart_upload", create)
+    with pytest.raises(ConnectorError, match="set part_checksum: content-md5 on the endpoint"):
+        conn.open_writer("k", {})

@@ -1,9 +1,9 @@
 """S3 and S3-compatible object storage on boto3: Scaleway, OVHcloud, AWS, MinIO,
 `rclone serve s3`, moto.
 
-Provider differences are data, in ``quirks/<provider>.yaml`` (endpoint per region, addressing
-style, whether If-Match is honoured, which checksum header parts carry, part and object
-limits: Scaleway takes at most 1,000 parts where AWS takes 10,000).
+Provider differences are data, in ``quirks/<provider>.yaml``, read by `presets` (endpoint per
+region, addressing style, whether If-Match is honoured, which checksum header parts carry,
+part and object limits: Scaleway takes at most 1,000 parts where AWS takes 10,000).
 
 Who retries what: botocore's own retries are off by default (``sdk_max_attempts=1``, standard
 mode): every retry is decided by `S3Connector.should_retry` and timed by
@@ -13,10 +13,13 @@ both. A transient error in the middle of a listing ends the listing; the caller 
 
 Checksums: the SDK's automatic checksums are limited to what S3 requires
 (``when_required``), because OVHcloud rejects the aws-chunked trailers recent SDKs send by
-default; instead each part and each small put carries an explicit Content-MD5 (or
-x-amz-checksum-sha256 on AWS, whose multipart uploads then declare SHA256 when created and
-list each part's checksum when completed). `rclone serve s3` and moto accept these headers
-without always validating them: bascule's own hashes are what verification relies on.
+default; instead each part and each small put carries an explicit header:
+x-amz-checksum-sha256 on Scaleway and AWS (the SHA-256 the caller computed for its journal,
+sent as it is; multipart uploads then declare SHA256 when created and list each part's
+checksum when completed), Content-MD5 elsewhere, or as the endpoint's `part_checksum` says. A write the
+service refuses while it carries a SHA-256 says in its message how to fall back to
+Content-MD5. `rclone serve s3` and moto accept these headers without always validating them:
+bascule's own hashes are what verification relies on.
 """
 
 from __future__ import annotations
@@ -24,20 +27,15 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
-import dataclasses
 import hashlib
 import io
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import boto3
 import botocore.exceptions
 import urllib3.exceptions
-import yaml
 from botocore.config import Config
 
 from bascule.connectors.base import (
@@ -54,10 +52,15 @@ from bascule.connectors.base import (
 )
 from bascule.connectors.http import NETWORK_ERRORS as HTTP_NETWORK_ERRORS
 from bascule.connectors.http import HttpFailure, MappedReader, PoolSettings
+from bascule.connectors.s3.presets import (
+    endpoint_for,
+    load_quirks,
+    lowered_part_limit,
+    with_part_checksum,
+)
 from bascule.connectors.s3.rest import S3Rest
 from bascule.errors import (
     AccessDenied,
-    ConfigError,
     ConnectorError,
     ContainerNotFound,
     ObjectNotFound,
@@ -139,82 +142,6 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (HttpFailure, *SDK_ERRORS)
 WORDING = ErrorWording("S3", "bucket", "the access key, secret and policy")
 
 
-@dataclass(frozen=True)
-class S3Quirks:
-    """What differs between S3 implementations (loaded from ``quirks/<provider>.yaml``)."""
-
-    endpoint_template: str
-    regions: tuple[str, ...]
-    addressing_style: str
-    if_match_read: bool
-    server_side_checksums: bool
-    part_checksum: str  # "content-md5" | "sha256"
-    min_part_size_bytes: int
-    max_part_size_bytes: int
-    max_parts: int
-    max_object_size_bytes: int
-    part_rewrite: bool = True  # UploadPart again with new bytes replaces the part (as S3 does)
-    upload_part_copy: bool = True  # UploadPartCopy implemented (server-side range copy)
-
-
-@cache
-def load_quirks(provider: str) -> S3Quirks:
-    """The preset for `provider`; ConfigError naming the known ones if there is none."""
-    folder = resources.files("bascule.connectors.s3") / "quirks"
-    known = sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
-    if provider not in known:
-        raise ConfigError(f"unknown S3 provider {provider!r}; use one of: {', '.join(known)}")
-    raw = yaml.safe_load((folder / f"{provider}.yaml").read_text("utf-8"))
-    raw["regions"] = tuple(raw.get("regions") or ())
-    return S3Quirks(**raw)
-
-
-def endpoint_for(provider: str, region: str | None, endpoint_url: str | None) -> str | None:
-    """`endpoint_url` if given, else the provider's endpoint for `region` (None: SDK default).
-
-    Raises ConfigError for a region the provider preset does not list."""
-    if endpoint_url:
-        return endpoint_url
-    quirks = load_quirks(provider)
-    if not quirks.endpoint_template:
-        return None
-    if region not in quirks.regions:
-        raise ConfigError(
-            f"region {region!r} is not an {provider} S3 region; "
-            f"use one of {', '.join(quirks.regions)} or set endpoint_url"
-        )
-    return quirks.endpoint_template.format(region=region)
-
-
-PART_CHECKSUMS = ("content-md5", "sha256")
-
-
-def _with_part_checksum(quirks: S3Quirks, part_checksum: str | None) -> S3Quirks:
-    """`quirks` with the endpoint's own choice of part checksum, if it makes one."""
-    if part_checksum is None:
-        return quirks
-    if part_checksum not in PART_CHECKSUMS:
-        raise ConfigError(
-            f"part_checksum {part_checksum!r} is not one of {', '.join(PART_CHECKSUMS)}"
-        )
-    return dataclasses.replace(quirks, part_checksum=part_checksum)
-
-
-def _lowered_part_limit(quirks: S3Quirks, provider: str, max_parts: int | None) -> int:
-    """The preset's part-count limit, or a lower one the endpoint asks for (e.g. a gateway in
-    front of the provider that takes fewer parts). ConfigError if asked to raise it."""
-    if max_parts is None:
-        return quirks.max_parts
-    if not 1 <= max_parts <= quirks.max_parts:
-        raise ConfigError(
-            f"max_parts {max_parts} is outside 1..{quirks.max_parts}, the {provider} limit; "
-            "lower it or remove it"
-        )
-    return max_parts
-
-
 def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
     """The single place where boto3/botocore/urllib3 exceptions, and the data path's
     `HttpFailure`, become bascule errors.
@@ -246,6 +173,27 @@ def _map_client_error(exc: botocore.exceptions.ClientError, url: str, key: str) 
     cls = CODE_ERRORS.get(code) or status_error(status) or ConnectorError
     retry_after = _retry_after(meta.get("HTTPHeaders", {}).get("retry-after"))
     return WORDING.error(cls, url, key, detail, retry_after_s=retry_after)
+
+
+SHA256_REFUSED_HINT = (
+    "this endpoint's writes carry x-amz-checksum-sha256 (part_checksum: sha256); if the "
+    "service refuses that header, set part_checksum: content-md5 on the endpoint"
+)
+
+
+@contextlib.contextmanager
+def _sha256_refusal_hint(applies: bool) -> Iterator[None]:
+    """Where `applies` (the write carries x-amz-checksum-sha256, or the upload declares
+    SHA256), a refusal for good that names no other cause (not a 403, 404, 412, throttling
+    or a server error) says how to fall back to Content-MD5 in its one line."""
+    try:
+        yield
+    except ConnectorError as exc:
+        if not applies or exc.retryable or type(exc) not in (ConnectorError, UnsupportedOperation):
+            raise
+        raise type(exc)(
+            f"{exc}; {SHA256_REFUSED_HINT}", connector=exc.connector, key=exc.key
+        ) from exc
 
 
 def _error_code(exc: BaseException | None) -> str:
@@ -318,8 +266,8 @@ class S3Connector:
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._bucket = bucket
-        self._quirks = _with_part_checksum(load_quirks(provider), part_checksum)
-        self._max_parts = _lowered_part_limit(self._quirks, provider, max_parts)
+        self._quirks = with_part_checksum(load_quirks(provider), part_checksum)
+        self._max_parts = lowered_part_limit(self._quirks, provider, max_parts)
         # False once a PutObject answer did not repeat its x-amz-checksum-sha256 (`put`).
         self._put_sha256_repeated = True
         config = Config(
@@ -560,7 +508,8 @@ class S3Connector:
         else:
             name, value = "Content-MD5", _md5_b64(payload)
         meta = dict(metadata or {})
-        headers = self._data(key, lambda rest: rest.put(key, payload, {name: value}, meta))
+        with _sha256_refusal_hint(name == SHA256_HEADER):
+            headers = self._data(key, lambda rest: rest.put(key, payload, {name: value}, meta))
         etag = _strip(str(headers.get("etag", "")))
         if name == SHA256_HEADER and headers.get(SHA256_HEADER) != value:
             self._put_sha256_repeated = False
@@ -609,13 +558,14 @@ class S3Connector:
         apache/arrow-rs#6793 and apache/opendal#4533)."""
         if resume_token is None:
             declared = {"ChecksumAlgorithm": "SHA256"} if self._sha256_parts else {}
-            created = self._call(
-                "create_multipart_upload",
-                key,
-                Key=key,
-                Metadata=dict(metadata or {}),
-                **declared,
-            )
+            with _sha256_refusal_hint(self._sha256_parts):
+                created = self._call(
+                    "create_multipart_upload",
+                    key,
+                    Key=key,
+                    Metadata=dict(metadata or {}),
+                    **declared,
+                )
             return S3PartWriter(self, key, str(created["UploadId"]))
         writer = S3PartWriter(self, key, _upload_id(resume_token, self.url, key))
         if check:
@@ -751,10 +701,11 @@ class S3PartWriter:
         """UploadPart with an explicit checksum header; rewriting a number replaces it."""
         owner = self._owner
         header = dict([owner._checksum_header(data, sha256)])
-        etag = owner._data(
-            self._key,
-            lambda rest: rest.upload_part(self._key, self._upload_id, number, data, header),
-        )
+        with _sha256_refusal_hint(owner._sha256_parts):
+            etag = owner._data(
+                self._key,
+                lambda rest: rest.upload_part(self._key, self._upload_id, number, data, header),
+            )
         return PartReceipt(number, len(data), etag)
 
     def list_parts(self) -> builtins.list[PartReceipt]:
@@ -788,7 +739,8 @@ class S3PartWriter:
             if r.number in sums:
                 entry["ChecksumSHA256"] = sums[r.number]
             listing.append(entry)
-        self._call("complete_multipart_upload", MultipartUpload={"Parts": listing})
+        with _sha256_refusal_hint(self._owner._sha256_parts):
+            self._call("complete_multipart_upload", MultipartUpload={"Parts": listing})
         return self._owner.stat(self._key)
 
     def _part_checksums(self) -> dict[int, str]:
