@@ -16,10 +16,10 @@ Checksums: the SDK's automatic checksums are limited to what S3 requires
 default; instead each part and each small put carries an explicit header:
 x-amz-checksum-sha256 on Scaleway and AWS (the SHA-256 the caller computed for its journal,
 sent as it is; multipart uploads then declare SHA256 when created and list each part's
-checksum when completed), Content-MD5 elsewhere, or as the endpoint's `part_checksum` says. A write the
-service refuses while it carries a SHA-256 says in its message how to fall back to
-Content-MD5. `rclone serve s3` and moto accept these headers without always validating them:
-bascule's own hashes are what verification relies on.
+checksum when completed), Content-MD5 elsewhere, or as the endpoint's `part_checksum` says.
+A write the service refuses while it carries a SHA-256 says in its message how to fall back
+to Content-MD5. `rclone serve s3` and moto accept these headers without always validating
+them: bascule's own hashes are what verification relies on.
 """
 
 from __future__ import annotations
