@@ -164,11 +164,14 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class PartReceipt:
-    """One written part, as the target acknowledged it. `number` starts at 1."""
+    """One written part, as the target acknowledged it. `number` starts at 1. `sha256`: the
+    hex SHA-256 of the part's bytes, where the caller has it (the journal's): a target
+    that lists part checksums when it commits takes it where the target reports none."""
 
     number: int
     size: int
     etag: str = ""
+    sha256: str = ""
 
 
 @dataclass(frozen=True)

@@ -636,7 +636,9 @@ class Coordinator:
         etag = parts[-1].etag if parts else ""
         if row.resume_token is not None:
             assert isinstance(tgt, PartWriterOpener)
-            receipts = [PartReceipt(p.number, p.cipher_size, p.etag) for p in parts]
+            receipts = [
+                PartReceipt(p.number, p.cipher_size, p.etag, p.cipher_sha256) for p in parts
+            ]
             # An upload already gone was committed (see _committed_behind_our_back): the
             # stat below decides.
             with contextlib.suppress(ObjectNotFound):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -70,3 +71,40 @@ def test_the_complete_request_lists_the_part_checksums_listparts_reports(
     monkeypatch.setattr(connector, "_call", as_aws)
     _write(connector, "big.bin")
     assert [(p["PartNumber"], p["ChecksumSHA256"]) for p in completed[0]] == sorted(sums.items())
+
+
+def _completed_parts(connector: S3Connector, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    real = connector._call
+    completed: list[Any] = []
+
+    def recording(method: str, key: str = "", **kwargs: Any) -> Any:
+        if method == "complete_multipart_upload":
+            completed.extend(kwargs["MultipartUpload"]["Parts"])
+        return real(method, key, **kwargs)
+
+    monkeypatch.setattr(connector, "_call", recording)
+    return completed
+
+
+@pytest.mark.parametrize("provider", ["aws", "other"])
+def test_where_listparts_reports_none_the_receipts_digests_are_listed(
+    moto_s3: S3Server, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    """A server whose ListParts keeps no part checksums (moto; perhaps Scaleway) still gets
+    each part's SHA-256 in the complete request of a SHA-256 upload: the journal's digest of
+    the bytes sent, carried by the receipt. A Content-MD5 upload lists none."""
+    connector = s3_connector_on(moto_s3, provider)
+    completed = _completed_parts(connector, monkeypatch)
+    writer = connector.open_writer("big.bin", {})
+    receipts = [
+        replace(writer.write_part(n, data), sha256=hashlib.sha256(data).hexdigest())
+        for n, data in enumerate(PARTS, start=1)
+    ]
+    writer.commit(receipts)
+    listed = [(p["PartNumber"], p.get("ChecksumSHA256")) for p in completed]
+    if provider == "aws":
+        sums = [base64.b64encode(hashlib.sha256(d).digest()).decode() for d in PARTS]
+        assert listed == [(1, sums[0]), (2, sums[1])]
+    else:
+        assert listed == [(1, None), (2, None)]
+    assert connector.open_read("big.bin").read() == b"".join(PARTS)

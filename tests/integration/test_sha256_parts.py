@@ -19,6 +19,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
+from bascule.age.sizes import CHUNK_OVERHEAD, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE
 from bascule.config import load_config
 from bascule.connectors.base import ObjectInfo
 from bascule.connectors.http import HttpFailure
@@ -73,6 +74,15 @@ def test_the_journal_digest_is_the_checksum_sent(
     cloud.upload("snds/big.parquet", big)
     calls = _no_second_hash(monkeypatch)
     sent = _sent_checksums(monkeypatch)
+    completed: list[Any] = []
+    real_call = s3_connector.S3Connector._call
+
+    def recording(self: s3_connector.S3Connector, method: str, key: str = "", **kw: Any) -> Any:
+        if method == "complete_multipart_upload":
+            completed.extend(kw["MultipartUpload"]["Parts"])
+        return real_call(self, method, key, **kw)
+
+    monkeypatch.setattr(s3_connector.S3Connector, "_call", recording)
     outcome = service.migrate(_sha256_config(cloud, part_checksum="sha256"))
     assert outcome.stats.objects_committed == 2
     assert calls == []  # every write took the part task's digest
@@ -84,6 +94,16 @@ def test_the_journal_digest_is_the_checksum_sent(
         Bucket=cloud.bucket, Key="hdh/big.parquet", ChecksumMode="ENABLED"
     )
     assert big_head.get("ChecksumSHA256")  # declared when the upload was created
+    stored_big = cloud.target_bytes("hdh/big.parquet")
+    # moto's ListParts keeps no part checksums: the complete request lists the journal's.
+    # Parts are 80 sealed chunks (5 MiB of plaintext); part 1 also holds the header.
+    chunks = -(-len(big) // CHUNK_SIZE)
+    prefix = len(stored_big) - len(big) - CHUNK_OVERHEAD * chunks
+    step = 80 * ENCRYPTED_CHUNK_SIZE
+    bounds = [0, *range(prefix + step, len(stored_big), step)]
+    pieces = [stored_big[a:b] for a, b in zip(bounds, [*bounds[1:], len(stored_big)], strict=True)]
+    expected = [base64.b64encode(hashlib.sha256(x).digest()).decode() for x in pieces]
+    assert [p["ChecksumSHA256"] for p in completed] == expected
     assert cloud.decrypt_target("hdh/big.parquet") == big
 
 

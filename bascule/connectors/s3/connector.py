@@ -237,6 +237,11 @@ def _strip(etag: str) -> str:
     return etag.strip('"')
 
 
+def _hex_b64(hex_digest: str) -> str:
+    """A hex digest as S3's checksum headers carry it (base64); "" for ""."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode() if hex_digest else ""
+
+
 def _md5_b64(data: PartBytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
@@ -731,13 +736,17 @@ class S3PartWriter:
         An upload created with SHA256 must list each part's checksum (AWS: "The upload was
         created using a sha256 checksum. The complete request must include the checksum for
         each part"): they are taken from ListParts, which reports what the server checked
-        when the part arrived (copied parts included), so a resumed upload has them too."""
-        sums = self._part_checksums() if self._owner._sha256_parts else {}
+        when the part arrived (copied parts included), so a resumed upload has them too;
+        where it reports none for a part, from the receipt's `sha256` (the journal's digest
+        of the bytes sent, the checksum that part carried)."""
+        sha256 = self._owner._sha256_parts
+        sums = self._part_checksums() if sha256 else {}
         listing: builtins.list[dict[str, object]] = []
         for r in parts:
             entry: dict[str, object] = {"PartNumber": r.number, "ETag": f'"{r.etag}"'}
-            if r.number in sums:
-                entry["ChecksumSHA256"] = sums[r.number]
+            checksum = (sums.get(r.number) or _hex_b64(r.sha256)) if sha256 else ""
+            if checksum:
+                entry["ChecksumSHA256"] = checksum
             listing.append(entry)
         with _sha256_refusal_hint(self._owner._sha256_parts):
             self._call("complete_multipart_upload", MultipartUpload={"Parts": listing})
@@ -745,7 +754,7 @@ class S3PartWriter:
 
     def _part_checksums(self) -> dict[int, str]:
         """Part number -> the ChecksumSHA256 that ListParts reports (servers that keep none,
-        such as moto, report nothing: then none is listed)."""
+        such as moto, report nothing: `commit` then lists the receipts' own)."""
         return {
             int(p["PartNumber"]): str(p["ChecksumSHA256"])
             for p in self._listed_parts()
