@@ -27,3 +27,21 @@ def test_names_are_lowercase_values_trimmed_and_colons_in_values_kept() -> None:
 
 def test_no_status_line_is_status_zero() -> None:
     assert parse_head([]) == (0, {})
+
+
+def test_a_value_holding_a_status_like_text_is_a_value() -> None:
+    lines = [
+        b"HTTP/1.1 200 OK\r\n",
+        b"Location: https://host/HTTP/1.1 500 x\r\n",
+        b"X-Note:HTTP/2 204\r\n",
+        b"\r\n",
+    ]
+    assert parse_head(lines) == (
+        200,
+        {"location": "https://host/HTTP/1.1 500 x", "x-note": "HTTP/2 204"},
+    )
+
+
+def test_lines_without_a_colon_are_not_headers() -> None:
+    lines = [b"HTTP/1.1 404 Not Found\r\n", b"garbage\r\n", b"A: 1\r\n", b"\r\n"]
+    assert parse_head(lines) == (404, {"a": "1"})
