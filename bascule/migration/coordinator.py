@@ -51,6 +51,7 @@ from bascule.migration.journal import (
     UploadRow,
     Uploads,
 )
+from bascule.migration.part_checksums import ResumeGuard
 from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
 from bascule.migration.retry import call_with_retries
 from bascule.migration.tasks import (
@@ -155,9 +156,12 @@ class Coordinator:
         progress: ProgressSink | None = None,
         stop: threading.Event | None = None,
         objects_hint: int = 0,
+        resume_guard: ResumeGuard | None = None,
     ) -> None:
         """`objects_hint`: how many objects the run expects (the plan's count), which sizes
-        the batches of small objects so that every worker gets some (0: unknown)."""
+        the batches of small objects so that every worker gets some (0: unknown).
+        `resume_guard`: which unfinished uploads were opened under another part checksum than
+        this run's (those are started over, not resumed); None: every one is resumed."""
         self.journal = journal
         self.run_id = run_id
         self.runner = runner
@@ -167,6 +171,7 @@ class Coordinator:
         self.stop = stop or threading.Event()
         self.stats = RunStats()
         self.uploads = Uploads(journal)
+        self.resume_guard = resume_guard
         self.key_file = str(journal.path.with_name(journal.path.name + ".key"))
         self._wrapper = KeyWrapper.load_or_create(Path(self.key_file))
         self._futures: dict[Future[Any], _Flight] = {}
@@ -327,6 +332,8 @@ class Coordinator:
         if row.parts != len(plan.parts) or row.part_size != plan.part_size:
             return None
         token = row.resume_token
+        if self._opened_under_another_checksum(plan, target, token):
+            return None
         try:
             on_target = {
                 p.number: p
@@ -344,6 +351,23 @@ class Coordinator:
         pending = deque(p for p in plan.parts if p.number not in done)
         log.info("object.resume", key=plan.target_key, parts_done=len(done), parts=row.parts)
         return self._job(plan, row, source, target, pending, done)
+
+    def _opened_under_another_checksum(
+        self, plan: ObjectPlan, target: EndpointRef, token: str
+    ) -> bool:
+        """True (and said) where the upload was opened under another part checksum than this
+        run's: its parts could not be added to, nor the upload completed (`part_checksums`)."""
+        guard = self.resume_guard
+        then = guard.stale(target.name, token) if guard is not None else None
+        if then is None:
+            return False
+        now = guard.checksum_now(target.name) if guard is not None else None
+        log.warning(
+            "object.upload_restarted", key=plan.target_key, endpoint=target.name,
+            opened_with=then, part_checksum=now,
+            why="the upload was opened under another part checksum; its parts are sent again",
+        )  # fmt: skip
+        return True
 
     def _committed_behind_our_back(
         self,

@@ -23,6 +23,7 @@ from bascule.config import Config, Dataset, identity_path
 from bascule.connectors.base import Connector, ObjectInfo, SkipReporter, display_key
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import Interrupted, PlanError
+from bascule.migration import part_checksums
 from bascule.migration.coordinator import (
     Coordinator,
     ExecutorOptions,
@@ -263,9 +264,13 @@ def _run(
     opts = ExecutorOptions.from_transfer(cfg.transfer)
     own_runner = runner is None
     runner = runner or ThreadRunner(opts.concurrency, "part")
+    modes = part_checksums.run_checksums(cfg)
+    guard = part_checksums.ResumeGuard(
+        journal, part_checksums.record_run(journal, run_id, modes), modes
+    )
     coordinator = Coordinator(
         journal, run_id, runner, opts, cfg.encryption.recipients, progress, stop,
-        objects_hint=counted.objects,
+        objects_hint=counted.objects, resume_guard=guard,
     )  # fmt: skip
     started = time.monotonic()
     status = "failed"
