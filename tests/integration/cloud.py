@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 import boto3
 import pytest
@@ -20,6 +23,7 @@ from azure.storage.blob import BlobServiceClient
 from bascule.age.stream import X25519Identity, write_identity_file
 from bascule.config import Config, load_config
 from bascule.endpoints import clear_cache
+from bascule.runners import ThreadRunner
 
 if TYPE_CHECKING:
     from tests.conftest import AzuriteServer, S3Server
@@ -127,3 +131,25 @@ class CloudSetup:
     def close(self) -> None:
         self.blobs.close()
         self.s3_client.close()
+
+
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
+
+
+class StopAfter(ThreadRunner):
+    """One task at a time; the run is asked to stop once `n` of them are done."""
+
+    def __init__(self, n: int, stop: threading.Event) -> None:
+        super().__init__(1)
+        self.n, self.stop, self.done = n, stop, 0
+
+    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
+        future = super().submit(fn, *args)
+        future.add_done_callback(self._count)
+        return future
+
+    def _count(self, _: Future[Any]) -> None:
+        self.done += 1
+        if self.done >= self.n:
+            self.stop.set()

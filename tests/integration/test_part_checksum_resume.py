@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Any
 
 import pytest
 import structlog
@@ -19,32 +17,11 @@ import structlog
 from bascule.config import load_config
 from bascule.errors import Interrupted
 from bascule.migration import service
-from bascule.runners import ThreadRunner
-from tests.integration.cloud import CloudSetup, MiB
+from tests.integration.cloud import CloudSetup, MiB, StopAfter
 
 pytestmark = [pytest.mark.servers]
 
-R = TypeVar("R")
-Ts = TypeVarTuple("Ts")
 PARTS = 5  # 23 MiB in parts of 5 MiB
-
-
-class StopAfter(ThreadRunner):
-    """One task at a time; the run is asked to stop once `n` of them are done."""
-
-    def __init__(self, n: int, stop: threading.Event) -> None:
-        super().__init__(1)
-        self.n, self.stop, self.done = n, stop, 0
-
-    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
-        future = super().submit(fn, *args)
-        future.add_done_callback(self._count)
-        return future
-
-    def _count(self, _: Future[Any]) -> None:
-        self.done += 1
-        if self.done >= self.n:
-            self.stop.set()
 
 
 def _config(cloud: CloudSetup, part_checksum: str) -> Any:

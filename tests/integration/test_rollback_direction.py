@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Any
 
 import pytest
 
@@ -16,11 +14,7 @@ from bascule.config import load_config
 from bascule.connectors.azure.connector import AzureBlobConnector
 from bascule.errors import Interrupted
 from bascule.migration import service
-from bascule.runners import ThreadRunner
-from tests.integration.cloud import ENV, CloudSetup, MiB, sha256
-
-R = TypeVar("R")
-Ts = TypeVarTuple("Ts")
+from tests.integration.cloud import ENV, CloudSetup, MiB, StopAfter, sha256
 
 
 def _reverse(cloud: CloudSetup) -> dict[str, Any]:
@@ -36,22 +30,6 @@ def _reverse(cloud: CloudSetup) -> dict[str, Any]:
     }]  # fmt: skip
     data["journal"] = "state/rollback.db"
     return data
-
-
-class StopAfter(ThreadRunner):
-    def __init__(self, n: int, stop: threading.Event) -> None:
-        super().__init__(1)
-        self.n, self.stop, self.done = n, stop, 0
-
-    def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
-        future = super().submit(fn, *args)
-        future.add_done_callback(self._count)
-        return future
-
-    def _count(self, _: Future[Any]) -> None:
-        self.done += 1
-        if self.done >= self.n:
-            self.stop.set()
 
 
 def test_s3_to_azure_encrypted_in_blocks_resumes_and_leaves_no_uncommitted_block(
