@@ -58,6 +58,8 @@ def columns(large: bool) -> list[Column]:
         Column("CPU s", lambda r: _num(r.cpu_seconds, 2)),
         Column(per_unit, lambda r: _num(r.cpu_per_unit, 2)),
         Column("servers CPU s", lambda r: _num(r.server_cpu_seconds, 2)),
+        Column("Azurite", lambda r: _num(r.azurite_cpu_seconds, 2)),
+        Column("S3 server", lambda r: _num(r.s3_server_cpu_seconds, 2)),
         Column("RSS MiB", lambda r: f"{r.peak_rss_bytes / MiB:,.0f}"),
         Column("tree MiB", lambda r: f"{r.peak_tree_rss_bytes / MiB:,.0f}"),
         Column("load before", lambda r: _num(r.load_1min_before)),

@@ -63,6 +63,8 @@ class LineResult:
     peak_tree_rss_bytes: int
     cpu_seconds: float
     server_cpu_seconds: float  # Azurite + rclone serve s3 during the line (same cores)
+    azurite_cpu_seconds: float  # the source's share of it
+    s3_server_cpu_seconds: float  # the target's share (rclone serve s3)
     stored_objects: int
     stored_bytes: int
     load_1min_before: float
@@ -252,9 +254,10 @@ class Lines:
         cmd, env = self._command(shape, line, bucket, dir_)
         os.sync()  # start each line with no dirty pages left by the previous one
         load_before = load_1min()
-        server_cpu = self.sandbox.server_cpu_seconds()
+        before = self.sandbox.server_cpu_by_server()
         figures = run_measured(cmd, env, dir_, dir_ / "stdout.txt")
-        server_cpu = self.sandbox.server_cpu_seconds() - server_cpu
+        after = self.sandbox.server_cpu_by_server()
+        server_cpu = (after[0] - before[0], after[1] - before[1])
         load_after = load_1min()
         stored = self.sandbox.bucket_usage(bucket)
         self.sandbox.drop_bucket(bucket)
@@ -328,7 +331,7 @@ def _result(
     shape: DatasetShape,
     line: str,
     figures: ProcessFigures,
-    server_cpu_seconds: float,
+    server_cpu: tuple[float, float],
     stored: tuple[int, int],
     loads: tuple[float, float],
 ) -> LineResult:
@@ -351,7 +354,9 @@ def _result(
         peak_rss_bytes=figures.peak_rss_bytes,
         peak_tree_rss_bytes=figures.peak_tree_rss_bytes,
         cpu_seconds=figures.cpu_seconds,
-        server_cpu_seconds=round(server_cpu_seconds, 2),
+        server_cpu_seconds=round(sum(server_cpu), 2),
+        azurite_cpu_seconds=round(server_cpu[0], 2),
+        s3_server_cpu_seconds=round(server_cpu[1], 2),
         stored_objects=stored[0],
         stored_bytes=stored[1],
         load_1min_before=loads[0],

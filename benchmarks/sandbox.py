@@ -78,16 +78,11 @@ class Sandbox:
 
     def server_cpu_seconds(self) -> float:
         """User + system CPU seconds both servers (and their children) have used so far."""
-        total = 0.0
-        for pid in (self.azurite.pid, self.s3.pid):
-            try:
-                proc = psutil.Process(pid)
-                for p in (proc, *proc.children(recursive=True)):
-                    times = p.cpu_times()
-                    total += times.user + times.system
-            except psutil.Error:
-                continue  # a server that died: the line fails on its own
-        return total
+        return sum(self.server_cpu_by_server())
+
+    def server_cpu_by_server(self) -> tuple[float, float]:
+        """(Azurite, rclone serve s3): each one's CPU seconds so far, children included."""
+        return _cpu_seconds(self.azurite.pid), _cpu_seconds(self.s3.pid)
 
     def s3_client(self) -> object:
         return boto3.client(
@@ -218,3 +213,15 @@ def seed_source(sandbox: Sandbox, shapes: list[DatasetShape]) -> None:
                     future.result()
     finally:
         service.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    total = 0.0
+    try:
+        proc = psutil.Process(pid)
+        for p in (proc, *proc.children(recursive=True)):
+            times = p.cpu_times()
+            total += times.user + times.system
+    except psutil.Error:
+        pass  # a server that died: the line fails on its own
+    return total
