@@ -177,7 +177,8 @@ def _map_client_error(exc: botocore.exceptions.ClientError, url: str, key: str) 
 
 SHA256_REFUSED_HINT = (
     "this endpoint's writes carry x-amz-checksum-sha256 (part_checksum: sha256); if the "
-    "service refuses that header, set part_checksum: content-md5 on the endpoint"
+    "service refuses that header, set part_checksum: content-md5 on the endpoint (the next "
+    "run sends the objects of its unfinished uploads again, under Content-MD5)"
 )
 
 
