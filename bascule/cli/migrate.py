@@ -111,6 +111,8 @@ def print_plan(cfg: Config, plan: PlanSummary) -> None:
         console.print("estimated duration: unknown until a first migration has run")
     for line in widened_parts(cfg, plan):
         console.print(line)
+    for line in service.stale_upload_notices(cfg):
+        console.print(line)
     for b in plan.first_blocked:
         console.print(
             f"blocked: {b.dataset}:{display_key(b.source_key)} -> {display_key(b.target_key)}: "

@@ -21,7 +21,9 @@ as before: which checksum it was opened with is not known.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from bascule.config import Config, S3Endpoint
 from bascule.connectors.s3.presets import load_quirks
@@ -111,3 +113,37 @@ class ResumeGuard:
             return None
         then = self.opened_with(endpoint, token)
         return then if then is not None and then != now else None
+
+
+@dataclass(frozen=True)
+class StaleUploads:
+    """Unfinished uploads on `endpoint` opened under another part checksum than `cfg` now
+    gives: the next run aborts them and sends their objects again."""
+
+    endpoint: str
+    opened_with: str
+    now: str
+    count: int
+
+    def notice(self) -> str:
+        return (
+            f"{self.count} unfinished upload(s) on endpoints.{self.endpoint} were opened with "
+            f"part_checksum {self.opened_with}, which is now {self.now}: migrate aborts them "
+            "and sends those objects again"
+        )
+
+
+def stale_uploads(cfg: Config, journal: Journal) -> list[StaleUploads]:
+    """What the next run of `cfg` would restart for its part checksum (reads only)."""
+    modes = run_checksums(cfg)
+    guard = ResumeGuard(journal, read_history(journal), modes)
+    counts: Counter[tuple[str, str]] = Counter()
+    for ds in cfg.datasets:
+        name = ds.target.endpoint
+        if name not in modes:
+            continue
+        for row in journal.objects(ds.name, "in_progress"):
+            then = guard.stale(name, row.resume_token) if row.resume_token else None
+            if then is not None:
+                counts[(name, then)] += 1
+    return [StaleUploads(n, then, modes[n], c) for (n, then), c in sorted(counts.items())]

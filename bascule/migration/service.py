@@ -299,6 +299,18 @@ def _run(
     return MigrateOutcome(plan, stats, seconds, run_id)
 
 
+def stale_upload_notices(cfg: Config) -> list[str]:
+    """One line per endpoint whose unfinished uploads the next run restarts because they
+    were opened under another part checksum (`part_checksums`); [] without a journal."""
+    journal = open_journal(cfg, create=False)
+    if journal is None:
+        return []
+    try:
+        return [s.notice() for s in part_checksums.stale_uploads(cfg, journal)]
+    finally:
+        journal.close()
+
+
 def estimated_seconds(cfg: Config, plan: PlanSummary) -> float | None:
     journal = open_journal(cfg, create=False)
     if journal is None:

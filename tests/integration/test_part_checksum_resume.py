@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 import structlog
+from typer.testing import CliRunner
 
+from bascule.cli.app import app
 from bascule.config import load_config
 from bascule.errors import Interrupted
 from bascule.migration import service
@@ -53,8 +55,16 @@ def test_an_upload_opened_under_sha256_is_restarted_under_content_md5(
     cloud = cloud_moto
     data, upload = _interrupted_upload(cloud, "sha256")
     assert upload.get("ChecksumAlgorithm") == "SHA256"
+    cfg = _config(cloud, "content-md5")
+    planned = CliRunner().invoke(app, ["plan", "-c", str(cfg.source_path)])
+    assert planned.exit_code == 0, planned.output
+    notice = (
+        "1 unfinished upload(s) on endpoints.ovh-gra were opened with part_checksum sha256, "
+        "which is now content-md5: migrate aborts them and sends those objects again"
+    )
+    assert notice in " ".join(planned.stdout.split())  # said before anything is written
     with structlog.testing.capture_logs() as events:
-        outcome = service.migrate(_config(cloud, "content-md5"))
+        outcome = service.migrate(cfg)
     assert outcome.stats.objects_committed == 1
     assert outcome.stats.parts_sent == PARTS  # every part again, in a new upload
     assert _uploads(cloud) == []  # the old upload was aborted, the new one completed
@@ -65,6 +75,7 @@ def test_an_upload_opened_under_sha256_is_restarted_under_content_md5(
     assert cloud.decrypt_target("hdh/big.parquet") == data
     (said,) = [e for e in events if e["event"] == "object.upload_restarted"]
     assert (said["opened_with"], said["part_checksum"]) == ("sha256", "content-md5")
+    assert service.stale_upload_notices(cfg) == []  # nothing left to restart
 
 
 def test_an_upload_opened_under_content_md5_is_restarted_under_sha256(
@@ -87,6 +98,7 @@ def test_the_same_checksum_resumes_the_upload(cloud_moto: CloudSetup) -> None:
     cloud = cloud_moto
     data, upload = _interrupted_upload(cloud, "sha256")
     assert upload.get("ChecksumAlgorithm") == "SHA256"
+    assert service.stale_upload_notices(_config(cloud, "sha256")) == []
     with structlog.testing.capture_logs() as events:
         outcome = service.migrate(_config(cloud, "sha256"))
     assert 0 < outcome.stats.parts_sent < PARTS  # only the parts the first run left
