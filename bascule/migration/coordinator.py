@@ -359,12 +359,11 @@ class Coordinator:
         run's: its parts could not be added to, nor the upload completed (`part_checksums`)."""
         guard = self.resume_guard
         then = guard.stale(target.name, token) if guard is not None else None
-        if then is None:
+        if guard is None or then is None:
             return False
-        now = guard.checksum_now(target.name) if guard is not None else None
         log.warning(
             "object.upload_restarted", key=plan.target_key, endpoint=target.name,
-            opened_with=then, part_checksum=now,
+            opened_with=then, part_checksum=guard.checksum_now(target.name),
             why="the upload was opened under another part checksum; its parts are sent again",
         )  # fmt: skip
         return True
