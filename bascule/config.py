@@ -547,18 +547,19 @@ def _s3_urls(ep: S3Endpoint, where: str) -> list[str]:
 
 def _azure_urls(ep: AzureBlobEndpoint, where: str) -> list[str]:
     """The URLs the Azure SDK will use: the connection string's (when its variable is set),
-    then `account_url`, each as the SDK itself parses it (keys in any case)."""
-    from azure.storage.blob import BlobServiceClient
+    then `account_url`, each read by the SDK's own rules (`connectors.azure.account`, held to
+    the SDK by a contract test; the SDK itself is not imported for a check)."""
+    from bascule.connectors.azure import account
 
     urls = []
     conn = os.environ.get(ep.connection_string_env or "") or ""
     if conn:
         # A string the SDK cannot parse connects nowhere: the connector reports it when built.
         with contextlib.suppress(ValueError):
-            urls.append(BlobServiceClient.from_connection_string(conn).url)
+            urls.append(account.from_connection_string(conn).service_url)
     if ep.account_url:
         try:
-            urls.append(BlobServiceClient(ep.account_url).url)
+            urls.append(account.from_account_url(ep.account_url).service_url)
         except ValueError:
             raise ConfigError(
                 f"{where}.account_url: {ep.account_url!r} is not an account URL; use "

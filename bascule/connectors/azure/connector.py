@@ -29,22 +29,16 @@ import contextlib
 import hashlib
 import io
 import re
+import sys
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.storage.blob import BlobBlock, BlobProperties, BlobServiceClient, ContentSettings
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient
 
+from bascule.connectors.azure import account
 from bascule.connectors.azure.rest import Auth, Bearer, BlobRest, ListedBlob, Sas, SharedKey
 from bascule.connectors.base import (
     ByteRange,
@@ -101,21 +95,43 @@ CODE_ERRORS: Mapping[str, type[ConnectorError]] = {
     **dict.fromkeys(THROTTLE_CODES, Throttled),
     **dict.fromkeys(TRANSIENT_CODES, TransientStorageError),
 }
-# azure-core's own classes, for errors that carry no status (a token credential failing).
-TYPE_ERRORS: tuple[tuple[type[AzureError], type[ConnectorError]], ...] = (
-    (ResourceNotFoundError, ObjectNotFound),
-    (ClientAuthenticationError, AccessDenied),
-    (ResourceModifiedError, PreconditionFailed),
-)
-NETWORK_ERRORS: tuple[type[BaseException], ...] = (
-    ServiceRequestError,
-    ServiceResponseError,
-    *HTTP_NETWORK_ERRORS,  # the data path's: reset, cut body, timeout
-)
-# What the connector catches and maps: azure-core's exceptions (azure-storage-blob raises
-# those), and the OS errors a socket raises (requests' own errors are OSErrors too). Anything
-# else is a bug and propagates unchanged.
-SDK_ERRORS: tuple[type[BaseException], ...] = (AzureError, OSError)
+
+
+def _sdk_exceptions() -> Any:
+    """azure.core.exceptions, or None while it is not imported: the SDK is imported on its
+    first use only (`account`), and no instance of its classes exists before then."""
+    return sys.modules.get("azure.core.exceptions")
+
+
+def type_errors() -> tuple[tuple[type[BaseException], type[ConnectorError]], ...]:
+    """azure-core's own classes, for errors that carry no status (a token credential
+    failing)."""
+    sdk = _sdk_exceptions()
+    if sdk is None:
+        return ()
+    return (
+        (sdk.ResourceNotFoundError, ObjectNotFound),
+        (sdk.ClientAuthenticationError, AccessDenied),
+        (sdk.ResourceModifiedError, PreconditionFailed),
+    )
+
+
+def network_errors() -> tuple[type[BaseException], ...]:
+    """The SDK's network errors (once it is imported) and the data path's: reset, cut body,
+    timeout."""
+    sdk = _sdk_exceptions()
+    found = (sdk.ServiceRequestError, sdk.ServiceResponseError) if sdk is not None else ()
+    return (*found, *HTTP_NETWORK_ERRORS)
+
+
+def sdk_errors() -> tuple[type[BaseException], ...]:
+    """What the connector catches and maps around an SDK call: azure-core's exceptions
+    (azure-storage-blob raises those), and the OS errors a socket raises (requests' own
+    errors are OSErrors too). Anything else is a bug and propagates unchanged."""
+    sdk = _sdk_exceptions()
+    return (sdk.AzureError, OSError) if sdk is not None else (OSError,)
+
+
 WORDING = ErrorWording("Azure", "container", "the connection string, key, SAS or role assignment")
 # The data path's errors: its own failures, and the transport's.
 DATA_ERRORS: tuple[type[BaseException], ...] = (HttpFailure, *HTTP_NETWORK_ERRORS, OSError)
@@ -132,7 +148,7 @@ def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
     """The single place where azure-core / azure-storage-blob exceptions become bascule errors.
 
     Total, so `should_retry` may ask about anything: an exception that is not one of
-    `SDK_ERRORS` comes back as a permanent ConnectorError (the methods never pass one)."""
+    `sdk_errors()` comes back as a permanent ConnectorError (the methods never pass one)."""
     if isinstance(exc, ConnectorError):
         return exc
     if isinstance(exc, HttpFailure):
@@ -144,13 +160,13 @@ def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
     cls = CODE_ERRORS.get(code) or status_error(status) or _class_by_type(exc)
     if cls is not None:
         return WORDING.error(cls, url, key, detail, retry_after_s=_retry_after(exc))
-    if isinstance(exc, NETWORK_ERRORS):
+    if isinstance(exc, network_errors()):
         return WORDING.network_error(url, key, exc)
     return WORDING.error(ConnectorError, url, key, detail if status else f"{detail}: {exc}")
 
 
 def _class_by_type(exc: BaseException) -> type[ConnectorError] | None:
-    return next((cls for base, cls in TYPE_ERRORS if isinstance(exc, base)), None)
+    return next((cls for base, cls in type_errors() if isinstance(exc, base)), None)
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -251,7 +267,7 @@ class _Chunks(io.RawIOBase):
         if not self._pending:
             try:
                 self._pending = next(self._chunks, b"")
-            except SDK_ERRORS as exc:
+            except sdk_errors() as exc:
                 raise _map_error(exc, self._url, self._key) from exc
         size = min(len(buffer), len(self._pending))
         buffer[:size] = self._pending[:size]
@@ -285,23 +301,49 @@ class AzureBlobConnector:
         }
         if ca_bundle:  # a PEM file of the CAs to trust; unset: the system's store
             options["connection_verify"] = ca_bundle
-        if connection_string:
-            service = BlobServiceClient.from_connection_string(connection_string, **options)
-        elif account_url:
-            service = BlobServiceClient(account_url, credential=credential, **options)
-        else:
+        if not connection_string and not account_url:
             raise ConfigError("Azure Blob endpoint needs a connection string or an account URL")
-        self._container = service.get_container_client(container)
-        self._url = f"az://{service.account_name}/{container}"
-        self._endpoint_url = str(service.url)
+        self._service_args = (connection_string, account_url, credential, options)
+        self._container_name = container
+        self._sdk_container: ContainerClient | None = None
+        self._sdk_lock = threading.Lock()
+        if connection_string:
+            # Read by the SDK's rules without importing it (`account`); ValueError as the SDK.
+            place = account.from_connection_string(connection_string)
+            name, api_version = place.name, account.API_VERSION
+            self._endpoint_url, container_url = place.service_url, place.container_url(container)
+        else:  # the SDK checks a credential (a token needs HTTPS): built now
+            service = self._service()
+            self._sdk_container = service.get_container_client(container)
+            name, api_version = service.account_name, service.api_version
+            self._endpoint_url = str(service.url)
+            container_url = str(self._sdk_container.url).split("?", 1)[0]
+        self._url = f"az://{name}/{container}"
         self.list_page_size = list_page_size
         self.list_pages_fetched = 0
-        auth = _data_path_auth(connection_string, credential, str(service.account_name))
+        auth = _data_path_auth(connection_string, credential, str(name))
         settings = PoolSettings(ca_bundle, max_connections=MAX_CONNECTIONS)
-        container_url = str(self._container.url).split("?", 1)[0]
-        self._rest = (
-            BlobRest(container_url, auth, str(service.api_version), settings) if auth else None
-        )
+        self._rest = BlobRest(container_url, auth, str(api_version), settings) if auth else None
+
+    @property
+    def _container(self) -> ContainerClient:
+        """The SDK's client, made on first use: listing and reading go over the data path
+        (`rest.py`) without it; writes, stats and the other calls use it."""
+        found = self._sdk_container
+        if found is None:
+            with self._sdk_lock:
+                if self._sdk_container is None:
+                    self._sdk_container = self._service().get_container_client(self._container_name)
+                found = self._sdk_container
+        return found
+
+    def _service(self) -> BlobServiceClient:
+        from azure.storage.blob import BlobServiceClient
+
+        connection_string, account_url, credential, options = self._service_args
+        if connection_string:
+            return BlobServiceClient.from_connection_string(connection_string, **options)
+        return BlobServiceClient(str(account_url), credential=credential, **options)
 
     @property
     def url(self) -> str:
@@ -332,7 +374,7 @@ class AzureBlobConnector:
     def _do(self, key: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return call(*args, **kwargs)
-        except SDK_ERRORS as exc:
+        except sdk_errors() as exc:
             raise _map_error(exc, self.url, key) from exc
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -408,6 +450,9 @@ class AzureBlobConnector:
             return io.BytesIO(b"")
         if self._rest is not None:
             return self._read(self._rest, key, byte_range, if_match)
+        from azure.core import MatchConditions
+        from azure.core.exceptions import HttpResponseError
+
         kwargs: dict[str, Any] = {}
         if if_match is not None:
             kwargs = {"etag": f'"{if_match}"', "match_condition": MatchConditions.IfNotModified}
@@ -422,7 +467,7 @@ class AzureBlobConnector:
             # A range starting past the end: clipped to nothing, as the contract says.
             self._check_etag(key, self.stat(key).etag, if_match)
             return io.BytesIO(b"")
-        except SDK_ERRORS as exc:
+        except sdk_errors() as exc:
             raise _map_error(exc, self.url, key) from exc
         self._check_etag(key, _strip(downloader.properties.etag), if_match)
         return io.BufferedReader(_Chunks(iter(downloader.chunks()), self.url, key))
@@ -492,6 +537,8 @@ class AzureBlobConnector:
         sha256: bytes | None = None,
     ) -> ObjectInfo:
         """One Put Blob with its Content-MD5 stored (read into memory: for small objects)."""
+        from azure.storage.blob import ContentSettings
+
         payload = data.read(size)
         md5 = hashlib.md5(payload, usedforsecurity=False).digest()
         blob = self._container.get_blob_client(key)
@@ -607,6 +654,9 @@ class AzureBlobConnector:
             return
         committed, staged = self._do(key, blob.get_block_list, "all")
         if staged and committed:
+            from azure.core import MatchConditions
+            from azure.storage.blob import BlobBlock
+
             self._do(
                 key,
                 blob.commit_block_list,
@@ -630,6 +680,8 @@ class AzureBlobConnector:
     def _discard_by_empty_commit(self, key: str) -> None:
         """Commit an empty block list if the blob is still missing (discarding every staged
         block), then delete that empty blob unless someone rewrote it meanwhile."""
+        from azure.core import MatchConditions
+
         blob = self._container.get_blob_client(key)
         created = self._do(
             key, blob.commit_block_list, [], match_condition=MatchConditions.IfMissing
@@ -693,6 +745,8 @@ class AzurePartWriter:
 
     def commit(self, parts: Sequence[PartReceipt]) -> ObjectInfo:
         """Put Block List; ConnectorError (InvalidBlockList) if a block is not staged."""
+        from azure.storage.blob import BlobBlock
+
         blocks = [BlobBlock(block_id=_block_id(self._token, r.number)) for r in parts]
         self._owner._do(self._key, self._blob.commit_block_list, blocks, metadata=self._metadata)
         return self._owner.stat(self._key)
