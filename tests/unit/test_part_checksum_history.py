@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from bascule.migration.journal import Journal, Uploads
 from bascule.migration.part_checksums import (
@@ -51,43 +54,42 @@ def test_the_checksum_in_force_is_the_last_pair_at_or_before_the_run() -> None:
     ]  # fmt: skip
 
 
-def test_an_upload_opened_under_the_other_checksum_is_stale(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.db", "cfg")
-    try:
-        first = journal.start_run("migrate")
-        record_run(journal, first, {"scw": "content-md5"})
-        _opened(journal, first, "md5-upload")
-        second = journal.start_run("migrate")
-        guard = _guard(journal, second, {"scw": "sha256"})
-        _opened(journal, second, "sha-upload")
-        assert guard.opened_with("scw", "md5-upload") == "content-md5"
-        assert guard.stale("scw", "md5-upload") == "content-md5"
-        assert guard.stale("scw", "sha-upload") is None  # opened by this very run
-        assert guard.stale("scw", "never-journaled") is None  # not known: resumed as before
-        assert guard.stale("azure", "md5-upload") is None  # no part checksum there
-    finally:
-        journal.close()
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    opened = Journal(tmp_path / "j.db", "cfg")
+    yield opened
+    opened.close()
 
 
-def test_an_upload_older_than_the_record_is_resumed_as_before(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.db", "cfg")
-    try:
-        old = journal.start_run("migrate")  # a version that kept no record opened it
-        _opened(journal, old, "legacy-upload")
-        guard = _guard(journal, journal.start_run("migrate"), {"scw": "sha256"})
-        assert guard.opened_with("scw", "legacy-upload") is None
-        assert guard.stale("scw", "legacy-upload") is None
-    finally:
-        journal.close()
+def _first_run(journal: Journal, mode: str, token: str) -> int:
+    """A run that recorded `mode` for endpoint scw and opened the upload `token`."""
+    run = journal.start_run("migrate")
+    record_run(journal, run, {"scw": mode})
+    _opened(journal, run, token)
+    return run
 
 
-def test_the_same_checksum_again_keeps_every_upload(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.db", "cfg")
-    try:
-        first = journal.start_run("migrate")
-        record_run(journal, first, {"scw": "sha256"})
-        _opened(journal, first, "u1")
-        guard = _guard(journal, journal.start_run("migrate"), {"scw": "sha256"})
-        assert guard.stale("scw", "u1") is None
-    finally:
-        journal.close()
+def test_an_upload_opened_under_the_other_checksum_is_stale(journal: Journal) -> None:
+    _first_run(journal, "content-md5", "md5-upload")
+    second = journal.start_run("migrate")
+    guard = _guard(journal, second, {"scw": "sha256"})
+    _opened(journal, second, "sha-upload")
+    assert guard.opened_with("scw", "md5-upload") == "content-md5"
+    assert guard.stale("scw", "md5-upload") == "content-md5"
+    assert guard.stale("scw", "sha-upload") is None  # opened by this very run
+    assert guard.stale("scw", "never-journaled") is None  # not known: resumed as before
+    assert guard.stale("azure", "md5-upload") is None  # no part checksum there
+
+
+def test_an_upload_older_than_the_record_is_resumed_as_before(journal: Journal) -> None:
+    old = journal.start_run("migrate")  # a version that kept no record opened it
+    _opened(journal, old, "legacy-upload")
+    guard = _guard(journal, journal.start_run("migrate"), {"scw": "sha256"})
+    assert guard.opened_with("scw", "legacy-upload") is None
+    assert guard.stale("scw", "legacy-upload") is None
+
+
+def test_the_same_checksum_again_keeps_every_upload(journal: Journal) -> None:
+    _first_run(journal, "sha256", "u1")
+    guard = _guard(journal, journal.start_run("migrate"), {"scw": "sha256"})
+    assert guard.stale("scw", "u1") is None
