@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -96,6 +96,19 @@ class S3Server:
     access_key_id: str
     secret_access_key: str
     pid: int
+
+    def client(self, endpoint_url: str | None = None) -> Any:
+        """A boto3 client of this server (or of a proxy in front of it): an independent
+        reader and writer for set-up and checks, beside bascule's own requests."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=endpoint_url or self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -257,7 +270,7 @@ def s3_connector(server: S3Server, bucket: str, provider: str = "other") -> S3Co
 def s3_connector_on(server: S3Server, provider: str = "other") -> S3Connector:
     """An S3Connector on a new bucket of `server`, with `provider`'s quirks."""
     connector = s3_connector(server, new_container_name(), provider)
-    connector._client.create_bucket(Bucket=connector._bucket)
+    server.client().create_bucket(Bucket=connector._bucket)
     return connector
 
 
@@ -308,16 +321,9 @@ def _azure_backend(server: AzuriteServer) -> Backend:
 
 
 def _s3_backend(name: str, server: S3Server) -> Backend:
-    import boto3
 
     bucket = new_container_name()
-    client = boto3.client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        region_name=server.region,
-        aws_access_key_id=server.access_key_id,
-        aws_secret_access_key=server.secret_access_key,
-    )
+    client = server.client()
     client.create_bucket(Bucket=bucket)
     client.close()
     provider = "rclone" if server.name == "rclone-s3" else "other"

@@ -7,8 +7,9 @@ http.client's header parsing (the email package), and 16 KiB TLS records read th
 Python layers (1.5 s of CPU per GiB read); libcurl answers the same request in 0.32 ms and
 reads in 1 MiB callbacks, with the GIL released while it waits. So the requests that carry
 object data (read an object or a range of it, write an object or a part, list) go through
-here; the SDKs keep the rest (opening and committing uploads, stat), whose cost is per
-object at most, not per byte. A part's read goes through `Transport.get_to`, each piece
+here, and so do S3's control requests (opening and committing uploads, stat), whose cost is
+per object, because boto3's import and client cost every run about 0.24 s; Azure's control
+requests stay on its SDK. A part's read goes through `Transport.get_to`, each piece
 handed to the caller's sink in the caller's thread; `stream` (a body thread and a queue)
 serves readers that want a file object.
 
@@ -22,7 +23,7 @@ Connections: each libcurl handle keeps its connection open; idle handles wait in
 to `max_connections` per host), reset as they come back (options only, the connection
 kept: an idle handle holds no body). HTTP/1.1 only, no redirects, no ``Expect:
 100-continue`` round trip, the proxy settings of the environment (as botocore). TLS trusts
-the endpoint's ``ca_bundle``, else certifi's bundle (as boto3).
+the endpoint's ``ca_bundle``, else certifi's bundle (as boto3 and requests).
 """
 
 from __future__ import annotations
@@ -201,6 +202,8 @@ class Transport:
         lines += ["Expect:", "Accept:"]  # no 100-continue round trip; no header unasked for
         if method == "GET":
             handle.setopt(pycurl.HTTPGET, 1)
+        elif method == "HEAD":
+            handle.setopt(pycurl.NOBODY, 1)  # a HEAD reply's Content-Length has no body
         elif isinstance(body, bytes):
             handle.setopt(pycurl.CUSTOMREQUEST, method)
             handle.setopt(pycurl.POSTFIELDS, body)
@@ -511,9 +514,8 @@ class MappedReader(io.RawIOBase):
         super().close()
 
 
-def _default_ca_bundle() -> str | None:
-    """The CA bundle boto3 would trust (certifi's), so both paths trust the same CAs."""
-    from botocore.httpsession import get_cert_path
+def _default_ca_bundle() -> str:
+    """certifi's CA bundle: the one boto3 and requests trust when no bundle is given."""
+    import certifi
 
-    path = get_cert_path(True)
-    return path if isinstance(path, str) else None
+    return str(certifi.where())

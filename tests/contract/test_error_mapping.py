@@ -31,7 +31,7 @@ from bascule.connectors.azure import connector as azure_blob
 from bascule.connectors.azure.connector import AzureBlobConnector
 from bascule.connectors.base import Connector, PartReceipt, PartWriterOpener
 from bascule.connectors.rclone import RcloneConnector, s3_remote_env
-from bascule.connectors.s3 import connector as s3
+from bascule.connectors.s3 import errors as s3
 from bascule.connectors.s3.connector import S3Connector
 from bascule.errors import (
     AccessDenied,
@@ -206,16 +206,16 @@ S3_TABLE: list[tuple[BaseException, type[ConnectorError]]] = [
 
 @pytest.mark.parametrize(("exc", "expected"), S3_TABLE, ids=lambda v: type(v).__name__)
 def test_s3_map_error_table(exc: BaseException, expected: type[ConnectorError]) -> None:
-    mapped = s3._map_error(exc, URL, "k")
+    mapped = s3.map_error(exc, URL, "k")
     assert_mapped(mapped, expected)
     assert mapped.retryable == issubclass(expected, TransientStorageError)
 
 
 def test_s3_throttling_carries_retry_after() -> None:
-    mapped = s3._map_error(client_error("SlowDown", 503, {"retry-after": "7"}), URL)
+    mapped = s3.map_error(client_error("SlowDown", 503, {"retry-after": "7"}), URL)
     assert isinstance(mapped, Throttled)
     assert mapped.retry_after_s == 7.0
-    no_hint = s3._map_error(client_error("SlowDown", 503), URL)
+    no_hint = s3.map_error(client_error("SlowDown", 503), URL)
     assert isinstance(no_hint, Throttled)
     assert no_hint.retry_after_s is None
 

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from bascule.connectors.s3.connector import S3Connector
+from bascule.connectors.s3.replies import ListedPart
+from bascule.connectors.s3.rest import S3Rest
 from tests.conftest import S3Server, s3_connector_on
 
 MiB = 1024 * 1024
@@ -29,8 +31,8 @@ def _write(connector: S3Connector, key: str) -> None:
     writer.commit(receipts)
 
 
-def _reported_sha256(connector: S3Connector, key: str) -> str | None:
-    head = connector._client.head_object(Bucket=connector._bucket, Key=key, ChecksumMode="ENABLED")
+def _reported_sha256(server: S3Server, connector: S3Connector, key: str) -> str | None:
+    head = server.client().head_object(Bucket=connector._bucket, Key=key, ChecksumMode="ENABLED")
     found = head.get("ChecksumSHA256")
     return str(found) if found else None
 
@@ -38,14 +40,14 @@ def _reported_sha256(connector: S3Connector, key: str) -> str | None:
 def test_an_aws_upload_declares_sha256_when_it_is_created(moto_s3: S3Server) -> None:
     connector = s3_connector_on(moto_s3, "aws")
     _write(connector, "big.bin")
-    assert _reported_sha256(connector, "big.bin") is not None
+    assert _reported_sha256(moto_s3, connector, "big.bin") is not None
     assert connector.open_read("big.bin").read() == b"".join(PARTS)
 
 
 def test_a_content_md5_provider_declares_no_algorithm(moto_s3: S3Server) -> None:
     connector = s3_connector_on(moto_s3, "other")
     _write(connector, "big.bin")
-    assert _reported_sha256(connector, "big.bin") is None
+    assert _reported_sha256(moto_s3, connector, "big.bin") is None
     assert connector.open_read("big.bin").read() == b"".join(PARTS)
 
 
@@ -56,33 +58,27 @@ def test_the_complete_request_lists_the_part_checksums_listparts_reports(
     sums = {
         n: base64.b64encode(hashlib.sha256(d).digest()).decode() for n, d in enumerate(PARTS, 1)
     }
-    real = connector._call
-    completed: list[Any] = []
+    real_list = S3Rest.list_parts
 
-    def as_aws(method: str, key: str = "", **kwargs: Any) -> Any:
-        answer = real(method, key, **kwargs)
-        if method == "list_parts":
-            for part in answer.get("Parts", []):
-                part["ChecksumSHA256"] = sums[int(part["PartNumber"])]
-        if method == "complete_multipart_upload":
-            completed.append(kwargs["MultipartUpload"]["Parts"])
-        return answer
+    def as_aws(self: S3Rest, key: str, upload_id: str) -> list[ListedPart]:
+        return [replace(p, sha256=sums[p.number]) for p in real_list(self, key, upload_id)]
 
-    monkeypatch.setattr(connector, "_call", as_aws)
+    monkeypatch.setattr(S3Rest, "list_parts", as_aws)
+    completed = _completed_parts(connector, monkeypatch)
     _write(connector, "big.bin")
-    assert [(p["PartNumber"], p["ChecksumSHA256"]) for p in completed[0]] == sorted(sums.items())
+    assert [(number, sha256) for number, _, sha256 in completed] == sorted(sums.items())
 
 
 def _completed_parts(connector: S3Connector, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    real = connector._call
+    """The (number, etag, SHA-256) parts of each CompleteMultipartUpload sent."""
+    real = S3Rest.complete_upload
     completed: list[Any] = []
 
-    def recording(method: str, key: str = "", **kwargs: Any) -> Any:
-        if method == "complete_multipart_upload":
-            completed.extend(kwargs["MultipartUpload"]["Parts"])
-        return real(method, key, **kwargs)
+    def recording(self: S3Rest, key: str, upload_id: str, parts: Any) -> None:
+        completed.extend(parts)
+        real(self, key, upload_id, parts)
 
-    monkeypatch.setattr(connector, "_call", recording)
+    monkeypatch.setattr(S3Rest, "complete_upload", recording)
     return completed
 
 
@@ -101,7 +97,7 @@ def test_where_listparts_reports_none_the_receipts_digests_are_listed(
         for n, data in enumerate(PARTS, start=1)
     ]
     writer.commit(receipts)
-    listed = [(p["PartNumber"], p.get("ChecksumSHA256")) for p in completed]
+    listed = [(number, sha256 or None) for number, _, sha256 in completed]
     if provider == "aws":
         sums = [base64.b64encode(hashlib.sha256(d).digest()).decode() for d in PARTS]
         assert listed == [(1, sums[0]), (2, sums[1])]

@@ -79,7 +79,7 @@ def test_requests_carry_a_plain_checksum_header_and_no_trailer(moto_s3: S3Server
             secret_access_key=moto_s3.secret_access_key,
             provider="other",
         )
-        connector._client.create_bucket(Bucket=bucket)
+        moto_s3.client(proxy.url).create_bucket(Bucket=bucket)
         data = b"part bytes" * 100
         connector.put("small.bin", io.BytesIO(data), len(data))
         writer = connector.open_writer("multi.bin")

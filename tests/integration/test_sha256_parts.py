@@ -16,7 +16,6 @@ import os
 import types
 from typing import Any
 
-import botocore.exceptions
 import pytest
 
 from bascule.age.sizes import CHUNK_OVERHEAD, CHUNK_SIZE, ENCRYPTED_CHUNK_SIZE
@@ -24,6 +23,7 @@ from bascule.config import load_config
 from bascule.connectors.base import ObjectInfo
 from bascule.connectors.http import HttpFailure
 from bascule.connectors.s3 import connector as s3_connector
+from bascule.connectors.s3.errors import SHA256_REFUSED_HINT
 from bascule.connectors.s3.rest import S3Rest
 from bascule.errors import ConfigError, ConnectorError, Throttled
 from bascule.migration import service
@@ -74,15 +74,14 @@ def test_the_journal_digest_is_the_checksum_sent(
     cloud.upload("snds/big.parquet", big)
     calls = _no_second_hash(monkeypatch)
     sent = _sent_checksums(monkeypatch)
-    completed: list[Any] = []
-    real_call = s3_connector.S3Connector._call
+    completed: list[tuple[int, str, str]] = []
+    real_complete = S3Rest.complete_upload
 
-    def recording(self: s3_connector.S3Connector, method: str, key: str = "", **kw: Any) -> Any:
-        if method == "complete_multipart_upload":
-            completed.extend(kw["MultipartUpload"]["Parts"])
-        return real_call(self, method, key, **kw)
+    def recording(self: S3Rest, key: str, upload_id: str, parts: Any) -> None:
+        completed.extend(parts)
+        real_complete(self, key, upload_id, parts)
 
-    monkeypatch.setattr(s3_connector.S3Connector, "_call", recording)
+    monkeypatch.setattr(S3Rest, "complete_upload", recording)
     outcome = service.migrate(_sha256_config(cloud, part_checksum="sha256"))
     assert outcome.stats.objects_committed == 2
     assert calls == []  # every write took the part task's digest
@@ -103,7 +102,7 @@ def test_the_journal_digest_is_the_checksum_sent(
     bounds = [0, *range(prefix + step, len(stored_big), step)]
     pieces = [stored_big[a:b] for a, b in zip(bounds, [*bounds[1:], len(stored_big)], strict=True)]
     expected = [base64.b64encode(hashlib.sha256(x).digest()).decode() for x in pieces]
-    assert [p["ChecksumSHA256"] for p in completed] == expected
+    assert [sha256 for _, _, sha256 in completed] == expected
     assert cloud.decrypt_target("hdh/big.parquet") == big
 
 
@@ -198,7 +197,7 @@ def test_a_refused_part_says_how_to_send_content_md5_instead(
     assert not refused.value.retryable
     message = str(refused.value)
     assert "InvalidRequest" in message and "\n" not in message
-    assert (s3_connector.SHA256_REFUSED_HINT in message) == (part_checksum == "sha256")
+    assert (SHA256_REFUSED_HINT in message) == (part_checksum == "sha256")
 
 
 def test_a_server_error_on_a_sha256_part_stays_a_retry(
@@ -209,7 +208,7 @@ def test_a_server_error_on_a_sha256_part_stays_a_retry(
     monkeypatch.setattr(S3Rest, "upload_part", _refusing(503, "SlowDown"))
     with pytest.raises(Throttled) as throttled:
         writer.write_part(1, b"x" * 1024)
-    assert s3_connector.SHA256_REFUSED_HINT not in str(throttled.value)
+    assert SHA256_REFUSED_HINT not in str(throttled.value)
 
 
 def test_an_upload_refused_at_creation_says_it_too(
@@ -217,14 +216,10 @@ def test_an_upload_refused_at_creation_says_it_too(
 ) -> None:
     conn = s3_connector_on(moto_s3, "aws")
 
-    def create(**kwargs: Any) -> Any:
-        assert kwargs["ChecksumAlgorithm"] == "SHA256"
-        raise botocore.exceptions.ClientError(
-            {"Error": {"Code": "InvalidArgument", "Message": "unsupported algorithm"},
-             "ResponseMetadata": {"HTTPStatusCode": 400}},
-            "CreateMultipartUpload",
-        )  # fmt: skip
+    def create(self: S3Rest, key: str, metadata: Any, checksum_algorithm: str = "") -> str:
+        assert checksum_algorithm == "SHA256"
+        raise HttpFailure(400, "InvalidArgument", "unsupported algorithm")
 
-    monkeypatch.setattr(conn._client, "create_multipart_upload", create)
+    monkeypatch.setattr(S3Rest, "create_upload", create)
     with pytest.raises(ConnectorError, match="set part_checksum: content-md5 on the endpoint"):
         conn.open_writer("k", {})

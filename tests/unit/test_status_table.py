@@ -15,7 +15,7 @@ from azure.core.exceptions import HttpResponseError
 from bascule.connectors import rclone
 from bascule.connectors.azure import connector as azure_blob
 from bascule.connectors.base import STATUS_ERRORS, status_error
-from bascule.connectors.s3 import connector as s3
+from bascule.connectors.s3 import errors as s3
 from bascule.errors import ConnectorError, TransientStorageError
 
 URL = "test://container"
@@ -42,7 +42,7 @@ def s3_error(status: int) -> ConnectorError:
         "Error": {"Code": "SomethingNew", "Message": "m"},
         "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}},
     }
-    return s3._map_error(botocore.exceptions.ClientError(response, "GetObject"), URL, "k")
+    return s3.map_error(botocore.exceptions.ClientError(response, "GetObject"), URL, "k")
 
 
 def azure_error(status: int) -> ConnectorError:

@@ -1,19 +1,23 @@
-"""S3 and S3-compatible object storage on boto3: Scaleway, OVHcloud, AWS, MinIO,
-`rclone serve s3`, moto.
+"""S3 and S3-compatible object storage: Scaleway, OVHcloud, AWS, MinIO, `rclone serve s3`,
+moto.
+
+Every request goes through `rest.S3Rest` (libcurl, bascule's own SigV4 signature). boto3 is
+imported only where bascule cannot settle alone where the bucket is or which keys sign: no
+explicit keys (the SDK's credential chain: environment, profile, role), no explicit endpoint
+(AWS's own endpoint rules), or an addressing case `addressing.object_base_url` leaves to
+botocore. The SDK then resolves, and bascule still sends.
 
 Provider differences are data, in ``quirks/<provider>.yaml``, read by `presets` (endpoint per
 region, addressing style, whether If-Match is honoured, which checksum header parts carry,
 part and object limits: Scaleway takes at most 1,000 parts where AWS takes 10,000).
 
-Who retries what: botocore's own retries are off by default (``sdk_max_attempts=1``, standard
-mode): every retry is decided by `S3Connector.should_retry` and timed by
-`bascule.migration.retry` (capped backoff, jitter, Retry-After), with the attempt budget kept
-in the journal. Raising `sdk_max_attempts` is for callers with no outer retry layer; never do
-both. A transient error in the middle of a listing ends the listing; the caller lists again.
+Who retries what: nothing in the connector. Every retry is decided by
+`S3Connector.should_retry` and timed by `bascule.migration.retry` (capped backoff, jitter,
+Retry-After), with the attempt budget kept in the journal. A transient error in the middle
+of a listing ends the listing; the caller lists again.
 
-Checksums: the SDK's automatic checksums are limited to what S3 requires
-(``when_required``), because OVHcloud rejects the aws-chunked trailers recent SDKs send by
-default; instead each part and each small put carries an explicit header:
+Checksums: no aws-chunked trailers (OVHcloud rejects those, which recent SDKs send by
+default); each part and each small put carries an explicit header:
 x-amz-checksum-sha256 on Scaleway and AWS (the SHA-256 the caller computed for its journal,
 sent as it is; multipart uploads then declare SHA256 when created and list each part's
 checksum when completed), Content-MD5 elsewhere, or as the endpoint's `part_checksum` says.
@@ -33,39 +37,39 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-import boto3
-import botocore.exceptions
-import urllib3.exceptions
-from botocore.config import Config
-
 from bascule.connectors.base import (
     ByteRange,
     Capabilities,
-    ErrorWording,
     ObjectInfo,
     PartBytes,
     PartReceipt,
     PendingUpload,
     Sink,
     object_key_problem,
-    status_error,
 )
-from bascule.connectors.http import NETWORK_ERRORS as HTTP_NETWORK_ERRORS
 from bascule.connectors.http import HttpFailure, MappedReader, PoolSettings
+from bascule.connectors.s3.addressing import object_base_url
+from bascule.connectors.s3.errors import (
+    WORDING,
+    map_error,
+    mapped_errors,
+    sha256_refusal_hint,
+)
 from bascule.connectors.s3.presets import (
     endpoint_for,
     load_quirks,
     lowered_part_limit,
     with_part_checksum,
 )
-from bascule.connectors.s3.rest import S3Rest
+from bascule.connectors.s3.replies import ListedPart, ListedUpload, Page, http_time
+from bascule.connectors.s3.rest import META_PREFIX, S3Rest
+from bascule.connectors.s3.sigv4 import Credentials, StaticCredentials
 from bascule.errors import (
     AccessDenied,
     ConnectorError,
     ContainerNotFound,
     ObjectNotFound,
     PreconditionFailed,
-    Throttled,
     TransientStorageError,
     UnsupportedOperation,
 )
@@ -78,160 +82,6 @@ MAX_CONNECTIONS = 64
 READ_BUFFER_BYTES = 1024 * 1024  # reads of the data path: whole age chunks at a time
 SHA256_HEADER = "x-amz-checksum-sha256"
 T = TypeVar("T")
-
-# S3 error codes, by the bascule class they map to; read before the HTTP status.
-# https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
-NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
-DENIED_CODES = frozenset(
-    {
-        "AccessDenied",  # policy refuses the action
-        "InvalidAccessKeyId",  # unknown access key
-        "SignatureDoesNotMatch",  # wrong secret key
-        "AllAccessDisabled",
-        "403",
-    }
-)
-THROTTLE_CODES = frozenset(
-    {
-        "SlowDown",  # 503: request rate too high for the prefix; back off
-        "ServiceUnavailable",  # 503: "reduce your request rate"
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequests",  # 429 on several S3-compatible providers
-        "RequestThrottled",
-    }
-)
-TRANSIENT_CODES = frozenset(
-    {
-        "InternalError",  # 500: "try again"
-        "RequestTimeout",  # 400: the socket idled; resend
-        "RequestTimeTooSkewed",  # clock drift fixed by a re-signed retry
-    }
-)
-CODE_ERRORS: Mapping[str, type[ConnectorError]] = {
-    "NoSuchBucket": ContainerNotFound,
-    "PreconditionFailed": PreconditionFailed,
-    # e.g. `rclone serve s3` refusing to replace a part already streamed with new bytes
-    "NotImplemented": UnsupportedOperation,
-    **dict.fromkeys(NOT_FOUND_CODES, ObjectNotFound),
-    **dict.fromkeys(DENIED_CODES, AccessDenied),
-    **dict.fromkeys(THROTTLE_CODES, Throttled),
-    **dict.fromkeys(TRANSIENT_CODES, TransientStorageError),
-}
-NETWORK_ERRORS: tuple[type[BaseException], ...] = (
-    *HTTP_NETWORK_ERRORS,  # the data path's (libcurl): refused, reset, cut, timed out
-    botocore.exceptions.ConnectionError,  # refused, reset, closed, timeouts
-    botocore.exceptions.HTTPClientError,
-    botocore.exceptions.ResponseStreamingError,  # connection cut mid-body
-    botocore.exceptions.IncompleteReadError,  # body shorter than its Content-Length
-    urllib3.exceptions.HTTPError,  # raised by a body read after the call returned
-    ConnectionError,
-    TimeoutError,
-)
-# What the connector catches and maps: the SDK's own exceptions, and the OS errors a socket
-# raises. Anything else is a bug and propagates unchanged.
-SDK_ERRORS: tuple[type[BaseException], ...] = (
-    botocore.exceptions.BotoCoreError,
-    botocore.exceptions.ClientError,
-    urllib3.exceptions.HTTPError,
-    OSError,
-)
-# The data path's: its own failures, and the same transport errors.
-DATA_ERRORS: tuple[type[BaseException], ...] = (HttpFailure, *SDK_ERRORS)
-WORDING = ErrorWording("S3", "bucket", "the access key, secret and policy")
-
-
-def _map_error(exc: BaseException, url: str, key: str = "") -> ConnectorError:
-    """The single place where boto3/botocore/urllib3 exceptions, and the data path's
-    `HttpFailure`, become bascule errors.
-
-    Total, so `should_retry` may ask about anything: an exception that is not one of
-    `SDK_ERRORS` comes back as a permanent ConnectorError (the methods never pass one)."""
-    if isinstance(exc, ConnectorError):
-        return exc
-    if isinstance(exc, HttpFailure):
-        cls = CODE_ERRORS.get(exc.code) or status_error(exc.status) or ConnectorError
-        return WORDING.error(cls, url, key, str(exc), retry_after_s=exc.retry_after_s)
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return _map_client_error(exc, url, key)
-    if isinstance(
-        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
-    ):
-        return WORDING.error(AccessDenied, url, key, "no usable credentials")
-    if isinstance(exc, NETWORK_ERRORS):
-        return WORDING.network_error(url, key, exc)
-    return WORDING.error(ConnectorError, url, key, str(exc) or type(exc).__name__)
-
-
-def _map_client_error(exc: botocore.exceptions.ClientError, url: str, key: str) -> ConnectorError:
-    error = exc.response.get("Error", {})
-    code = _error_code(exc)
-    meta = exc.response.get("ResponseMetadata", {})
-    status = int(meta.get("HTTPStatusCode", 0) or 0)
-    detail = f"{code or status}: {error.get('Message', '')}".strip()
-    cls = CODE_ERRORS.get(code) or status_error(status) or ConnectorError
-    retry_after = _retry_after(meta.get("HTTPHeaders", {}).get("retry-after"))
-    return WORDING.error(cls, url, key, detail, retry_after_s=retry_after)
-
-
-SHA256_REFUSED_HINT = (
-    "this endpoint's writes carry x-amz-checksum-sha256 (part_checksum: sha256); if the "
-    "service refuses that header, set part_checksum: content-md5 on the endpoint (the next "
-    "run sends the objects of its unfinished uploads again, under Content-MD5)"
-)
-
-
-@contextlib.contextmanager
-def _sha256_refusal_hint(applies: bool) -> Iterator[None]:
-    """Where `applies` (the write carries x-amz-checksum-sha256, or the upload declares
-    SHA256), a refusal for good that names no other cause (not a 403, 404, 412, throttling
-    or a server error) says how to fall back to Content-MD5 in its one line."""
-    try:
-        yield
-    except ConnectorError as exc:
-        if not applies or exc.retryable or type(exc) not in (ConnectorError, UnsupportedOperation):
-            raise
-        raise type(exc)(
-            f"{exc}; {SHA256_REFUSED_HINT}", connector=exc.connector, key=exc.key
-        ) from exc
-
-
-def _error_code(exc: BaseException | None) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _retry_after(value: object) -> float | None:
-    try:
-        return max(0.0, float(str(value)))
-    except ValueError:
-        return None  # absent, or an HTTP date (S3-compatible servers send seconds)
-
-
-class _Body(io.RawIOBase):
-    """A response body as a raw stream; errors during reads are mapped too."""
-
-    def __init__(self, body: Any, url: str, key: str) -> None:
-        self._body = body
-        self._url = url
-        self._key = key
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            chunk = self._body.read(len(buffer))
-        except SDK_ERRORS as exc:
-            raise _map_error(exc, self._url, self._key) from exc
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-    def close(self) -> None:
-        self._body.close()
-        super().close()
 
 
 def _strip(etag: str) -> str:
@@ -264,7 +114,6 @@ class S3Connector:
         provider: str = "aws",
         max_parts: int | None = None,
         part_checksum: str | None = None,
-        sdk_max_attempts: int = 1,
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 60.0,
         list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
@@ -276,52 +125,74 @@ class S3Connector:
         self._max_parts = lowered_part_limit(self._quirks, provider, max_parts)
         # False once a PutObject answer did not repeat its x-amz-checksum-sha256 (`put`).
         self._put_sha256_repeated = True
-        config = Config(
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            retries={"mode": "standard", "total_max_attempts": sdk_max_attempts},
-            connect_timeout=connect_timeout_s,
-            read_timeout=read_timeout_s,
-            s3={"addressing_style": self._quirks.addressing_style},
-            max_pool_connections=max_connections,
+        self._region = region
+        self._endpoint = endpoint_for(provider, region, endpoint_url)
+        self._static = (
+            StaticCredentials(access_key_id, secret_access_key, session_token)
+            if access_key_id and secret_access_key
+            else None
         )
-        # Credentials not given here come from the SDK's own chain (env, profile, role); the
-        # data path signs with the same session's.
-        self._session = boto3.session.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            aws_session_token=session_token,
-        )
-        self._client = self._session.client(
-            "s3",
-            endpoint_url=endpoint_for(provider, region, endpoint_url),
-            region_name=region,
-            config=config,
-            verify=ca_bundle,  # a PEM file of the CAs to trust; None: the system's store
-        )
+        self._keys = (access_key_id, secret_access_key, session_token)
         self._pool_settings = PoolSettings(
             ca_bundle, connect_timeout_s, read_timeout_s, max_connections
         )
+        self._sdk_client: Any = None  # boto3's, made only where bascule cannot resolve alone
+        self._sdk_session: Any = None
         self._rest: S3Rest | None = None
         self._rest_lock = threading.Lock()
         self.list_page_size = list_page_size
         self.list_pages_fetched = 0
 
+    def _direct_url(self) -> str | None:
+        """The objects' URL where bascule settles it alone (explicit keys, endpoint and
+        region), else None."""
+        if self._static is None or not self._endpoint or not self._region:
+            return None
+        return object_base_url(self._endpoint, self._bucket, self._quirks.addressing_style)
+
+    def _sdk(self) -> Any:
+        """boto3's client for this endpoint (imported and made on first use): its
+        credential chain and endpoint rules, never its requests."""
+        if self._sdk_client is None:
+            import boto3
+            from botocore.config import Config
+
+            key_id, secret, token = self._keys
+            self._sdk_session = boto3.session.Session(
+                aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token
+            )
+            self._sdk_client = self._sdk_session.client(
+                "s3",
+                endpoint_url=self._endpoint,
+                region_name=self._region,
+                config=Config(s3={"addressing_style": self._quirks.addressing_style}),
+                verify=self._pool_settings.ca_bundle,
+            )
+        return self._sdk_client
+
     def _data_path(self) -> S3Rest:
-        """The data path's client, made on first use (credentials resolved then, as boto3
+        """The requests' client, made on first use (credentials resolved then, as boto3
         does), on the very URL boto3 would send an object request to."""
         with self._rest_lock:
             if self._rest is None:
-                credentials = self._session.get_credentials()
-                if credentials is None:
-                    raise WORDING.error(AccessDenied, self.url, "", "no usable credentials")
-                self._rest = S3Rest(
-                    _object_base_url(self._client, self._bucket),
-                    str(self._client.meta.region_name or "us-east-1"),
-                    credentials,
-                    self._pool_settings,
-                )
+                self._rest = self._make_rest()
             return self._rest
+
+    def _make_rest(self) -> S3Rest:
+        base = self._direct_url()
+        if base is not None and self._static is not None and self._region:
+            return S3Rest(self._bucket, base, self._region, self._static, self._pool_settings)
+        client = self._sdk()
+        credentials: Credentials | None = self._static or self._sdk_session.get_credentials()
+        if credentials is None:
+            raise WORDING.error(AccessDenied, self.url, "", "no usable credentials")
+        return S3Rest(
+            self._bucket,
+            _object_base_url(client, self._bucket),
+            str(client.meta.region_name or "us-east-1"),
+            credentials,
+            self._pool_settings,
+        )
 
     @property
     def url(self) -> str:
@@ -329,8 +200,11 @@ class S3Connector:
 
     @property
     def endpoint_url(self) -> str:
-        """The endpoint the client sends requests to, as boto3 resolved it."""
-        return str(self._client.meta.endpoint_url)
+        """The endpoint requests go to: the explicit one, else the one boto3 resolves
+        (AWS_ENDPOINT_URL_S3, a profile's, AWS itself)."""
+        if self._endpoint:
+            return self._endpoint
+        return str(self._sdk().meta.endpoint_url)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -346,12 +220,6 @@ class S3Connector:
             part_rewrite=self._quirks.part_rewrite,
             range_copy=self._quirks.upload_part_copy,
         )
-
-    def _call(self, method: str, key: str = "", **kwargs: Any) -> Any:
-        try:
-            return getattr(self._client, method)(Bucket=self._bucket, **kwargs)
-        except SDK_ERRORS as exc:
-            raise _map_error(exc, self.url, key) from exc
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # The first page is fetched now, so a missing bucket raises here, not on next().
@@ -375,9 +243,9 @@ class S3Connector:
             page = self._list_page(prefix, token)
 
     def stat(self, key: str) -> ObjectInfo:
-        extra = {"ChecksumMode": "ENABLED"} if self._quirks.server_side_checksums else {}
+        checksum_mode = self._quirks.server_side_checksums
         try:
-            head = self._call("head_object", key, Key=key, **extra)
+            head = self._data(key, lambda rest: rest.head(key, checksum_mode))
         except ObjectNotFound:
             self._check_bucket()  # HEAD says 404 for a missing bucket and a missing key alike
             raise
@@ -385,26 +253,29 @@ class S3Connector:
 
     def _check_bucket(self) -> None:
         try:
-            self._call("head_bucket")
+            self._data("", lambda rest: rest.head_bucket())
         except ObjectNotFound as exc:
             raise ContainerNotFound(
                 f"bucket {self.url} does not exist; create it or fix the name", connector=self.url
             ) from exc
 
     @staticmethod
-    def _info(key: str, head: Mapping[str, Any]) -> ObjectInfo:
+    def _info(key: str, head: Mapping[str, str]) -> ObjectInfo:
+        """A HeadObject answer's headers (names lowercase), as an ObjectInfo."""
         checksums = {
-            name.removeprefix("Checksum").lower(): str(head[name])
-            for name in ("ChecksumSHA256", "ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32")
-            if head.get(name)
+            name: head[f"x-amz-checksum-{name}"]
+            for name in ("sha256", "crc64nvme", "crc32c", "crc32")
+            if head.get(f"x-amz-checksum-{name}")
         }
         return ObjectInfo(
             key=key,
-            size=int(head.get("ContentLength", 0)),
-            etag=_strip(head.get("ETag", "")),
-            last_modified=head.get("LastModified"),
+            size=int(head.get("content-length", 0) or 0),
+            etag=_strip(head.get("etag", "")),
+            last_modified=http_time(head.get("last-modified")),
             checksums=checksums,
-            metadata={k.lower(): v for k, v in head.get("Metadata", {}).items()},
+            metadata={
+                k.removeprefix(META_PREFIX): v for k, v in head.items() if k.startswith(META_PREFIX)
+            },
         )
 
     def open_read(
@@ -433,7 +304,7 @@ class S3Connector:
             raise
         if isinstance(raw, io.BytesIO):
             return raw
-        mapped = MappedReader(raw, lambda exc: _map_error(exc, self.url, key))
+        mapped = MappedReader(raw, lambda exc: map_error(exc, self.url, key))
         return io.BufferedReader(mapped, buffer_size=READ_BUFFER_BYTES)
 
     def read_to(
@@ -458,11 +329,11 @@ class S3Connector:
             self._check_etag(key, self.stat(key).etag, if_match)  # past the end: nothing
 
     def _data(self, key: str, call: Callable[[S3Rest], T]) -> T:
-        """A data-path request, its errors mapped like the SDK's."""
+        """A request, its errors mapped."""
         try:
             return call(self._data_path())
-        except DATA_ERRORS as exc:
-            raise _map_error(exc, self.url, key) from exc
+        except mapped_errors() as exc:
+            raise map_error(exc, self.url, key) from exc
 
     def _check_etag(self, key: str, etag: str, if_match: str | None) -> None:
         if if_match is not None and etag != if_match:
@@ -471,11 +342,6 @@ class S3Connector:
                 connector=self.url,
                 key=key,
             )
-
-    def _checksum_args(self, data: bytes) -> dict[str, str]:
-        """The checksum parameter of an SDK call writing `data` (see `_checksum_header`)."""
-        name, value = self._checksum_header(data)
-        return {"ChecksumSHA256" if name == SHA256_HEADER else "ContentMD5": value}
 
     @property
     def _sha256_parts(self) -> bool:
@@ -514,7 +380,7 @@ class S3Connector:
         else:
             name, value = "Content-MD5", _md5_b64(payload)
         meta = dict(metadata or {})
-        with _sha256_refusal_hint(name == SHA256_HEADER):
+        with sha256_refusal_hint(name == SHA256_HEADER):
             headers = self._data(key, lambda rest: rest.put(key, payload, {name: value}, meta))
         etag = _strip(str(headers.get("etag", "")))
         if name == SHA256_HEADER and headers.get(SHA256_HEADER) != value:
@@ -534,11 +400,11 @@ class S3Connector:
         return info
 
     def delete(self, key: str) -> None:
-        self._call("delete_object", key, Key=key)
+        self._data(key, lambda rest: rest.delete(key))
 
     def should_retry(self, exc: BaseException) -> bool:
         """Throttling (429, 503 SlowDown), 5xx and connection errors; never other 4xx."""
-        return _map_error(exc, self.url).retryable
+        return map_error(exc, self.url).retryable
 
     def key_problem(self, key: str) -> str | None:
         """A key is UTF-8 of at most 1,024 bytes (the S3 API's limit), and holds no "." or
@@ -563,16 +429,11 @@ class S3Connector:
         ("Checksum Type mismatch occurred, expected checksum Type: null", as reported in
         apache/arrow-rs#6793 and apache/opendal#4533)."""
         if resume_token is None:
-            declared = {"ChecksumAlgorithm": "SHA256"} if self._sha256_parts else {}
-            with _sha256_refusal_hint(self._sha256_parts):
-                created = self._call(
-                    "create_multipart_upload",
-                    key,
-                    Key=key,
-                    Metadata=dict(metadata or {}),
-                    **declared,
-                )
-            return S3PartWriter(self, key, str(created["UploadId"]))
+            declared = "SHA256" if self._sha256_parts else ""
+            meta = dict(metadata or {})
+            with sha256_refusal_hint(self._sha256_parts):
+                upload_id = self._data(key, lambda rest: rest.create_upload(key, meta, declared))
+            return S3PartWriter(self, key, upload_id)
         writer = S3PartWriter(self, key, _upload_id(resume_token, self.url, key))
         if check:
             writer.list_parts()  # NoSuchUpload -> ObjectNotFound
@@ -582,24 +443,23 @@ class S3Connector:
         markers: dict[str, str] = {}
         while True:
             try:
-                page = self._call("list_multipart_uploads", Prefix=prefix, **markers)
+                page = self._uploads_page(prefix, markers)
             except ObjectNotFound:
                 return  # `rclone serve s3` answers NoSuchUpload when there is none
-
-            for upload in page.get("Uploads", []):
-                token = TOKEN_PREFIX + _b64(upload["UploadId"])
-                yield PendingUpload(upload["Key"], token, upload.get("Initiated"))
-            if not page.get("IsTruncated"):
+            for upload in page.items:
+                token = TOKEN_PREFIX + _b64(upload.upload_id)
+                yield PendingUpload(upload.key, token, upload.initiated)
+            if page.next_markers is None:
                 return
-            markers = {
-                "KeyMarker": page.get("NextKeyMarker", ""),
-                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
-            }
+            markers = page.next_markers
+
+    def _uploads_page(self, prefix: str, markers: Mapping[str, str]) -> Page[ListedUpload]:
+        return self._data("", lambda rest: rest.list_uploads(prefix, markers))
 
     def abort_upload(self, key: str, resume_token: str) -> None:
         upload_id = _upload_id(resume_token, self.url, key)
         with contextlib.suppress(ObjectNotFound):  # already aborted or committed
-            self._call("abort_multipart_upload", key, Key=key, UploadId=upload_id)
+            self._data(key, lambda rest: rest.abort_upload(key, upload_id))
 
     # --- RangeCopier -----------------------------------------------------------------------
 
@@ -622,17 +482,11 @@ class S3Connector:
                 connector=self.url,
                 key=key,
             )
-        response = self._call(
-            "upload_part_copy",
-            key,
-            Key=key,
-            UploadId=_upload_id(resume_token, self.url, key),
-            PartNumber=number,
-            CopySource={"Bucket": self._bucket, "Key": source_key},
-            CopySourceRange=f"bytes={byte_range.start}-{byte_range.end - 1}",
-            CopySourceIfMatch=f'"{if_match}"',
+        upload_id = _upload_id(resume_token, self.url, key)
+        span = (byte_range.start, byte_range.end)
+        etag = self._data(
+            key, lambda rest: rest.copy_part(key, upload_id, number, source_key, span, if_match)
         )
-        etag = _strip(str(response.get("CopyPartResult", {}).get("ETag", "")))
         if not etag:
             raise UnsupportedOperation(
                 f"{self.url}/{key}: the server answered UploadPartCopy without copying "
@@ -696,18 +550,13 @@ class S3PartWriter:
     def resume_token(self) -> str:
         return TOKEN_PREFIX + _b64(self._upload_id)
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        return self._owner._call(
-            method, self._key, Key=self._key, UploadId=self._upload_id, **kwargs
-        )
-
     def write_part(
         self, number: int, data: PartBytes, *, sha256: bytes | None = None
     ) -> PartReceipt:
         """UploadPart with an explicit checksum header; rewriting a number replaces it."""
         owner = self._owner
         header = dict([owner._checksum_header(data, sha256)])
-        with _sha256_refusal_hint(owner._sha256_parts):
+        with sha256_refusal_hint(owner._sha256_parts):
             etag = owner._data(
                 self._key,
                 lambda rest: rest.upload_part(self._key, self._upload_id, number, data, header),
@@ -715,21 +564,13 @@ class S3PartWriter:
         return PartReceipt(number, len(data), etag)
 
     def list_parts(self) -> builtins.list[PartReceipt]:
-        receipts = [
-            PartReceipt(int(p["PartNumber"]), int(p["Size"]), _strip(p.get("ETag", "")))
-            for p in self._listed_parts()
-        ]
+        receipts = [PartReceipt(p.number, p.size, p.etag) for p in self._listed_parts()]
         return sorted(receipts, key=lambda r: r.number)
 
-    def _listed_parts(self) -> Iterator[Mapping[str, Any]]:
+    def _listed_parts(self) -> builtins.list[ListedPart]:
         """ListParts, every page."""
-        marker: dict[str, int] = {}
-        while True:
-            page = self._call("list_parts", **marker)
-            yield from page.get("Parts", [])
-            if not page.get("IsTruncated"):
-                return
-            marker = {"PartNumberMarker": int(page["NextPartNumberMarker"])}
+        key, upload_id = self._key, self._upload_id
+        return self._owner._data(key, lambda rest: rest.list_parts(key, upload_id))
 
     def commit(self, parts: Sequence[PartReceipt]) -> ObjectInfo:
         """CompleteMultipartUpload; ConnectorError (InvalidPart) if a part is missing.
@@ -741,26 +582,15 @@ class S3PartWriter:
         where it reports none for a part, from the receipt's `sha256` (the journal's digest
         of the bytes sent, the checksum that part carried)."""
         sha256 = self._owner._sha256_parts
-        sums = self._part_checksums() if sha256 else {}
-        listing: builtins.list[dict[str, object]] = []
-        for r in parts:
-            entry: dict[str, object] = {"PartNumber": r.number, "ETag": f'"{r.etag}"'}
-            checksum = (sums.get(r.number) or _hex_b64(r.sha256)) if sha256 else ""
-            if checksum:
-                entry["ChecksumSHA256"] = checksum
-            listing.append(entry)
-        with _sha256_refusal_hint(self._owner._sha256_parts):
-            self._call("complete_multipart_upload", MultipartUpload={"Parts": listing})
+        sums = {p.number: p.sha256 for p in self._listed_parts() if p.sha256} if sha256 else {}
+        listing = [
+            (r.number, r.etag, (sums.get(r.number) or _hex_b64(r.sha256)) if sha256 else "")
+            for r in parts
+        ]
+        key, upload_id = self._key, self._upload_id
+        with sha256_refusal_hint(sha256):
+            self._owner._data(key, lambda rest: rest.complete_upload(key, upload_id, listing))
         return self._owner.stat(self._key)
-
-    def _part_checksums(self) -> dict[int, str]:
-        """Part number -> the ChecksumSHA256 that ListParts reports (servers that keep none,
-        such as moto, report nothing: `commit` then lists the receipts' own)."""
-        return {
-            int(p["PartNumber"]): str(p["ChecksumSHA256"])
-            for p in self._listed_parts()
-            if p.get("ChecksumSHA256")
-        }
 
     def abort(self) -> None:
         self._owner.abort_upload(self._key, self.resume_token)

@@ -1,26 +1,29 @@
-"""The S3 requests that carry object data, over `bascule.connectors.http` (see there why).
+"""The S3 requests bascule sends, over `bascule.connectors.http` (see there why).
 
-GetObject (whole or a range, If-Match), PutObject, UploadPart and ListObjectsV2 (whose
-answer botocore parses at about 0.12 ms of CPU per object listed; ElementTree, in C, at a
-tenth of that), signed by `sigv4.S3Signer` (the signature botocore's `S3SigV4Auth` makes,
-at a seventh of its cost) with the credentials the connector's boto3 session resolved, so
-that both paths authenticate the same way. The payload is never hashed for the signature
-(``UNSIGNED-PAYLOAD``, as boto3 does over HTTPS when a checksum header is present): every
-write carries a checksum header instead (Content-MD5 or x-amz-checksum-sha256, per the
-provider's quirks), which is signed and which the server checks where it can.
+The data path: GetObject (whole or a range, If-Match), PutObject, UploadPart and
+ListObjectsV2 (whose answer botocore parses at about 0.12 ms of CPU per object listed;
+ElementTree, in C, at a tenth of that). The control path: HeadObject, HeadBucket,
+DeleteObject, CreateMultipartUpload, ListParts, CompleteMultipartUpload,
+AbortMultipartUpload, ListMultipartUploads and UploadPartCopy, which are per object at most
+but which, through boto3, cost every run its import and client (about 0.24 s of a one-object
+run's 0.7 s). Each request is the one boto3 sends for that operation (method, path, query
+and headers), so that proxies, policies and servers see no difference; the answers are
+parsed in `replies`.
+
+Requests are signed by `sigv4.S3Signer` (the signature botocore's `S3SigV4Auth` makes, at a
+seventh of its cost). The payload is never hashed for the signature (``UNSIGNED-PAYLOAD``,
+as boto3 does over HTTPS when a checksum header is present): every write carries a checksum
+header instead (Content-MD5 or x-amz-checksum-sha256, per the provider's quirks), which is
+signed and which the server checks where it can.
 """
 
 from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, unquote_plus, urlsplit
-
-from botocore.credentials import Credentials
-from botocore.utils import percent_encode
+from urllib.parse import quote, urlsplit
 
 from bascule.connectors.base import ObjectInfo, PartBytes
 from bascule.connectors.http import (
@@ -30,7 +33,19 @@ from bascule.connectors.http import (
     Transport,
     retry_after,
 )
-from bascule.connectors.s3.sigv4 import S3Signer
+from bascule.connectors.s3.replies import (
+    ListedPart,
+    ListedUpload,
+    Page,
+    complete_body,
+    error_in_ok,
+    parse_copy_etag,
+    parse_listing,
+    parse_parts,
+    parse_upload_id,
+    parse_uploads,
+)
+from bascule.connectors.s3.sigv4 import Credentials, S3Signer
 
 META_PREFIX = "x-amz-meta-"
 
@@ -40,20 +55,23 @@ class S3Rest:
 
     def __init__(
         self,
+        bucket: str,
         base_url: str,
         region: str,
         credentials: Credentials,
         settings: PoolSettings,
     ) -> None:
-        """`base_url`: where the bucket's objects are, e.g. ``https://b.s3.fr-par.scw.cloud``
-        (virtual-hosted) or ``https://127.0.0.1:9000/b`` (path style)."""
+        """`base_url`: where the objects of `bucket` are, e.g.
+        ``https://b.s3.fr-par.scw.cloud`` (virtual-hosted) or ``https://127.0.0.1:9000/b``
+        (path style)."""
+        self._bucket = bucket
         parts = urlsplit(base_url)
         self._prefix = parts.path.rstrip("/")
         self._transport = Transport(base_url, settings)
         self._signer = S3Signer(base_url, region, credentials)
 
     def _path(self, key: str, query: str = "") -> str:
-        path = f"{self._prefix}/{percent_encode(key, safe='/~')}"
+        path = f"{self._prefix}/{quote(key, safe='/~')}"
         return f"{path}?{query}" if query else path
 
     def _signed(self, method: str, path: str, headers: dict[str, str]) -> dict[str, str]:
@@ -129,10 +147,105 @@ class S3Rest:
         self, key: str, upload_id: str, number: int, body: PartBytes, checksum: Any
     ) -> str:
         """UploadPart; the part's ETag (quotes stripped)."""
-        query = f"partNumber={number}&uploadId={percent_encode(upload_id)}"
+        query = f"partNumber={number}&uploadId={quote(upload_id, safe='-_.~')}"
         headers = {"Content-Length": str(len(body)), **checksum}
         reply = self._send("PUT", self._path(key, query), headers, body)
         return str(reply.headers.get("etag", "")).strip('"')
+
+    # --- the control path ------------------------------------------------------------------
+
+    def head(self, key: str, checksum_mode: bool) -> Mapping[str, str]:
+        """HeadObject; its headers (names lowercase). `checksum_mode`: ask for the
+        checksums the server keeps (x-amz-checksum-mode: ENABLED)."""
+        headers = {"x-amz-checksum-mode": "ENABLED"} if checksum_mode else {}
+        return self._send("HEAD", self._path(key), headers).headers
+
+    def head_bucket(self) -> None:
+        """HeadBucket: HttpFailure 404 when the bucket does not exist."""
+        self._send("HEAD", self._bucket_path(), {})
+
+    def delete(self, key: str) -> None:
+        """DeleteObject (S3 answers 204 whether or not the key existed)."""
+        self._send("DELETE", self._path(key), {})
+
+    def create_upload(
+        self, key: str, metadata: Mapping[str, str], checksum_algorithm: str = ""
+    ) -> str:
+        """CreateMultipartUpload; its UploadId. `checksum_algorithm` (e.g. SHA256) is
+        declared for every part of the upload."""
+        headers = {META_PREFIX + k.lower(): v for k, v in metadata.items()}
+        if checksum_algorithm:
+            headers["x-amz-checksum-algorithm"] = checksum_algorithm
+        reply = self._send("POST", self._path(key, "uploads"), headers, b"")
+        return parse_upload_id(reply.body)
+
+    def list_parts(self, key: str, upload_id: str) -> list[ListedPart]:
+        """ListParts, every page, in the server's order."""
+        parts: list[ListedPart] = []
+        markers: dict[str, str] = {}
+        while True:
+            query = _query({"uploadId": upload_id, **markers})
+            page = parse_parts(self._send("GET", self._path(key, query), {}).body)
+            parts.extend(page.items)
+            if page.next_markers is None:
+                return parts
+            markers = page.next_markers
+
+    def complete_upload(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str, str]]
+    ) -> None:
+        """CompleteMultipartUpload of (number, etag, base64 SHA-256 or "") parts."""
+        body = complete_body(parts)
+        headers = {"Content-Length": str(len(body))}
+        path = self._path(key, _query({"uploadId": upload_id}))
+        self._checked_ok(self._send("POST", path, headers, body))
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload (HttpFailure NoSuchUpload if it is gone)."""
+        self._send("DELETE", self._path(key, _query({"uploadId": upload_id})), {})
+
+    def list_uploads(self, prefix: str, markers: Mapping[str, str]) -> Page[ListedUpload]:
+        """One ListMultipartUploads page under `prefix`, from `markers` (the last page's)."""
+        params = {"encoding-type": "url", **markers}
+        if prefix:
+            params["prefix"] = prefix
+        path = f"{self._bucket_path()}?uploads&{_query(params)}"
+        return parse_uploads(self._send("GET", path, {}).body)
+
+    def copy_part(
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        source: str,
+        byte_range: tuple[int, int],
+        if_match: str,
+    ) -> str:
+        """UploadPartCopy of bytes [start, end) of `source` (a key of this bucket) when its
+        ETag is `if_match`; the CopyPartResult ETag, "" when the answer holds none."""
+        start, end = byte_range
+        headers = {
+            # as botocore quotes it: bucket/key, "/" kept
+            "x-amz-copy-source": quote(f"{self._bucket}/{source}", safe="/~"),
+            "x-amz-copy-source-range": f"bytes={start}-{end - 1}",
+            "x-amz-copy-source-if-match": f'"{if_match}"',
+        }
+        query = f"partNumber={number}&uploadId={quote(upload_id, safe='-_.~')}"
+        # an empty body, sent as Content-Length: 0 (as boto3 does; rclone serve s3 refuses a
+        # PUT without one)
+        reply = self._checked_ok(self._send("PUT", self._path(key, query), headers, b""))
+        return parse_copy_etag(reply.body)
+
+    def _bucket_path(self) -> str:
+        return self._prefix or "/"
+
+    @staticmethod
+    def _checked_ok(reply: Reply) -> Reply:
+        """`reply`, unless its 200 carries an <Error> (see `replies`)."""
+        error = error_in_ok(reply.body)
+        if error is not None:
+            raise HttpFailure(reply.status, error[0], error[1], None, dict(reply.headers))
+        return reply
 
 
 def _query(params: Mapping[str, str]) -> str:
@@ -140,34 +253,6 @@ def _query(params: Mapping[str, str]) -> str:
     return "&".join(
         f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
     )
-
-
-def parse_listing(body: bytes) -> tuple[list[ObjectInfo], str | None]:
-    """A ListObjectsV2 answer (keys URL-encoded, ``encoding-type=url``): its objects and the
-    continuation token, None on the last page."""
-    root = ET.fromstring(body)
-    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-    objects = [
-        ObjectInfo(
-            key=unquote_plus(item.findtext(f"{ns}Key") or ""),  # as botocore decodes it
-            size=int(item.findtext(f"{ns}Size") or 0),
-            etag=(item.findtext(f"{ns}ETag") or "").strip('"'),
-            last_modified=_iso_time(item.findtext(f"{ns}LastModified")),
-        )
-        for item in root.iter(f"{ns}Contents")
-    ]
-    truncated = (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"
-    token = root.findtext(f"{ns}NextContinuationToken")
-    return objects, (token if truncated and token else None)
-
-
-def _iso_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _failure(status: int, headers: Mapping[str, str], body: bytes) -> HttpFailure:

@@ -23,10 +23,10 @@ import hashlib
 import hmac
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 from urllib.parse import urlsplit
-
-from botocore.credentials import Credentials
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 TIMESTAMP = "%Y%m%dT%H%M%SZ"
@@ -37,6 +37,36 @@ _NOT_HANDLED = frozenset(
      "proxy-authorization", "te", "traceparent", "tracestate", "trailer",
      "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id"}
 )  # fmt: skip
+
+
+class FrozenCredentials(Protocol):
+    """One consistent set of keys (botocore's `ReadOnlyCredentials` is one)."""
+
+    @property
+    def access_key(self) -> str: ...
+    @property
+    def secret_key(self) -> str: ...
+    @property
+    def token(self) -> str | None: ...
+
+
+class Credentials(Protocol):
+    """Where the keys come from at each signature: botocore's credentials (which may
+    refresh, as a role's do) or `StaticCredentials`."""
+
+    def get_frozen_credentials(self) -> FrozenCredentials: ...
+
+
+@dataclass(frozen=True)
+class StaticCredentials:
+    """Keys given in the configuration: they never change during a run."""
+
+    access_key: str
+    secret_key: str = field(repr=False)  # never in a log line or a traceback
+    token: str | None = field(default=None, repr=False)
+
+    def get_frozen_credentials(self) -> StaticCredentials:
+        return self
 
 
 def host_header(base_url: str) -> str:
