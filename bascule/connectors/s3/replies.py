@@ -19,7 +19,6 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Generic, TypeVar
 from urllib.parse import unquote_plus
-from xml.sax.saxutils import escape
 
 from bascule.connectors.base import ObjectInfo
 
@@ -176,6 +175,12 @@ def complete_body(parts: Sequence[tuple[int, str, str]]) -> bytes:
         f'<CompleteMultipartUpload xmlns="{S3_NAMESPACE}">{"".join(items)}'
         "</CompleteMultipartUpload>"
     ).encode()
+
+
+def escape(text: str) -> str:
+    """`text` as XML character data (xml.sax.saxutils' escape, whose import pulls in
+    urllib.request and http.client: 20 ms at every start)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def iso_time(text: str | None) -> datetime | None:
