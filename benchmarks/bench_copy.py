@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.copy_report import markdown_report, ratios, text_report
+from benchmarks.copy_report import markdown_report, ratio_summary, ratios, text_report
 from benchmarks.lines import REPO_ROOT, LineResult, Lines, Settings
 from benchmarks.sandbox import TRANSPORTS, DatasetShape, KiB, MiB, running_sandbox, seed_source
 
@@ -64,14 +64,14 @@ def _row(r: LineResult) -> str:
     engine_s = f"{engine:8.1f}" if engine is not None else f"{'-':>8}"
     status = "ok" if not r.error else f"FAILED: {r.error}"
     return (
-        f"{r.transport:<5} {r.dataset:<6} {r.line:<34} {r.mb_per_s:8.1f} {engine_s} "
+        f"{r.round:>2} {r.transport:<5} {r.dataset:<6} {r.line:<34} {r.mb_per_s:8.1f} {engine_s} "
         f"{r.seconds:8.2f} {r.cpu_seconds:6.1f} {r.cpu_per_unit:7.2f} "
         f"{r.load_1min_before:5.1f} {r.load_1min_after:5.1f} {status}"
     )
 
 
 PROGRESS_HEADER = (
-    f"{'tport':<5} {'data':<6} {'line':<34} {'MB/s':>8} {'eng MB/s':>8} {'seconds':>8} "
+    f"{'r':>2} {'tport':<5} {'data':<6} {'line':<34} {'MB/s':>8} {'eng MB/s':>8} {'seconds':>8} "
     f"{'CPU s':>6} {'CPU/u':>7} {'load':>5} {'after':>5} status"
 )
 
@@ -94,6 +94,8 @@ def _meta(
         "transports": _transports(args.transport),
         "datasets": [{"name": s.name, "objects": s.count, "size": s.size} for s in shapes],
         "concurrency": settings.concurrency,
+        "rounds": args.rounds,
+        "warm_up": not args.no_warm_up,
         "part_size": settings.part_size,
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
@@ -163,12 +165,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "when named: bascule with SHA-256 part checksums, as on Scaleway and AWS)",
     )
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every line N times, the order of the lines reversed every other round; "
+        "ratios pair lines of the same round and are given as the median over the rounds",
+    )
+    p.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="measure from the first line (by default the first line runs once, unmeasured, "
+        "on each sandbox: the servers' first writes cost them up to half as much CPU again)",
+    )
+    p.add_argument(
         "--py-spy", action="store_true", help="profile bascule lines (py-spy must be installed)"
     )
     p.add_argument(
         "--workdir", type=Path, metavar="DIR", help="keep servers' data here (default: a temp dir)"
     )
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds: {args.rounds} is not a number of rounds; give 1 or more")
     args.line_names = _lines(args, p)
     return args
 
@@ -179,20 +197,28 @@ def run_transport(
     shapes: list[DatasetShape],
     lines: list[str],
     settings: Settings,
+    rounds: int = 1,
+    warm_up: bool = True,
 ) -> tuple[list[LineResult], float]:
-    """Every line on every dataset over one transport, in its own sandbox under `root`
-    (stopped, by pid, before this returns). Returns the results and the seeding seconds."""
+    """Every line on every dataset over one transport, `rounds` times (odd rounds in the
+    order given, even ones reversed), in its own sandbox under `root` (stopped, by pid,
+    before this returns). Returns the results and the seeding seconds."""
     results: list[LineResult] = []
     with running_sandbox(root, transport) as sandbox:
         started = time.monotonic()
         seed_source(sandbox, shapes)
         seed_seconds = round(time.monotonic() - started, 1)
         bench = Lines(sandbox, settings)
-        for shape in shapes:
-            for line in lines:
-                result = bench.run(shape, line)
-                results.append(result)
-                print(_row(result), flush=True)
+        if warm_up:
+            first = bench.run(shapes[0], lines[0], round_no=0)
+            print(_row(first) + "  (warm-up, not counted)", flush=True)
+        for round_no in range(1, rounds + 1):
+            order = lines if round_no % 2 else lines[::-1]
+            for shape in shapes:
+                for line in order:
+                    result = bench.run(shape, line, round_no)
+                    results.append(result)
+                    print(_row(result), flush=True)
     return results, seed_seconds
 
 
@@ -204,6 +230,7 @@ def _write_outputs(
             "meta": meta,
             "lines": [r.to_dict() for r in results],
             "ratios": ratios(results),
+            "ratio_summary": ratio_summary(ratios(results)),
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
@@ -227,8 +254,9 @@ def main(argv: list[str]) -> int:
     try:
         for transport in meta["transports"]:
             done, seed_seconds = run_transport(
-                root / transport, transport, shapes, args.line_names, settings
-            )
+                root / transport, transport, shapes, args.line_names, settings,
+                rounds=args.rounds, warm_up=not args.no_warm_up,
+            )  # fmt: skip
             results += done
             meta["seed_seconds"][transport] = seed_seconds
     finally:

@@ -8,6 +8,7 @@ transports ran, TLS / plain per line.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,9 @@ from benchmarks.sandbox import DatasetShape
 RATIOS = [
     ("bascule plain / rclone plain", "bascule plain", "rclone plain"),
     ("bascule encrypted / rclone crypt", "bascule encrypted", "rclone crypt"),
+    ("plain (sha256 parts) / rclone plain", "bascule plain (sha256 parts)", "rclone plain"),
+    ("encrypted (sha256 parts) / rclone crypt", "bascule encrypted (sha256 parts)", "rclone crypt"),
+    ("plain (sha256 parts) / raw write", "bascule plain (sha256 parts)", "raw write"),
     ("dask-local:2 / local (encrypted)", "bascule encrypted [dask-local:2]", "bascule encrypted"),
     ("bascule plain / raw read", "bascule plain", "raw read"),
     ("bascule plain / raw write", "bascule plain", "raw write"),
@@ -51,6 +55,7 @@ def columns(large: bool) -> list[Column]:
     """The table's columns; the CPU-per-unit one depends on the dataset's kind."""
     per_unit = "CPU s/GiB" if large else "CPU s/1k obj"
     return [
+        Column("round", lambda r: str(r.round)),
         Column("line", lambda r: r.line, numeric=False),
         Column("MB/s", lambda r: _num(r.mb_per_s)),
         Column("eng MB/s", lambda r: _num(r.engine_mb_per_s)),
@@ -96,20 +101,46 @@ def _ratio_item(transport: str, dataset: str, name: str, a: LineResult, b: LineR
 
 
 def ratios(results: Sequence[LineResult]) -> list[dict[str, Any]]:
-    """Per transport and dataset: each RATIOS pair on MB/s (whole process, and engine where
-    both have one) and on CPU seconds; then TLS / plain per line when both transports ran.
-    Failed lines are left out."""
-    ok = {(r.transport, r.dataset, r.line): r for r in results if not r.error}
+    """Per round, transport and dataset: each RATIOS pair on MB/s (whole process, and
+    engine where both have one) and on CPU seconds; then TLS / plain per line when both
+    transports ran. Only lines of the same round are paired. Failed lines are left out."""
+    ok = {(r.round, r.transport, r.dataset, r.line): r for r in results if not r.error}
     out: list[dict[str, Any]] = []
-    for transport, dataset, _ in groups(results):
-        for name, top, bottom in RATIOS:
-            a, b = ok.get((transport, dataset, top)), ok.get((transport, dataset, bottom))
-            if a is not None and b is not None:
-                out.append(_ratio_item(transport, dataset, name, a, b))
-    for (transport, dataset, line), a in ok.items():
-        b = ok.get(("plain", dataset, line))
-        if transport == "tls" and b is not None:
-            out.append(_ratio_item("tls / plain", dataset, line, a, b))
+    for round_no in sorted({r.round for r in results}):
+        for transport, dataset, _ in groups(results):
+            for name, top, bottom in RATIOS:
+                a = ok.get((round_no, transport, dataset, top))
+                b = ok.get((round_no, transport, dataset, bottom))
+                if a is not None and b is not None:
+                    out.append(_ratio_item(transport, dataset, name, a, b) | {"round": round_no})
+        for (r, transport, dataset, line), a in ok.items():
+            b = ok.get((r, "plain", dataset, line))
+            if r == round_no and transport == "tls" and b is not None:
+                out.append(_ratio_item("tls / plain", dataset, line, a, b) | {"round": round_no})
+    return out
+
+
+def ratio_summary(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each ratio over the rounds: its median, lowest and highest, and how many rounds."""
+    keys = dict.fromkeys((i["transport"], i["dataset"], i["ratio"]) for i in items)
+    out = []
+    for transport, dataset, name in keys:
+        same = [
+            i
+            for i in items
+            if (i["transport"], i["dataset"], i["ratio"]) == (transport, dataset, name)
+        ]
+        entry: dict[str, Any] = {
+            "transport": transport,
+            "dataset": dataset,
+            "ratio": name,
+            "rounds": len(same),
+        }
+        for field in ("mb_per_s", "engine_mb_per_s", "cpu"):
+            values = sorted(v for v in (i[field] for i in same) if v is not None)
+            entry[field] = round(statistics.median(values), 3) if values else None
+            entry[f"{field}_range"] = [values[0], values[-1]] if values else None
+        out.append(entry)
     return out
 
 
@@ -118,10 +149,22 @@ def _ratio_cells(item: dict[str, Any]) -> list[str]:
         item["transport"],
         item["dataset"],
         item["ratio"],
-        _num(item["mb_per_s"], 2),
-        _num(item["engine_mb_per_s"], 2),
-        _num(item["cpu"], 2),
+        *(_ranged(item, name) for name in ("mb_per_s", "engine_mb_per_s", "cpu")),
     ]
+
+
+def _ranged(item: dict[str, Any], name: str) -> str:
+    """The figure, and over several rounds its range: ``1.12 [1.05-1.20]``."""
+    span = item.get(f"{name}_range")
+    if not span or item.get("rounds", 1) < 2:
+        return _num(item[name], 2)
+    return f"{_num(item[name], 2)} [{_num(span[0], 2)}-{_num(span[1], 2)}]"
+
+
+def ratio_rows(results: Sequence[LineResult]) -> list[dict[str, Any]]:
+    """The ratios a report shows: of the one round, or over several, their medians."""
+    items = ratios(results)
+    return ratio_summary(items) if len({r.round for r in results}) > 1 else items
 
 
 RATIO_HEADERS = ["transport", "data", "ratio", "MB/s", "eng MB/s", "CPU"]
@@ -163,10 +206,15 @@ def _line_tables(results: Sequence[LineResult], table: TableFormat) -> list[tupl
 
 def text_report(results: Sequence[LineResult]) -> str:
     parts = [f"{title}\n{table}" for title, table in _line_tables(results, _text_table)]
-    rows = [_ratio_cells(item) for item in ratios(results)]
+    rows = [_ratio_cells(item) for item in ratio_rows(results)]
     if rows:
-        parts.append("ratios\n" + _text_table(RATIO_HEADERS, rows, RATIO_NUMERIC))
+        parts.append(_ratio_title(results) + "\n" + _text_table(RATIO_HEADERS, rows, RATIO_NUMERIC))
     return "\n\n".join(parts) + "\n"
+
+
+def _ratio_title(results: Sequence[LineResult]) -> str:
+    rounds = len({r.round for r in results})
+    return "ratios" if rounds < 2 else f"ratios, median of {rounds} rounds [lowest-highest]"
 
 
 def _markdown_meta(meta: dict[str, Any]) -> list[str]:
@@ -200,8 +248,9 @@ def markdown_report(meta: dict[str, Any], results: Sequence[LineResult]) -> str:
     dataset, the ratios and what the columns mean."""
     parts = ["\n".join(_markdown_meta(meta))]
     parts += [f"**{title}**\n\n{table}" for title, table in _line_tables(results, _markdown_table)]
-    rows = [_ratio_cells(item) for item in ratios(results)]
+    rows = [_ratio_cells(item) for item in ratio_rows(results)]
     if rows:
-        parts.append("**Ratios**\n\n" + _markdown_table(RATIO_HEADERS, rows, RATIO_NUMERIC))
+        title = f"**{_ratio_title(results).capitalize()}**"
+        parts.append(title + "\n\n" + _markdown_table(RATIO_HEADERS, rows, RATIO_NUMERIC))
     parts.append("\n\n".join(MARKDOWN_NOTES))
     return "\n\n".join(parts) + "\n"

@@ -14,6 +14,7 @@ through `verify=`/`connection_verify=`. No line can skip certificate verificatio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -71,6 +72,7 @@ class LineResult:
     load_1min_after: float
     exit_code: int
     error: str = ""
+    round: int = 1  # which round of `bench_copy --rounds` it ran in
 
     @property
     def mb_per_s(self) -> float:
@@ -245,7 +247,7 @@ class Lines:
         ca = self.sandbox.ca_file
         return ["--ca-cert", str(ca)] if ca else []
 
-    def run(self, shape: DatasetShape, line: str) -> LineResult:
+    def run(self, shape: DatasetShape, line: str, round_no: int = 1) -> LineResult:
         """Run one line on a fresh bucket and journal; the bucket is dropped afterwards."""
         slug = re.sub(r"[^a-z0-9]+", "-", f"{shape.name} {line}".lower()).strip("-")
         dir_ = self.work / slug
@@ -263,6 +265,7 @@ class Lines:
         self.sandbox.drop_bucket(bucket)
         loads = (load_before, load_after)
         result = _result(self.sandbox.transport, shape, line, figures, server_cpu, stored, loads)
+        result = dataclasses.replace(result, round=round_no)
         self.results.append(result)
         return result
 
