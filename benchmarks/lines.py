@@ -249,7 +249,8 @@ class Lines:
 
     def run(self, shape: DatasetShape, line: str, round_no: int = 1) -> LineResult:
         """Run one line on a fresh bucket and journal; the bucket is dropped afterwards."""
-        slug = re.sub(r"[^a-z0-9]+", "-", f"{shape.name} {line}".lower()).strip("-")
+        named = f"r{round_no} {shape.name} {line}" if round_no != 1 else f"{shape.name} {line}"
+        slug = re.sub(r"[^a-z0-9]+", "-", named.lower()).strip("-")
         dir_ = self.work / slug
         dir_.mkdir(parents=True, exist_ok=True)
         bucket = self.sandbox.fresh_bucket(slug[:60])
