@@ -74,9 +74,9 @@ def _completed_parts(connector: S3Connector, monkeypatch: pytest.MonkeyPatch) ->
     real = S3Rest.complete_upload
     completed: list[Any] = []
 
-    def recording(self: S3Rest, key: str, upload_id: str, parts: Any) -> None:
+    def recording(self: S3Rest, key: str, upload_id: str, parts: Any) -> str:
         completed.extend(parts)
-        real(self, key, upload_id, parts)
+        return real(self, key, upload_id, parts)
 
     monkeypatch.setattr(S3Rest, "complete_upload", recording)
     return completed

@@ -77,9 +77,9 @@ def test_the_journal_digest_is_the_checksum_sent(
     completed: list[tuple[int, str, str]] = []
     real_complete = S3Rest.complete_upload
 
-    def recording(self: S3Rest, key: str, upload_id: str, parts: Any) -> None:
+    def recording(self: S3Rest, key: str, upload_id: str, parts: Any) -> str:
         completed.extend(parts)
-        real_complete(self, key, upload_id, parts)
+        return real_complete(self, key, upload_id, parts)
 
     monkeypatch.setattr(S3Rest, "complete_upload", recording)
     outcome = service.migrate(_sha256_config(cloud, part_checksum="sha256"))

@@ -56,8 +56,8 @@ def test_create_and_copy_answers() -> None:
     with pytest.raises(ValueError, match="without an UploadId"):
         replies.parse_upload_id(b"<InitiateMultipartUploadResult/>")
     copied = f'<CopyPartResult{NS}><ETag>"abc"</ETag></CopyPartResult>'.encode()
-    assert replies.parse_copy_etag(copied) == "abc"
-    assert replies.parse_copy_etag(b"") == ""  # rclone serve s3's answer: nothing copied
+    assert replies.parse_etag(copied) == "abc"
+    assert replies.parse_etag(b"") == ""  # rclone serve s3's answer: nothing copied
 
 
 def test_an_error_inside_a_200_is_a_failure() -> None:

@@ -141,8 +141,9 @@ def parse_upload_id(body: bytes) -> str:
     return upload_id
 
 
-def parse_copy_etag(body: bytes) -> str:
-    """An UploadPartCopy answer's CopyPartResult ETag (quotes stripped); "" if none."""
+def parse_etag(body: bytes) -> str:
+    """The ETag of an UploadPartCopy answer (CopyPartResult) or of a
+    CompleteMultipartUpload answer, quotes stripped; "" if none."""
     if not body.strip():
         return ""
     doc = _Doc(body)

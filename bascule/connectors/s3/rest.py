@@ -39,7 +39,7 @@ from bascule.connectors.s3.replies import (
     Page,
     complete_body,
     error_in_ok,
-    parse_copy_etag,
+    parse_etag,
     parse_listing,
     parse_parts,
     parse_upload_id,
@@ -193,12 +193,13 @@ class S3Rest:
 
     def complete_upload(
         self, key: str, upload_id: str, parts: Sequence[tuple[int, str, str]]
-    ) -> None:
-        """CompleteMultipartUpload of (number, etag, base64 SHA-256 or "") parts."""
+    ) -> str:
+        """CompleteMultipartUpload of (number, etag, base64 SHA-256 or "") parts; the ETag
+        of the object it made ("" if the answer gives none)."""
         body = complete_body(parts)
         headers = {"Content-Length": str(len(body))}
         path = self._path(key, _query({"uploadId": upload_id}))
-        self._checked_ok(self._send("POST", path, headers, body))
+        return parse_etag(self._checked_ok(self._send("POST", path, headers, body)).body)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload (HttpFailure NoSuchUpload if it is gone)."""
@@ -234,7 +235,7 @@ class S3Rest:
         # an empty body, sent as Content-Length: 0 (as boto3 does; rclone serve s3 refuses a
         # PUT without one)
         reply = self._checked_ok(self._send("PUT", self._path(key, query), headers, b""))
-        return parse_copy_etag(reply.body)
+        return parse_etag(reply.body)
 
     def _bucket_path(self) -> str:
         return self._prefix or "/"
