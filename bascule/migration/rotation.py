@@ -65,8 +65,8 @@ from bascule.errors import (
     UnsupportedOperation,
     VerificationError,
 )
-from bascule.migration.coordinator import abort_orphans
 from bascule.migration.journal import Journal, ObjectRow
+from bascule.migration.orphans import abort_orphans
 from bascule.migration.plan import PartSpec, fit_part_size, plan_parts
 from bascule.migration.retry import call_with_retries
 from bascule.migration.rotation_log import NewCopy, RotationLog, RotationRow

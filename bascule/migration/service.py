@@ -29,10 +29,10 @@ from bascule.migration.coordinator import (
     ExecutorOptions,
     ProgressSink,
     RunStats,
-    abort_orphans,
 )
 from bascule.migration.extsort import external_sort
 from bascule.migration.journal import Journal, fingerprint
+from bascule.migration.orphans import abort_orphans
 from bascule.migration.plan import (
     DatasetSpec,
     DatasetTally,

@@ -34,8 +34,8 @@ from bascule.config import Config
 from bascule.connectors.base import PartWriterOpener
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import BasculeError, ConnectorError, Interrupted, UsageError
-from bascule.migration.coordinator import abort_orphans
 from bascule.migration.journal import Facts, Journal, RunRow
+from bascule.migration.orphans import abort_orphans
 from bascule.migration.service import open_journal, target_ref
 from bascule.runbook.context import (
     FAILED,

@@ -1,7 +1,9 @@
 """One writer per journal, through the CLI on the real servers (Azurite -> moto S3).
 
-A first `migrate` is held mid-run by a proxy in front of the target (its commit request waits),
-so the second writer meets a live holder at a known instant, not after a sleep."""
+A first `migrate` is held mid-run by a proxy in front of the target (its commit requests and
+its small objects' puts wait; it keeps sending parts while a commit is under way), so the
+second writer meets a live holder at a known instant, not after a sleep, and the target's
+objects stay as they are until the proxy lets go."""
 
 from __future__ import annotations
 
@@ -24,17 +26,19 @@ def cloud(cloud_moto: CloudSetup) -> CloudSetup:
     return cloud_moto
 
 
-def _is_commit(method: str, path: str) -> bool:
-    return method == "POST" and "uploadId=" in path
+def _is_commit_or_small_put(method: str, path: str) -> bool:
+    return (method == "POST" and "uploadId=" in path) or (method == "PUT" and "/small/" in path)
 
 
 def _held_run(cloud: CloudSetup) -> tuple[Path, FaultProxy, subprocess.Popen[bytes]]:
-    """A migrate that holds the journal, stopped at its first multipart commit."""
+    """A migrate that holds the journal, held at its first commit or small put."""
     for i in range(3):
         cloud.upload(f"snds/big-{i}.parquet", bytes([i]) * (6 * MiB))
     for i in range(20):
         cloud.upload(f"snds/small/{i:02d}.csv", f"a;b\n{i};x\n".encode())
-    proxy = FaultProxy(cloud.s3.endpoint_url, FaultPlan(rate=0, hold=_is_commit)).start()
+    proxy = FaultProxy(
+        cloud.s3.endpoint_url, FaultPlan(rate=0, hold=_is_commit_or_small_put)
+    ).start()
     data = cloud.config_dict(concurrency=2, max_bytes_in_flight="12MiB")
     data["endpoints"]["ovh-gra"]["endpoint_url"] = proxy.url
     config = cloud.write_config(data)
