@@ -122,3 +122,25 @@ def test_migrate_and_verify_over_https_then_another_ca_is_refused(tls_sandbox: T
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1, refused.stderr
         assert "certificate" in lines[0] and "ca_bundle" in lines[0]
+
+
+def test_an_s3_endpoint_without_ca_bundle_trusts_aws_ca_bundle(tls_sandbox: TlsSandbox) -> None:
+    """As boto3 and the AWS CLI do: with no `ca_bundle:` on the S3 endpoint, the CA file
+    that AWS_CA_BUNDLE names is the one trusted (else certifi's, which refuses the local CA)."""
+    sb, cwd = tls_sandbox.state_dir, tls_sandbox.state_dir.parent
+    text = (sb / "bascule.yaml").read_text()
+    azure_part, s3_part = text.split("kind: s3", 1)
+    assert "ca_bundle: tls/ca.pem" in s3_part
+    config = sb / "s3-without-ca-bundle.yaml"
+    config.write_text(
+        azure_part + "kind: s3" + s3_part.replace("ca_bundle: tls/ca.pem", "", 1).replace(
+            "journal: journal.db", "journal: s3-without-ca-bundle.db"
+        )
+    )  # fmt: skip
+    env = {k: v for k, v in tls_sandbox.env.items() if k != "AWS_CA_BUNDLE"}
+    refused = run("plan", "-c", str(config), cwd=cwd, env=env)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "certificate" in refused.stderr.strip().splitlines()[-1]
+    trusted = run("plan", "-c", str(config), cwd=cwd,
+                  env={**env, "AWS_CA_BUNDLE": str(sb / "tls" / "ca.pem")})  # fmt: skip
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr

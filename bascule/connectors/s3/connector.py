@@ -33,6 +33,7 @@ import builtins
 import contextlib
 import hashlib
 import io
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -133,8 +134,11 @@ class S3Connector:
             else None
         )
         self._keys = (access_key_id, secret_access_key, session_token)
+        # Without ca_bundle, AWS_CA_BUNDLE names the CAs to trust, as boto3 and the AWS CLI
+        # read it; else certifi's bundle (`http`).
+        trusted = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
         self._pool_settings = PoolSettings(
-            ca_bundle, connect_timeout_s, read_timeout_s, max_connections
+            trusted, connect_timeout_s, read_timeout_s, max_connections
         )
         self._sdk_client: Any = None  # boto3's, made only where bascule cannot resolve alone
         self._sdk_session: Any = None
