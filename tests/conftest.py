@@ -97,7 +97,7 @@ class S3Server:
     secret_access_key: str
     pid: int
 
-    def client(self, endpoint_url: str | None = None) -> Any:
+    def client(self, endpoint_url: str | None = None, config: Any = None) -> Any:
         """A boto3 client of this server (or of a proxy in front of it): an independent
         reader and writer for set-up and checks, beside bascule's own requests."""
         import boto3
@@ -108,6 +108,7 @@ class S3Server:
             region_name=self.region,
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
+            config=config,
         )
 
 

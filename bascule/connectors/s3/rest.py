@@ -206,11 +206,13 @@ class S3Rest:
         self._send("DELETE", self._path(key, _query({"uploadId": upload_id})), {})
 
     def list_uploads(self, prefix: str, markers: Mapping[str, str]) -> Page[ListedUpload]:
-        """One ListMultipartUploads page under `prefix`, from `markers` (the last page's)."""
-        params = {"encoding-type": "url", **markers}
+        """One ListMultipartUploads page under `prefix`, from `markers` (the last page's).
+        No ``encoding-type``: boto3 asks for it on the object listings only, and a key is
+        decoded only where an answer says it is encoded (`replies`)."""
+        params = {**markers}
         if prefix:
             params["prefix"] = prefix
-        path = f"{self._bucket_path()}?uploads&{_query(params)}"
+        path = f"{self._bucket_path()}?uploads" + (f"&{_query(params)}" if params else "")
         return parse_uploads(self._send("GET", path, {}).body)
 
     def copy_part(
