@@ -3,6 +3,7 @@
     python -m benchmarks.bench_copy [--quick] [--transport tls|plain|both] [--json FILE]
                                     [--markdown FILE]                throughput lines
     python -m benchmarks.bench_copy --memory [--json FILE]           peak RSS, one 2 GiB object
+    python -m benchmarks.bench_copy --startup --rounds 10            start-up, one 32 KiB object
 
 By default every line runs twice: first with both servers on HTTPS (a local CA that every
 client trusts, as production endpoints are reached), then on plain HTTP, one sandbox each.
@@ -40,6 +41,9 @@ QUICK = [
     DatasetShape("small", "small/", 500, 32 * KiB),
 ]
 MEMORY = [DatasetShape("huge", "huge/", 1, 2 * GiB)]
+# One small object: the whole line is start-up (interpreter, imports, config, listing,
+# planning) and one request each way; bascule's against rclone's.
+STARTUP = [DatasetShape("one", "one/", 1, 32 * KiB)]
 # raw read first: it warms the source's page cache for every line after it.
 LINES = [
     "raw read",
@@ -138,6 +142,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="4 x 64 MiB and 500 x 32 KiB")
     mode.add_argument(
         "--memory", action="store_true", help="peak RSS of one 2 GiB object, default settings"
+    )
+    mode.add_argument(
+        "--startup",
+        action="store_true",
+        help="one 32 KiB object: what a run costs before and after its copy (use --rounds)",
     )
     p.add_argument(
         "--transport",
@@ -239,7 +248,7 @@ def _write_outputs(
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    shapes = MEMORY if args.memory else QUICK if args.quick else FULL
+    shapes = MEMORY if args.memory else STARTUP if args.startup else QUICK if args.quick else FULL
     settings = Settings(
         args.concurrency,
         args.part_size_mib * MiB,
