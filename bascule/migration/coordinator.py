@@ -3,7 +3,8 @@
 Only the coordinator (the thread that calls `Coordinator.run`) touches the journal. Tasks run
 elsewhere (a `bascule.runners.TaskRunner`: a thread pool, or Dask workers) and return
 `PartResult`s. Who retries
-what: the SDKs retry nothing (boto3/Azure retries are turned down in the connectors), each task
+what: the connectors retry nothing (S3 requests and Azure's data path go through bascule's
+own HTTP client, which never retries; the Azure SDK's retries are turned down), each task
 retries a transient failure with the one tenacity policy of `retry.py` within the attempt
 budget the journal still allows, and the journal counts attempts across restarts.
 

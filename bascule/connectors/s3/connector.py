@@ -142,6 +142,7 @@ class S3Connector:
         )
         self._sdk_client: Any = None  # boto3's, made only where bascule cannot resolve alone
         self._sdk_session: Any = None
+        self._sdk_lock = threading.Lock()
         self._rest: S3Rest | None = None
         self._rest_lock = threading.Lock()
         self.list_page_size = list_page_size
@@ -157,22 +158,25 @@ class S3Connector:
     def _sdk(self) -> Any:
         """boto3's client for this endpoint (imported and made on first use): its
         credential chain and endpoint rules, never its requests."""
-        if self._sdk_client is None:
-            import boto3
-            from botocore.config import Config
+        with self._sdk_lock:
+            if self._sdk_client is None:
+                import boto3
+                from botocore.config import Config
 
-            key_id, secret, token = self._keys
-            self._sdk_session = boto3.session.Session(
-                aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token
-            )
-            self._sdk_client = self._sdk_session.client(
-                "s3",
-                endpoint_url=self._endpoint,
-                region_name=self._region,
-                config=Config(s3={"addressing_style": self._quirks.addressing_style}),
-                verify=self._pool_settings.ca_bundle,
-            )
-        return self._sdk_client
+                key_id, secret, token = self._keys
+                self._sdk_session = boto3.session.Session(
+                    aws_access_key_id=key_id,
+                    aws_secret_access_key=secret,
+                    aws_session_token=token,
+                )
+                self._sdk_client = self._sdk_session.client(
+                    "s3",
+                    endpoint_url=self._endpoint,
+                    region_name=self._region,
+                    config=Config(s3={"addressing_style": self._quirks.addressing_style}),
+                    verify=self._pool_settings.ca_bundle,
+                )
+            return self._sdk_client
 
     def _data_path(self) -> S3Rest:
         """The requests' client, made on first use (credentials resolved then, as boto3
