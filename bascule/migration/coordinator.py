@@ -2,11 +2,12 @@
 
 Only the coordinator (the thread that calls `Coordinator.run`) touches the journal. Tasks run
 elsewhere (a `bascule.runners.TaskRunner`: a thread pool, or Dask workers) and return
-`PartResult`s. Who retries
-what: the connectors retry nothing (S3 requests and Azure's data path go through bascule's
-own HTTP client, which never retries; the Azure SDK's retries are turned down), each task
-retries a transient failure with the one tenacity policy of `retry.py` within the attempt
-budget the journal still allows, and the journal counts attempts across restarts.
+`PartResult`s; a multipart upload's commit (complete, then stat) runs on a commit thread,
+which touches the target only, and the coordinator journals the object when it returns.
+Who retries what: the connectors retry nothing (S3 requests and Azure's data path go through
+bascule's own HTTP client, which never retries; the Azure SDK's retries are turned down),
+each task retries a transient failure with the one tenacity policy of `retry.py` within the
+attempt budget the journal still allows, and the journal counts attempts across restarts.
 
 Memory: at most `max_bytes_in_flight` bytes of ciphertext are held by running tasks (one part
 is always allowed, however large), so RSS is about 100 MiB + 1.1 x max_bytes_in_flight.
