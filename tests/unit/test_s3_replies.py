@@ -89,3 +89,18 @@ def test_http_dates_of_a_head_answer() -> None:
     )
     assert replies.http_time("not a date") is None
     assert replies.http_time(None) is None
+
+
+@pytest.mark.parametrize("body", [b"<ListPartsResult><Part>", b"not xml at all", b""])
+def test_an_unreadable_answer_is_a_storage_error_in_one_line(body: bytes) -> None:
+    """A 200 whose body is cut or is not XML is the server's failure: mapped to a
+    ConnectorError (exit 3 at the CLI), never a ParseError traceback."""
+    from bascule.connectors.s3.errors import map_error
+    from bascule.connectors.s3.rest import _read
+    from bascule.errors import ConnectorError
+
+    with pytest.raises(HttpFailure) as failed:
+        _read(replies.parse_parts if body else replies.parse_upload_id, Reply(200, {}, body))
+    mapped = map_error(failed.value, "s3://b", "k")
+    assert type(mapped) is ConnectorError and not mapped.retryable
+    assert "UnreadableAnswer" in str(mapped) and "\n" not in str(mapped)

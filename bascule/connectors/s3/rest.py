@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from bascule.connectors.base import ObjectInfo, PartBytes
@@ -48,6 +48,7 @@ from bascule.connectors.s3.replies import (
 from bascule.connectors.s3.sigv4 import Credentials, S3Signer
 
 META_PREFIX = "x-amz-meta-"
+T = TypeVar("T")
 
 
 class S3Rest:
@@ -95,7 +96,7 @@ class S3Rest:
         if token:
             params["continuation-token"] = token
         path = f"{self._prefix or '/'}?{_query(params)}"
-        return parse_listing(self._send("GET", path, {}).body)
+        return _read(parse_listing, self._send("GET", path, {}))
 
     def get(
         self, key: str, start: int | None = None, length: int | None = None, if_match: str = ""
@@ -177,7 +178,7 @@ class S3Rest:
         if checksum_algorithm:
             headers["x-amz-checksum-algorithm"] = checksum_algorithm
         reply = self._send("POST", self._path(key, "uploads"), headers, b"")
-        return parse_upload_id(reply.body)
+        return _read(parse_upload_id, reply)
 
     def list_parts(self, key: str, upload_id: str) -> list[ListedPart]:
         """ListParts, every page, in the server's order."""
@@ -185,7 +186,7 @@ class S3Rest:
         markers: dict[str, str] = {}
         while True:
             query = _query({"uploadId": upload_id, **markers})
-            page = parse_parts(self._send("GET", self._path(key, query), {}).body)
+            page = _read(parse_parts, self._send("GET", self._path(key, query), {}))
             parts.extend(page.items)
             if page.next_markers is None:
                 return parts
@@ -199,7 +200,7 @@ class S3Rest:
         body = complete_body(parts)
         headers = {"Content-Length": str(len(body))}
         path = self._path(key, _query({"uploadId": upload_id}))
-        return parse_etag(self._checked_ok(self._send("POST", path, headers, body)).body)
+        return _read(parse_etag, self._checked_ok(self._send("POST", path, headers, body)))
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload (HttpFailure NoSuchUpload if it is gone)."""
@@ -213,7 +214,7 @@ class S3Rest:
         if prefix:
             params["prefix"] = prefix
         path = f"{self._bucket_path()}?uploads" + (f"&{_query(params)}" if params else "")
-        return parse_uploads(self._send("GET", path, {}).body)
+        return _read(parse_uploads, self._send("GET", path, {}))
 
     def copy_part(
         self,
@@ -237,7 +238,7 @@ class S3Rest:
         # an empty body, sent as Content-Length: 0 (as boto3 does; rclone serve s3 refuses a
         # PUT without one)
         reply = self._checked_ok(self._send("PUT", self._path(key, query), headers, b""))
-        return parse_etag(reply.body)
+        return _read(parse_etag, reply)
 
     def _bucket_path(self) -> str:
         return self._prefix or "/"
@@ -256,6 +257,19 @@ def _query(params: Mapping[str, str]) -> str:
     return "&".join(
         f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
     )
+
+
+def _read(parse: Callable[[bytes], T], reply: Reply) -> T:
+    """A 2xx answer's body read by `parse`; one that is not the XML it should be (cut, not
+    XML, or missing what the operation returns) is the server's failure, not a bug: an
+    `HttpFailure` naming it, which the connector maps like any refusal."""
+    try:
+        return parse(reply.body)
+    except (ET.ParseError, ValueError) as exc:
+        raise HttpFailure(
+            reply.status, "UnreadableAnswer", f"the answer is not the XML S3 sends ({exc})",
+            None, dict(reply.headers),
+        ) from None  # fmt: skip
 
 
 def _failure(status: int, headers: Mapping[str, str], body: bytes) -> HttpFailure:
