@@ -39,7 +39,7 @@ from bascule.connectors.base import (
 )
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import TransientStorageError, UnsupportedOperation
-from bascule.migration.journal import KeyWrapper
+from bascule.migration.keywrap import KeyWrapper
 from bascule.migration.plan import PartSpec
 from bascule.migration.retry import call_with_retries
 
