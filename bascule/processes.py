@@ -18,6 +18,7 @@ covers it). Workers ignore Ctrl-C: the parent stops feeding them and waits for t
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import signal
@@ -29,6 +30,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar, TypeVarTuple
+
+from bascule.tuning import tune_allocator, tune_gc
 
 R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
@@ -52,6 +55,7 @@ def _serve(conn: Connection, threads: int) -> None:
         with send_lock:
             conn.send(answer)
 
+    frozen = False
     while True:
         try:
             message = conn.recv()
@@ -61,6 +65,9 @@ def _serve(conn: Connection, threads: int) -> None:
             pool.shutdown(wait=True)
             conn.close()
             return
+        if not frozen:  # the first task imported the task modules: long-lived too
+            gc.freeze()
+            frozen = True
         pool.submit(run, *message)
 
 
@@ -140,7 +147,12 @@ class ProcessRunner:
 
 
 def main(argv: list[str]) -> None:
-    """A worker: `python -m bascule.processes FD THREADS` (FD: its end of the socket)."""
+    """A worker: `python -m bascule.processes FD THREADS` (FD: its end of the socket).
+
+    Tuned as the CLI's process is: the same per-part buffers and per-object allocations run
+    here (20,000 tiny objects: 4 % less worker CPU with the collector tuned)."""
+    tune_allocator()
+    tune_gc()
     _serve(Connection(int(argv[0])), int(argv[1]))
 
 

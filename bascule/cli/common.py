@@ -10,7 +10,6 @@ from storage, configs and shell steps, and a ``[/x]`` in them must never be read
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Callable, Iterable
 from functools import wraps
@@ -23,6 +22,8 @@ from rich.segment import Segment
 from bascule.config import Config
 from bascule.errors import BasculeError, ExitCode, JournalError
 from bascule.logging import redact_text
+from bascule.tuning import tune_allocator as tune_allocator  # re-exported for the CLI
+from bascule.tuning import tune_gc as tune_gc
 
 
 class RedactingConsole(Console):
@@ -128,39 +129,6 @@ def setup_logging(cfg: Config) -> None:
         ) from None
     for value in secret_values(cfg):
         register_secret(value)
-
-
-def tune_allocator() -> None:
-    """Make glibc hand part-sized buffers (>= 1 MiB) back to the OS when freed.
-
-    By default glibc raises its mmap threshold after the first large free, so later 16 MiB
-    part buffers come from per-thread arenas that keep the memory: RSS then grows well past
-    the bytes in flight. A fixed threshold keeps RSS near the documented bound. Elsewhere
-    (musl, macOS) this does nothing."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_mmap_threshold = -3  # from glibc's malloc.h
-    mallopt(m_mmap_threshold, 1024 * 1024)
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector run less often, over fewer objects.
-
-    Start-up leaves a few hundred thousand long-lived objects (modules, classes, the config),
-    which every full collection walks again: frozen, they are skipped. A copy allocates many
-    short-lived objects and few cycles, so the young generation is collected 10x less often
-    (profile of a 256 MiB migrate before: 11 % of its CPU in gc_collect_main)."""
-    gc.freeze()
-    gc.set_threshold(7_000, 20, 20)
 
 
 def stdout_is_tty() -> bool:
