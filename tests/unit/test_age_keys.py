@@ -187,3 +187,26 @@ def test_load_identities_empty_file(tmp_path: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(ConfigError, match="holds no identity"):
         load_identities(path)
+
+
+def test_wrap_uses_a_fresh_ephemeral_key_each_time() -> None:
+    """The stanza's AEAD uses a fixed nonce: a repeated share would repeat its key."""
+    recipient = X25519Identity.generate().recipient()
+    file_key = os.urandom(16)
+    shares = {recipient.wrap(file_key)[0] for _ in range(50)}
+    assert len(shares) == 50
+
+
+def test_wrap_and_unwrap_agree_across_libraries() -> None:
+    """Shares made with libsodium open with the identity's OpenSSL key (and 32 bytes each)."""
+    identity = X25519Identity.generate()
+    file_key = os.urandom(16)
+    share, body = identity.recipient().wrap(file_key)
+    assert len(share) == 32
+    assert identity.unwrap(share, body) == file_key
+    assert X25519Identity.generate().unwrap(share, body) is None
+
+
+def test_wrap_refuses_a_low_order_recipient() -> None:
+    with pytest.raises(ValueError, match="low-order"):
+        X25519Recipient(bytes(32)).wrap(os.urandom(16))
