@@ -182,6 +182,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "ratios pair lines of the same round and are given as the median over the rounds",
     )
     p.add_argument(
+        "--datasets",
+        choices=["large", "small", "both"],
+        default="both",
+        help="the throughput datasets to run (default both); small alone gives the noisy "
+        "per-object lines more rounds in the same time",
+    )
+    p.add_argument(
         "--no-warm-up",
         action="store_true",
         help="measure from the first line (by default the first line runs once, unmeasured, "
@@ -196,6 +203,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds: {args.rounds} is not a number of rounds; give 1 or more")
+    if args.datasets != "both" and (args.memory or args.startup):
+        p.error("--datasets picks among the throughput datasets; leave it out with --memory "
+                "or --startup")  # fmt: skip
     args.line_names = _lines(args, p)
     return args
 
@@ -246,9 +256,15 @@ def _write_outputs(
         args.markdown.write_text(markdown_report(meta, results))
 
 
+def dataset_shapes(args: argparse.Namespace) -> list[DatasetShape]:
+    """The datasets the options name (`--datasets` narrows the throughput ones)."""
+    shapes = MEMORY if args.memory else STARTUP if args.startup else QUICK if args.quick else FULL
+    return [s for s in shapes if args.datasets in ("both", s.name)]
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    shapes = MEMORY if args.memory else STARTUP if args.startup else QUICK if args.quick else FULL
+    shapes = dataset_shapes(args)
     settings = Settings(
         args.concurrency,
         args.part_size_mib * MiB,

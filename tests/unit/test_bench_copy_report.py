@@ -3,6 +3,9 @@ median ratio with its range (pure functions of the results; no server runs here)
 
 from __future__ import annotations
 
+import pytest
+
+from benchmarks.bench_copy import dataset_shapes, parse_args
 from benchmarks.copy_report import ratio_rows, ratios, text_report
 from benchmarks.lines import LineResult
 
@@ -36,3 +39,15 @@ def test_several_rounds_give_the_median_and_its_range() -> None:
     )  # fmt: skip
     assert "median of 3 rounds" in text_report(results)
     assert "1.10 [0.90-1.20]" in text_report(results)
+
+
+def test_datasets_option_narrows_the_throughput_datasets() -> None:
+    def names(*argv: str) -> list[str]:
+        return [shape.name for shape in dataset_shapes(parse_args(list(argv)))]
+
+    assert names() == ["large", "small"]
+    assert names("--datasets", "small") == ["small"]
+    assert names("--quick", "--datasets", "large") == ["large"]
+    assert names("--memory") == ["huge"]
+    with pytest.raises(SystemExit):
+        parse_args(["--memory", "--datasets", "small"])
