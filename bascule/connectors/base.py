@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -397,6 +398,21 @@ class DeferredSync(Protocol):
 
     def sync(self) -> None:
         """Make every write completed so far durable."""
+        ...
+
+
+def holds_folders(conn: object) -> TypeGuard[FolderHolder]:
+    """`isinstance(conn, FolderHolder)`, answered once per class (see `defers_sync`)."""
+    return _implements(type(conn), FolderHolder, "FolderHolder")
+
+
+@runtime_checkable
+class FolderHolder(Protocol):
+    """A connector on a file system that can keep the folders it opens while a batch of
+    objects runs in one thread, instead of opening them again for each object."""
+
+    def holding_folders(self) -> AbstractContextManager[None]:
+        """Keep what this thread opens until exit; then close it."""
         ...
 
 

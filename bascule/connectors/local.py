@@ -74,6 +74,7 @@ from bascule.connectors.fileio import (
     unlink_quietly,
     write_all,
 )
+from bascule.connectors.held_folders import HeldFolders
 from bascule.errors import (
     AccessDenied,
     ConnectorError,
@@ -147,6 +148,7 @@ class LocalConnector:
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
         self._url = self._root.resolve().as_uri()
+        self._held = HeldFolders()
 
     @property
     def url(self) -> str:
@@ -225,6 +227,19 @@ class LocalConnector:
         link (a link anywhere on the way is refused); `create` makes missing folders.
         OSError (FileNotFoundError when a folder is missing) is the caller's to map; a
         missing root is ContainerNotFound."""
+        if self._held.active:  # kept open for the batch, closed at its end
+            yield self._held.get(
+                tuple(parts), lambda: self._open_dir(parts, key, create=create, reading=reading)
+            )
+            return
+        fd = self._open_dir(parts, key, create=create, reading=reading)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _open_dir(self, parts: Sequence[str], key: str, *, create: bool, reading: bool) -> int:
+        """The descriptor `_dir` yields, for the caller to close."""
         try:
             fd = os.open(self._root, DIR_FLAGS & ~os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
@@ -233,9 +248,14 @@ class LocalConnector:
         try:
             for name in parts:
                 fd = self._step(fd, name, key, create=create, reading=reading)
-            yield fd
-        finally:
-            os.close(fd)
+        except BaseException:
+            os.close(fd)  # the last folder opened: `_step` keeps it open when it fails
+            raise
+        return fd
+
+    def holding_folders(self) -> contextlib.AbstractContextManager[None]:
+        """Until exit, this thread keeps the folders it opens (see `held_folders`)."""
+        return self._held.holding()
 
     def _step(self, fd: int, name: str, key: str, *, create: bool, reading: bool) -> int:
         """Open folder `name` under `fd` and close `fd` (it stays open on failure)."""
@@ -421,6 +441,13 @@ class LocalConnector:
     def _open_fast(self, key: str) -> int | None:
         """The file at `key` opened in one call where the kernel can refuse every link on the
         way (openat2), else None: then a folder at a time (a 3-folder key: 8 calls fewer)."""
+        if self._held.active:
+            root_fd = functools.partial(self._open_dir, [], key, create=False, reading=True)
+            try:
+                held = self._held.get((), root_fd)
+            except (OSError, ConnectorError):
+                return None
+            return open_beneath(held, key, _READ_FLAGS)
         try:
             root = os.open(self._root, DIR_FLAGS & ~os.O_NOFOLLOW)
         except OSError:

@@ -35,6 +35,7 @@ from bascule.connectors.base import (
     PartWriterOpener,
     PushReader,
     defers_sync,
+    holds_folders,
     pushes_reads,
 )
 from bascule.endpoints import EndpointRef, connector
@@ -465,8 +466,13 @@ def run_objects(tasks: Sequence[PartTask], attempts_left: int) -> list[ObjectOut
     result comes back only once its object is durable: if the flush fails, every object of
     the batch is reported failed (and sent again)."""
     outcomes: list[ObjectOutcome] = []
-    gate = _latency_free_batches if _latency_free(tasks) else contextlib.nullcontext()
-    with gate:
+    connectors = _connectors(tasks)
+    latency_free = all(c.capabilities.latency_free for c in connectors)
+    gate = _latency_free_batches if latency_free else contextlib.nullcontext()
+    with gate, contextlib.ExitStack() as held:
+        for conn in connectors:
+            if holds_folders(conn):  # each folder opened once per batch, not per object
+                held.enter_context(conn.holding_folders())
         for task in tasks:
             try:
                 outcomes.append(run_part_with_retries(task, attempts_left, deferred=True))
@@ -476,10 +482,10 @@ def run_objects(tasks: Sequence[PartTask], attempts_left: int) -> list[ObjectOut
     return outcomes
 
 
-def _latency_free(tasks: Sequence[PartTask]) -> bool:
-    """Every source and target of the batch answers without a network (see above)."""
+def _connectors(tasks: Sequence[PartTask]) -> list[Connector]:
+    """Every source and target of the batch, once each."""
     refs = {ref.cache_key: ref for task in tasks for ref in (task.source, task.target)}
-    return all(connector(ref).capabilities.latency_free for ref in refs.values())
+    return [connector(ref) for ref in refs.values()]
 
 
 def _sync_targets(
