@@ -104,6 +104,16 @@ def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
 
 
+def _low_order(public: bytes) -> bool:
+    """Whether `public` is a point of small order: X25519 with any clamped scalar (a
+    multiple of the cofactor) gives the all-zero secret, which libsodium refuses."""
+    try:
+        crypto_scalarmult(bytes(32), public)
+    except CryptoError:
+        return True
+    return False
+
+
 def _is_plugin_recipient(s: str) -> bool:
     """A plugin or post-quantum recipient (``age1pq1...``, ``age1yubikey1...``): its bech32
     prefix runs past ``age``. An X25519 key may itself start ``age1pq``: its prefix is ``age``."""
@@ -135,6 +145,8 @@ class X25519Recipient:
             raise ValueError("an age recipient is lowercase and starts with 'age1'")
         if len(data) != 32:
             raise ValueError(f"an age recipient holds 32 bytes, this one {len(data)}")
+        if _low_order(data):
+            raise ValueError("it is a low-order X25519 point, which no secret key can open")
         return cls(data)
 
     @property

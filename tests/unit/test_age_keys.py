@@ -210,3 +210,9 @@ def test_wrap_and_unwrap_agree_across_libraries() -> None:
 def test_wrap_refuses_a_low_order_recipient() -> None:
     with pytest.raises(ValueError, match="low-order"):
         X25519Recipient(bytes(32)).wrap(os.urandom(16))
+
+
+def test_parse_recipients_refuses_a_low_order_key() -> None:
+    low_order = bech32_encode("age", bytes(32))
+    with pytest.raises(ConfigError, match=r"recipient 2 of 2 .* low-order"):
+        parse_recipients([str(X25519Identity.generate().recipient()), low_order])
