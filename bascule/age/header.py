@@ -20,12 +20,17 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from hashlib import sha256
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from bascule.age.errors import AgeHeaderError, AgeHeaderMacError, AgeNoMatchError
-from bascule.age.keys import FILE_KEY_SIZE, X25519Identity, X25519Recipient, hkdf_sha256
+from bascule.age.keys import (
+    FILE_KEY_SIZE,
+    X25519Identity,
+    X25519Recipient,
+    hkdf_sha256,
+    hmac_sha256,
+)
 
 VERSION_LINE = b"age-encryption.org/v1"
 MAC_PREFIX = b"--- "
@@ -201,7 +206,7 @@ def parse_header_bytes(data: bytes) -> Header:
 
 def _header_mac(file_key: bytes, mac_input: bytes) -> bytes:
     mac_key = hkdf_sha256(file_key, b"", b"header")
-    return hmac.new(mac_key, mac_input, sha256).digest()
+    return hmac_sha256(mac_key, mac_input)
 
 
 def encode_header(file_key: bytes, recipients: Sequence[X25519Recipient]) -> bytes:

@@ -8,16 +8,16 @@ Recipients (public keys) are ``age1...``; identities (secret keys) are
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
 from nacl.exceptions import CryptoError
 
@@ -99,9 +99,28 @@ def bech32_decode(text: str) -> tuple[str, bytes]:
     return hrp, bytes(_convert_bits(values[:-6], 5, 8, pad=False))
 
 
+_SHA256_BLOCK = 64
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
+def hmac_sha256(key: bytes, msg: bytes) -> bytes:
+    """HMAC-SHA-256 (RFC 2104) over `hashlib`, as the stdlib's `hmac` computes it without
+    OpenSSL's HMAC: that one sets up an EVP context per call, 2.6 us against 1.7 here, and
+    every object written costs seven (three HKDFs and the header MAC). Tested against
+    `hmac.digest`."""
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    inner = hashlib.sha256(key.translate(_IPAD) + msg).digest()
+    return hashlib.sha256(key.translate(_OPAD) + inner).digest()
+
+
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes) -> bytes:
-    """32 bytes of HKDF-SHA-256, as age derives every key (an empty salt = no salt)."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+    """32 bytes of HKDF-SHA-256 (RFC 5869), as age derives every key (an empty salt = no
+    salt, i.e. 32 zero bytes). 32 bytes are one block of the expand step."""
+    prk = hmac_sha256(salt or bytes(32), ikm)
+    return hmac_sha256(prk, info + b"\x01")
 
 
 def _low_order(public: bytes) -> bool:

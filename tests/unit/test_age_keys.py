@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bascule.age.keys import Bech32Error, bech32_decode, bech32_encode
+from bascule.age.keys import Bech32Error, bech32_decode, bech32_encode, hkdf_sha256, hmac_sha256
 from bascule.age.stream import (
     X25519Identity,
     X25519Recipient,
@@ -216,3 +217,36 @@ def test_parse_recipients_refuses_a_low_order_key() -> None:
     low_order = bech32_encode("age", bytes(32))
     with pytest.raises(ConfigError, match=r"recipient 2 of 2 .* low-order"):
         parse_recipients([str(X25519Identity.generate().recipient()), low_order])
+
+
+# RFC 5869 A.1 and A.3: (IKM, salt, info, first 32 bytes of OKM)
+_HKDF_VECTORS = [
+    (
+        bytes([0x0B] * 22),
+        bytes(range(13)),
+        bytes(range(0xF0, 0xFA)),
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf",
+    ),
+    (
+        bytes([0x0B] * 22),
+        b"",
+        b"",
+        "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ikm", "salt", "info", "okm"), _HKDF_VECTORS)
+def test_hkdf_sha256_matches_rfc_5869(ikm: bytes, salt: bytes, info: bytes, okm: str) -> None:
+    assert hkdf_sha256(ikm, salt, info).hex() == okm
+
+
+@pytest.mark.parametrize("key_len", [0, 16, 32, 63, 64, 65, 200])
+def test_hmac_sha256_matches_the_stdlib_and_hkdf_matches_cryptography(key_len: int) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key, msg = os.urandom(key_len), os.urandom(97)
+    assert hmac_sha256(key, msg) == hmac.digest(key, msg, "sha256")
+    expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=key, info=msg[:20]).derive(msg)
+    assert hkdf_sha256(msg, key, msg[:20]) == expected
