@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -54,6 +54,7 @@ from bascule.migration.journal import (
 )
 from bascule.migration.part_checksums import ResumeGuard
 from bascule.migration.plan import ObjectPlan, PartSpec, plan_parts
+from bascule.migration.progress import NullProgress, ProgressSink
 from bascule.migration.retry import call_with_retries
 from bascule.migration.tasks import (
     ObjectKey,
@@ -81,23 +82,6 @@ BATCH_BYTES = 8 * 1024 * 1024
 # s3`, which assembles the parts and hashes the object for a HEAD) stopped the feeding and
 # settling of every part in flight.
 COMMIT_THREADS = 4
-
-
-class ProgressSink(Protocol):
-    def add_total(self, objects: int, nbytes: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def object_done(self, key: str) -> None: ...
-
-
-class NullProgress:
-    def add_total(self, objects: int, nbytes: int) -> None:
-        return None
-
-    def advance(self, nbytes: int) -> None:
-        return None
-
-    def object_done(self, key: str) -> None:
-        return None
 
 
 @dataclass

@@ -24,12 +24,7 @@ from bascule.connectors.base import Connector, ObjectInfo, SkipReporter, display
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import Interrupted, PlanError
 from bascule.migration import part_checksums
-from bascule.migration.coordinator import (
-    Coordinator,
-    ExecutorOptions,
-    ProgressSink,
-    RunStats,
-)
+from bascule.migration.coordinator import Coordinator, ExecutorOptions, RunStats
 from bascule.migration.extsort import external_sort
 from bascule.migration.journal import Journal, fingerprint
 from bascule.migration.orphans import abort_orphans
@@ -42,6 +37,7 @@ from bascule.migration.plan import (
     in_key_order,
     stream_dataset,
 )
+from bascule.migration.progress import NullProgress, ProgressSink, ThrottledProgress
 from bascule.migration.spool import PlanSpool
 from bascule.runners import TaskRunner, ThreadRunner
 
@@ -191,7 +187,7 @@ def migrate(
     check_identity_file(cfg)
     spool = PlanSpool(cfg.journal.parent if cfg.journal.parent.is_dir() else None)
     try:
-        counted, mark = _count_read_only(cfg, dataset, spool)
+        counted, mark = _count_read_only(cfg, dataset, spool, progress or NullProgress())
         if counted.blocked:
             raise PlanError(blocked_message(counted))
         journal = open_journal(cfg, create=True)
@@ -222,15 +218,22 @@ def blocked_message(plan: PlanSummary) -> str:
     )
 
 
-def _count_read_only(cfg: Config, dataset: str | None, spool: PlanSpool) -> tuple[PlanSummary, int]:
+def _count_read_only(
+    cfg: Config, dataset: str | None, spool: PlanSpool, progress: ProgressSink
+) -> tuple[PlanSummary, int]:
     """The counting pass, before anything is written (no writer lock taken yet): the plan's
-    counters, its objects into `spool`, and the journal's change mark it was made against."""
+    counters, its objects into `spool`, and the journal's change mark it was made against.
+    The objects to copy reach `progress` as totals while the listing goes on (10M objects
+    take minutes to list: the bar shows them growing, not a standstill at 0/0)."""
     reader = open_journal(cfg, create=False)
+    totals = ThrottledProgress(progress)
     try:
         summary, items = plan_stream(cfg, dataset, reader)
         for item in items:
             if isinstance(item, ObjectPlan):
                 spool.add(item)
+                totals.add_total(1, item.size)
+        totals.flush()
         return summary, reader.change_mark() if reader is not None else 0
     finally:
         if reader is not None:
@@ -249,8 +252,8 @@ def _run(
     command: str,
 ) -> MigrateOutcome:
     # The counting pass's objects, or (the journal changed since) the plan again, now with
-    # the writer's journal, read lazily by the coordinator; the counting pass gives the
-    # totals up front and any difference is settled at the end.
+    # the writer's journal, read lazily by the coordinator; the counting pass gave the
+    # totals (`_count_read_only`) and any difference is settled at the end.
     plan: PlanSummary
     items: Iterable[PlanItem]
     if spool is not None:
@@ -259,8 +262,6 @@ def _run(
         plan, items = plan_stream(cfg, dataset, journal)
     since = time.time()
     run_id = journal.start_run(command, {"dataset": dataset, "objects": counted.objects})
-    if progress:
-        progress.add_total(counted.objects, counted.bytes_to_copy)
     opts = ExecutorOptions.from_transfer(cfg.transfer)
     own_runner = runner is None
     runner = runner or ThreadRunner(opts.concurrency, "part")

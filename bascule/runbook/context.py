@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bascule.config import Config, Dataset
-from bascule.migration.coordinator import ProgressSink
 from bascule.migration.journal import Facts, Journal, StepRow
+from bascule.migration.progress import ProgressSink
 from bascule.runbook.schema import Runbook, Step
 from bascule.runners import TaskRunner
 

@@ -39,9 +39,9 @@ from bascule.config import Config, Dataset, identity_path
 from bascule.connectors.base import ObjectInfo
 from bascule.endpoints import EndpointRef
 from bascule.errors import UsageError
-from bascule.migration.coordinator import NullProgress, ProgressSink
 from bascule.migration.journal import Facts, Journal, VerdictRow
 from bascule.migration.plan import part_count
+from bascule.migration.progress import NullProgress, ProgressSink, ThrottledProgress
 from bascule.migration.service import open_journal, sorted_listing, source_ref, target_ref
 from bascule.migration.tasks import composite
 from bascule.runners import TaskRunner, ThreadRunner
@@ -79,7 +79,6 @@ T = TypeVar("T")
 
 VERDICT_BATCH = 5_000  # verdict rows per journal transaction
 WINDOW = 4_096  # records held while the ones before them wait for their reads
-PROGRESS_EVERY_S = 0.1  # how often progress counts are handed to the sink
 
 
 @dataclass
@@ -215,7 +214,7 @@ def _run(
     sink = _Sink(Facts(journal), run_id, report, opts.on_record)
     own = runner is None
     pool = runner or ThreadRunner(cfg.transfer.concurrency, "verify")
-    bar = _Progress(progress or NullProgress())
+    bar = ThrottledProgress(progress or NullProgress())
     pipeline = _Pipeline(pool, max(1, 2 * cfg.transfer.concurrency), sink.add, bar)
     status = "failed"
     try:
@@ -482,45 +481,6 @@ def _conclude(entry: _Entry) -> None:
 # -- running tasks, in order, and recording --------------------------------------------
 
 
-class _Progress:
-    """A ProgressSink that hands its counts on at most every `PROGRESS_EVERY_S` (a million
-    objects must not cost a million bar updates)."""
-
-    def __init__(self, sink: ProgressSink) -> None:
-        self._sink = sink
-        self._objects = self._total = self._advanced = self._done = 0
-        self._last_key = ""
-        self._due = time.monotonic() + PROGRESS_EVERY_S
-
-    def add_total(self, objects: int, nbytes: int) -> None:
-        self._objects += objects
-        self._total += nbytes
-        self._maybe_flush()
-
-    def advance(self, nbytes: int) -> None:
-        self._advanced += nbytes
-        self._maybe_flush()
-
-    def object_done(self, key: str) -> None:
-        self._done += 1
-        self._last_key = key
-        self._maybe_flush()
-
-    def _maybe_flush(self) -> None:
-        if time.monotonic() >= self._due:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._objects or self._total:
-            self._sink.add_total(self._objects, self._total)
-        if self._advanced:
-            self._sink.advance(self._advanced)
-        for _ in range(self._done):
-            self._sink.object_done(self._last_key)
-        self._objects = self._total = self._advanced = self._done = 0
-        self._due = time.monotonic() + PROGRESS_EVERY_S
-
-
 class _Pipeline:
     """Runs the jobs of each object added, at most `limit` in flight, and hands each object's
     record to `emit` in the order the objects were added, once all its jobs have settled.
@@ -534,7 +494,7 @@ class _Pipeline:
         runner: TaskRunner,
         limit: int,
         emit: Callable[[ObjectRecord], None],
-        progress: _Progress,
+        progress: ThrottledProgress,
     ) -> None:
         self._runner = runner
         self._limit = limit

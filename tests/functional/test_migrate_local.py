@@ -170,3 +170,42 @@ def test_a_journal_written_since_the_counting_pass_is_planned_against_again(
     outcome = service.migrate(cfg)
     assert outcome.stats.objects_committed == len(objects)
     assert len(listed) == 4  # planned again by the run
+
+
+class _Recording:
+    """A ProgressSink that notes, for each total it is given, whether the journal existed."""
+
+    def __init__(self, journal: Path) -> None:
+        self.journal = journal
+        self.totals: list[tuple[int, int, bool]] = []
+        self.advanced = 0
+        self.done = 0
+
+    def add_total(self, objects: int, nbytes: int) -> None:
+        self.totals.append((objects, nbytes, self.journal.exists()))
+
+    def advance(self, nbytes: int) -> None:
+        self.advanced += nbytes
+
+    def object_done(self, key: str) -> None:
+        self.done += 1
+
+
+def test_the_totals_reach_the_progress_bar_while_the_counting_pass_lists(
+    tmp_path: Path, local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bascule.migration import progress
+
+    objects = _seed(tmp_path)
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)  # every count handed on at once
+    cfg = local_config(encrypt=False)
+    sink = _Recording(cfg.journal)
+    outcome = service.migrate(cfg, progress=sink)
+    assert outcome.stats.objects_committed == len(objects)
+    # Handed on object by object, before the journal (made after the counting pass) exists;
+    # what the run adds at the end (the plan's difference, none here) comes after.
+    counted = [t for t in sink.totals if t[0]]
+    assert len(counted) == len(objects)
+    assert not any(existed for _, _, existed in counted)
+    assert sum(o for o, _, _ in sink.totals) == sink.done == len(objects)
+    assert sum(b for _, b, _ in sink.totals) == sink.advanced == sum(map(len, objects.values()))
