@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -23,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bascule.cli.common import console, echo, handle_errors, setup_logging
+from bascule.cli.common import console, echo, err_console, handle_errors, setup_logging
 from bascule.cli.tables import dataset_table
 from bascule.config import Config, load_config
 from bascule.connectors.base import display_key
@@ -162,14 +163,41 @@ def _plan(config: Path, dataset: str | None, as_json: bool) -> None:
     print_plan(cfg, summary)
 
 
+STATUS_EVERY_S = 0.1  # how often the planning spinner's count is redrawn
+
+
+@contextmanager
+def planning_status() -> Iterator[Callable[[], None]]:
+    """A spinner on stderr, where stderr is a terminal, with the count of entries the plan
+    has read so far (ten million objects take minutes to list); yields the function to call
+    per entry. Nothing is drawn elsewhere: stdout stays the plan's alone (`--json`)."""
+    if not err_console.is_terminal:
+        yield lambda: None
+        return
+    count, due = 0, time.monotonic()
+    with err_console.status("planning: listing source and target") as status:
+
+        def seen() -> None:
+            nonlocal count, due
+            count += 1
+            now = time.monotonic()
+            if now >= due:
+                status.update(f"planning: {count:,} objects read")
+                due = now + STATUS_EVERY_S
+
+        yield seen
+
+
 def _read_plan(cfg: Config, dataset: str | None, as_json: bool) -> PlanSummary:
     """Read the plan's stream once: printed line by line with `as_json`, else only counted."""
     journal = service.open_journal(cfg, create=False)
     try:
         summary, items = service.plan_stream(cfg, dataset, journal)
-        for item in items:
-            if as_json:
-                echo(json.dumps(item_record(item)))
+        with planning_status() as seen:
+            for item in items:
+                seen()
+                if as_json:
+                    echo(json.dumps(item_record(item)))
         return summary
     finally:
         if journal is not None:

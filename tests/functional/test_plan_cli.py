@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bascule.cli.app import app
@@ -57,3 +58,24 @@ def test_plan_json_is_one_line_per_object_then_a_summary(
     assert table.exit_code == 0, table.output
     assert "total: 2 objects" in table.stdout
     assert "extra on target (ds): out/stray.bin" in table.stdout
+
+
+def test_plan_counts_what_it_reads_on_a_terminal_and_keeps_stdout_the_plans(
+    tmp_path: Path, local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from bascule.cli import migrate as cli_migrate
+    from bascule.cli.common import RedactingConsole
+
+    local_config()
+    _seed(tmp_path)
+    screen = io.StringIO()
+    terminal = RedactingConsole(file=screen, force_terminal=True, width=100, markup=False)
+    monkeypatch.setattr(cli_migrate, "err_console", terminal)
+    monkeypatch.setattr(cli_migrate, "STATUS_EVERY_S", 0.0)  # every entry redrawn
+
+    result = runner.invoke(app, ["plan", "-c", str(tmp_path / "bascule.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "planning: 31 objects read" in screen.getvalue()  # 30 to copy, 1 extra
+    assert all(json.loads(line) for line in result.stdout.splitlines())  # JSON lines only
