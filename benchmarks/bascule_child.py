@@ -1,6 +1,6 @@
 """One `bascule migrate`, as the CLI runs it, in its own process; prints its figures as JSON.
 
-Usage: python -m benchmarks.bascule_child CONFIG EXECUTOR
+Usage: python -m benchmarks.bascule_child CONFIG EXECUTOR   (EXECUTOR as `--executor` takes it)
 
 `engine_seconds` is the service's own run time (after the configuration is loaded, the
 listing is done and the executor is up: a Dask cluster's start-up is outside it); the parent
@@ -19,7 +19,7 @@ from bascule.cli.app import leave
 from bascule.cli.common import setup_logging, tune_allocator, tune_gc
 from bascule.config import load_config
 from bascule.migration import service
-from bascule.runners import make_runner
+from bascule.runners import choose_executor, make_runner
 
 
 def main(argv: list[str]) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     config_path, executor = argv
     cfg = load_config(Path(config_path))
     setup_logging(cfg)
-    runner = make_runner(executor, cfg.transfer.concurrency)
+    runner = make_runner(choose_executor(executor, cfg), cfg.transfer.concurrency)
     try:
         outcome = service.migrate(cfg, runner=runner)
     finally:

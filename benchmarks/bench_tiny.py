@@ -1,7 +1,7 @@
 """Per-object overhead: many tiny objects, local disk to local disk, encrypted, side by side.
 
     python -m benchmarks.bench_tiny [--objects 20000] [--size 11] [--transfers 8] [--json FILE]
-                                    [--executors local,processes:N] [--rounds 3]
+                                    [--executors auto,local,processes:N] [--rounds 3]
                                     [--workdir DIR]
     python -m benchmarks.bench_tiny --profile      # bascule under cProfile, top entries printed
     python -m benchmarks.bench_tiny --py-spy DIR   # bascule under py-spy (every thread)
@@ -194,8 +194,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--transfers", type=int, default=8, help="bascule concurrency, rclone transfers")
     p.add_argument(
         "--executors",
-        default=f"local,processes:{os.cpu_count() or 1}",
-        help="bascule lines, one per --executor (comma-separated)",
+        default="auto,local",
+        help="bascule lines, one per --executor (comma-separated; auto, the CLI's default, "
+        "is processes:<cores> here)",
     )
     p.add_argument("--profile", action="store_true", help="run bascule under cProfile")
     p.add_argument("--py-spy", type=Path, help="run bascule under py-spy, write DIR/py-spy.txt")

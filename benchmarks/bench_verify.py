@@ -1,6 +1,6 @@
 """`verify --level full --rows` of many small CSV objects, local disk to local disk, encrypted.
 
-    python -m benchmarks.bench_verify [--objects 10000] [--executor local|processes:N]
+    python -m benchmarks.bench_verify [--objects 10000] [--executor auto|local|processes:N]
                                       [--json FILE] [--py-spy DIR]
 
 Seeds `objects` small CSV files, migrates them with `bascule migrate` (not timed), then times
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--objects", type=int, default=10000)
     p.add_argument("--json", type=Path)
     p.add_argument("--py-spy", type=Path, help="run verify under py-spy, write DIR/py-spy.txt")
-    p.add_argument("--executor", default="local", help="verify's --executor (e.g. processes:2)")
+    p.add_argument("--executor", default="auto", help="verify's --executor (auto, local, ...)")
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bascule-verify-"))
     try:

@@ -37,12 +37,13 @@ CONFIG_OPT = typer.Option(
 )
 DATASET_OPT = typer.Option(None, "--dataset", "-d", help="Only this dataset (default: all).")
 EXECUTOR_OPT = typer.Option(
-    "local",
+    "auto",
     "--executor",
-    help="Where tasks run: local (threads), processes:N (N worker processes of threads: "
-    "for CPU-bound work such as many small local files), dask-local:N (a local Dask "
-    "cluster), dask+tls://HOST:PORT (certificates from BASCULE_DASK_TLS_*_FILE) or "
-    "dask://127.0.0.1:PORT.",
+    help="Where tasks run: auto (processes:N, N the cores, when every store of the run is a "
+    "folder on a local disk; local otherwise), local (threads), processes:N (N worker "
+    "processes of threads: for CPU-bound work such as many small local files), dask-local:N "
+    "(a local Dask cluster), dask+tls://HOST:PORT (certificates from "
+    "BASCULE_DASK_TLS_*_FILE) or dask://127.0.0.1:PORT.",
 )
 
 
@@ -279,9 +280,9 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
         print_plan(cfg, _read_plan(cfg, dataset, as_json=False))
         console.print("dry run: nothing was written")
         return
-    from bascule.runners import make_runner
+    from bascule.runners import choose_executor, make_runner
 
-    runner = make_runner(executor, cfg.transfer.concurrency)
+    runner = make_runner(choose_executor(executor, cfg, dataset), cfg.transfer.concurrency)
     with graceful_stop() as stop, make_progress() as bar:
         try:
             outcome = service.migrate(

@@ -23,7 +23,7 @@ from bascule.errors import ExitCode, UsageError
 from bascule.runbook import engine
 from bascule.runbook.context import FAILED, PASSED, SKIPPED, RunOptions, StepResult
 from bascule.runbook.schema import Runbook, Step, load_runbook
-from bascule.runners import TaskRunner, make_runner
+from bascule.runners import TaskRunner, choose_executor, make_runner
 
 app = typer.Typer(help="runbook commands", no_args_is_help=True)
 
@@ -77,7 +77,7 @@ def _options(approve: list[str], keep: bool, force_reason: str | None) -> RunOpt
 @contextmanager
 def _runner(executor: str, cfg: Config) -> Iterator[TaskRunner]:
     """The one runner every copy and verify step of this run submits to."""
-    runner = make_runner(executor, cfg.transfer.concurrency)
+    runner = make_runner(choose_executor(executor, cfg), cfg.transfer.concurrency)
     try:
         yield runner
     finally:

@@ -61,7 +61,7 @@ def _verify(
     report_path: Path | None,
     executor: str,
 ) -> ExitCode:
-    from bascule.runners import make_runner
+    from bascule.runners import choose_executor, make_runner
     from bascule.verification.verify import verify
 
     cfg = load_config(config)
@@ -70,7 +70,7 @@ def _verify(
         from bascule.errors import UsageError
 
         raise UsageError(f"--level {level!r}: use quick or full")
-    runner = make_runner(executor, cfg.transfer.concurrency)
+    runner = make_runner(choose_executor(executor, cfg, dataset), cfg.transfer.concurrency)
     writer = ReportWriter(report_path) if report_path is not None else None
     try:
         with make_progress() as bar:

@@ -9,11 +9,18 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from bascule import runners
+from bascule.cli.app import app
+from bascule.config import Config, load_config
+from bascule.connectors import local
+from bascule.endpoints import clear_cache
 from bascule.errors import UsageError
 from bascule.migration import service
 from bascule.processes import ProcessRunner, WorkerLost
-from bascule.runners import make_runner
+from bascule.runners import choose_executor, make_runner
 from tests.functional.conftest import LocalConfig, MiB, age_decrypt, sha256
 
 
@@ -94,3 +101,76 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _cores(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(count)))
+
+
+def test_auto_runs_worker_processes_between_local_disks_up_to_the_concurrency(
+    local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cores(monkeypatch, 4)
+    assert choose_executor("auto", local_config(concurrency=8)) == "processes:4"
+    assert choose_executor("auto", local_config(concurrency=3)) == "processes:3"
+    assert choose_executor("local", local_config()) == "local"  # a given spec is kept
+    _cores(monkeypatch, 1)
+    assert choose_executor("auto", local_config()) == "local"  # one core: one process
+
+
+def test_auto_keeps_threads_for_a_network_mount_a_missing_folder_or_a_remote_store(
+    tmp_path: Path, local_config: LocalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cores(monkeypatch, 4)
+    cfg = local_config()
+    with monkeypatch.context() as m:
+        m.setattr(local, "on_network_fs", lambda path: True)
+        assert choose_executor("auto", cfg) == "local"
+    (tmp_path / "dst" / "b").rmdir()
+    assert choose_executor("auto", _reloaded(cfg)) == "local"
+    assert choose_executor("auto", _with_s3_target(cfg, tmp_path)) == "local"
+
+
+def _reloaded(cfg: Config) -> Config:
+    """The same configuration, read again (fresh connectors: none cached yet)."""
+    clear_cache()
+    return load_config(cfg.source_path)
+
+
+def _with_s3_target(cfg: Config, tmp_path: Path) -> Config:
+    data = yaml.safe_load(cfg.source_path.read_text())
+    data["endpoints"]["ovh-gra"] = {"kind": "s3", "endpoint_url": "https://127.0.0.1:9",
+                                    "region": "gra"}  # fmt: skip
+    path = tmp_path / "s3.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def test_migrate_and_verify_by_default_run_on_worker_processes_between_local_folders(
+    tmp_path: Path,
+    local_config: LocalConfig,
+    identity_file: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = _seed(tmp_path, 12)
+    cfg = local_config()
+    doc = yaml.safe_load(cfg.source_path.read_text())
+    doc["encryption"]["identity_file_env"] = "T_PROCESSES_IDENTITY"
+    cfg.source_path.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("T_PROCESSES_IDENTITY", str(identity_file[0]))
+    _cores(monkeypatch, 2)
+    made: list[str] = []
+
+    def recording(spec: str, concurrency: int) -> runners.TaskRunner:
+        made.append(spec)
+        return make_runner(spec, concurrency)
+
+    monkeypatch.setattr(runners, "make_runner", recording)
+    result = CliRunner().invoke(app, ["migrate", "-c", str(cfg.source_path)])
+    assert result.exit_code == 0, result.output
+    verified = CliRunner().invoke(app, ["verify", "-c", str(cfg.source_path), "--level", "full"])
+    assert verified.exit_code == 0, verified.output
+    assert made == ["processes:2", "processes:2"]
+    for key, data in objects.items():
+        target = tmp_path / "dst" / "b" / key.replace("in/", "out/", 1)
+        assert sha256(age_decrypt(target, identity_file[0])) == sha256(data)
