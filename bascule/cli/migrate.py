@@ -31,6 +31,7 @@ from bascule.connectors.base import display_key
 from bascule.errors import ConnectorError
 from bascule.migration import service
 from bascule.migration.plan import PlanSummary, item_record
+from bascule.runners import TaskRunner
 
 CONFIG_OPT = typer.Option(
     Path("bascule.yaml"), "--config", "-c", help="The bascule.yaml to use.", show_default=True
@@ -45,6 +46,17 @@ EXECUTOR_OPT = typer.Option(
     "(a local Dask cluster), dask+tls://HOST:PORT (certificates from "
     "BASCULE_DASK_TLS_*_FILE) or dask://127.0.0.1:PORT.",
 )
+
+
+def open_runner(executor: str, cfg: Config, dataset: str | None = None) -> TaskRunner:
+    """The runner `--executor` names, `auto` chosen for the datasets of the run (the choice
+    goes to the log file: an `executor` event with what was asked and what runs)."""
+    from bascule.logging import get_logger
+    from bascule.runners import choose_executor, make_runner
+
+    chosen = choose_executor(executor, cfg, dataset)
+    get_logger("bascule.cli").info("executor", asked=executor, chosen=chosen)
+    return make_runner(chosen, cfg.transfer.concurrency)
 
 
 def human_bytes(n: float) -> str:
@@ -280,9 +292,7 @@ def _migrate(config: Path, dataset: str | None, dry_run: bool, executor: str) ->
         print_plan(cfg, _read_plan(cfg, dataset, as_json=False))
         console.print("dry run: nothing was written")
         return
-    from bascule.runners import choose_executor, make_runner
-
-    runner = make_runner(choose_executor(executor, cfg, dataset), cfg.transfer.concurrency)
+    runner = open_runner(executor, cfg, dataset)
     with graceful_stop() as stop, make_progress() as bar:
         try:
             outcome = service.migrate(

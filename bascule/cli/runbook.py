@@ -17,13 +17,19 @@ import typer
 from rich.text import Text
 
 from bascule.cli.common import console, err_console, handle_errors, setup_logging
-from bascule.cli.migrate import CONFIG_OPT, EXECUTOR_OPT, graceful_stop, human_duration
+from bascule.cli.migrate import (
+    CONFIG_OPT,
+    EXECUTOR_OPT,
+    graceful_stop,
+    human_duration,
+    open_runner,
+)
 from bascule.config import Config, load_config
 from bascule.errors import ExitCode, UsageError
 from bascule.runbook import engine
 from bascule.runbook.context import FAILED, PASSED, SKIPPED, RunOptions, StepResult
 from bascule.runbook.schema import Runbook, Step, load_runbook
-from bascule.runners import TaskRunner, choose_executor, make_runner
+from bascule.runners import TaskRunner
 
 app = typer.Typer(help="runbook commands", no_args_is_help=True)
 
@@ -77,7 +83,7 @@ def _options(approve: list[str], keep: bool, force_reason: str | None) -> RunOpt
 @contextmanager
 def _runner(executor: str, cfg: Config) -> Iterator[TaskRunner]:
     """The one runner every copy and verify step of this run submits to."""
-    runner = make_runner(choose_executor(executor, cfg), cfg.transfer.concurrency)
+    runner = open_runner(executor, cfg)
     try:
         yield runner
     finally:

@@ -20,6 +20,7 @@ from bascule.cli.migrate import (
     RichProgress,
     human_bytes,
     make_progress,
+    open_runner,
 )
 from bascule.cli.tables import dataset_table
 from bascule.config import load_config
@@ -61,7 +62,6 @@ def _verify(
     report_path: Path | None,
     executor: str,
 ) -> ExitCode:
-    from bascule.runners import choose_executor, make_runner
     from bascule.verification.verify import verify
 
     cfg = load_config(config)
@@ -70,7 +70,7 @@ def _verify(
         from bascule.errors import UsageError
 
         raise UsageError(f"--level {level!r}: use quick or full")
-    runner = make_runner(choose_executor(executor, cfg, dataset), cfg.transfer.concurrency)
+    runner = open_runner(executor, cfg, dataset)
     writer = ReportWriter(report_path) if report_path is not None else None
     try:
         with make_progress() as bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -171,6 +172,10 @@ def test_migrate_and_verify_by_default_run_on_worker_processes_between_local_fol
     verified = CliRunner().invoke(app, ["verify", "-c", str(cfg.source_path), "--level", "full"])
     assert verified.exit_code == 0, verified.output
     assert made == ["processes:2", "processes:2"]
+    events = [json.loads(line) for log in (tmp_path / "state" / "logs").glob("*.jsonl")
+              for line in log.read_text().splitlines()]  # fmt: skip
+    chosen = [(e["asked"], e["chosen"]) for e in events if e.get("event") == "executor"]
+    assert chosen == [("auto", "processes:2"), ("auto", "processes:2")]
     for key, data in objects.items():
         target = tmp_path / "dst" / "b" / key.replace("in/", "out/", 1)
         assert sha256(age_decrypt(target, identity_file[0])) == sha256(data)
