@@ -4,7 +4,9 @@ Usage: python -m benchmarks.bascule_child CONFIG EXECUTOR   (EXECUTOR as `--exec
 
 `engine_seconds` is the service's own run time (after the configuration is loaded, the
 listing is done and the executor is up: a Dask cluster's start-up is outside it); the parent
-times the whole process as well.
+times the whole process as well. `coordinator_cpu_seconds` is this process's CPU, start-up
+included, and `workers_cpu_seconds` that of the `processes:N` workers (0 on threads; a Dask
+cluster's workers are not children of this process).
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ def main(argv: list[str]) -> int:
         outcome = service.migrate(cfg, runner=runner)
     finally:
         runner.shutdown()
+    spent = os.times()  # worker processes are reaped by shutdown: their CPU is children's
     figures = {
         "engine_seconds": outcome.seconds,
+        "coordinator_cpu_seconds": round(spent.user + spent.system, 3),
+        "workers_cpu_seconds": round(spent.children_user + spent.children_system, 3),
         "bytes": outcome.stats.bytes_sent,
         "objects": outcome.stats.objects_committed,
         "parts": outcome.stats.parts_sent,

@@ -117,11 +117,23 @@ def _count(root: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file() and ".bascule-" not in str(p))
 
 
+def _split(stdout: str) -> dict[str, Any]:
+    """bascule's CPU split between its coordinator and its worker processes, as
+    `bascule_child` prints it (nothing for rclone)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            child = json.loads(line)
+            keys = ("coordinator_cpu_seconds", "workers_cpu_seconds", "engine_seconds")
+            return {k: round(child[k], 2) for k in keys if k in child}
+    return {}
+
+
 def _figures(name: str, f: ProcessFigures, stored: int, load: tuple[float, ...]) -> dict[str, Any]:
     return {
         "line": name,
         "seconds": round(f.seconds, 2),
         "cpu_seconds": round(f.cpu_seconds, 2),
+        **_split(f.stdout),
         "peak_rss_mib": round(f.peak_rss_bytes / 2**20, 1),
         "stored_objects": stored,
         "exit_code": f.exit_code,
