@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pyrage
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -179,3 +181,79 @@ def test_migrate_and_verify_by_default_run_on_worker_processes_between_local_fol
     for key, data in objects.items():
         target = tmp_path / "dst" / "b" / key.replace("in/", "out/", 1)
         assert sha256(age_decrypt(target, identity_file[0])) == sha256(data)
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """The `bascule.processes` workers whose parent is `parent`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == parent and b"bascule.processes" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _journal_sums(journal: Path) -> tuple[int, int]:
+    """(committed objects, their plaintext bytes) in the journal, 0s before it exists."""
+    if not journal.exists():
+        return 0, 0
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT COUNT(*), COALESCE(SUM(source_size), 0) FROM objects "
+                         "WHERE state='committed'").fetchone()  # fmt: skip
+        return int(row[0]), int(row[1])
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0, 0
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_a_killed_migrate_on_worker_processes_resumes_and_sends_again_only_what_was_in_flight(
+    tmp_path: Path, local_config: LocalConfig, identity_file: tuple[Path, str]
+) -> None:
+    objects = {}
+    for i in range(3000):
+        key = f"in/d{i % 30:02d}/o{i:04d}.bin"
+        objects[key] = os.urandom(1000 + i % 7)
+        path = tmp_path / "src" / "c" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(objects[key])
+    bound = 64 * 1024
+    cfg = local_config(concurrency=8, max_bytes_in_flight="64KiB")
+    journal = cfg.journal
+    cli = [sys.executable, "-m", "bascule.cli.app", "migrate", "-c", str(cfg.source_path)]
+    with subprocess.Popen([*cli, "--executor", "processes:2"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as run:  # fmt: skip
+        deadline = time.monotonic() + 120
+        while _journal_sums(journal)[0] < 300 and run.poll() is None:
+            assert time.monotonic() < deadline, "the run committed nothing in 120 s"
+            time.sleep(0.01)
+        workers = _worker_pids(run.pid)
+        run.kill()  # the coordinator alone: its workers must notice and go
+    assert len(workers) == 2
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)
+    committed, done = _journal_sums(journal)
+    assert 300 <= committed < len(objects)  # killed mid-run
+    resumed = subprocess.run(cli, capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    db = sqlite3.connect(journal)
+    try:
+        sent = int(db.execute("SELECT bytes FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0])
+    finally:
+        db.close()
+    total = sum(len(data) for data in objects.values())
+    assert 0 <= sent - (total - done) <= bound  # sent again: at most the bytes in flight
+    rage = pyrage.x25519.Identity.from_str(identity_file[0].read_text().split()[-1])
+    for key, data in objects.items():  # pyrage, an independent reader, for all 3,000
+        target = tmp_path / "dst" / "b" / key.replace("in/", "out/", 1)
+        assert pyrage.decrypt(target.read_bytes(), [rage]) == data, key
