@@ -65,10 +65,24 @@ def _serve(conn: Connection, threads: int) -> None:
             pool.shutdown(wait=True)
             conn.close()
             return
+        if message[0] == IDLE:
+            run_idle(message[1], message[2], conn)
+            continue
         if not frozen:  # the first task imported the task modules: long-lived too
             gc.freeze()
             frozen = True
         pool.submit(run, *message)
+
+
+IDLE = "idle"  # a message (IDLE, fn, args): work for a worker with nothing else to do
+
+
+def run_idle(fn: Callable[..., Any], args: tuple[Any, ...], conn: Connection) -> None:
+    """`fn(*args, stop=...)` on the worker's main thread, where `stop()` turns true once
+    another message is waiting: the next task waits only for the step `fn` is in. Idle work
+    is an optimisation: its errors are dropped (it is not a task, and has no one to answer)."""
+    with contextlib.suppress(Exception):
+        fn(*args, stop=conn.poll)
 
 
 class _Worker:
@@ -128,6 +142,16 @@ class ProcessRunner:
                     worker.pending.pop(task_id, None)
                 future.set_exception(WorkerLost(f"a worker process is gone ({exc})"))
         return future
+
+    def while_idle(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Have every worker but the first run `fn(*args, stop=...)` until its first task
+        comes (see `run_idle`): work that tasks would do later, done while this process is
+        busy on its own (a migration's counting pass keeps one core; the others would idle).
+        The first worker is left out so that this process keeps a core of its own."""
+        with self._lock:
+            for worker in self._workers[1:]:
+                with contextlib.suppress(OSError, ValueError):  # a worker already gone
+                    worker.conn.send((IDLE, fn, args))
 
     def worker_pids(self) -> list[int]:
         return [worker.process.pid for worker in self._workers]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from bascule.age.keys import precompute_ephemerals
 from bascule.config import Config, Dataset, identity_path
 from bascule.connectors.base import Connector, ObjectInfo, SkipReporter, display_key
 from bascule.endpoints import EndpointRef, connector
@@ -39,6 +40,7 @@ from bascule.migration.plan import (
 )
 from bascule.migration.progress import NullProgress, ProgressSink, ThrottledProgress
 from bascule.migration.spool import PlanSpool
+from bascule.processes import ProcessRunner
 from bascule.runners import TaskRunner, ThreadRunner
 
 log = structlog.get_logger("bascule.migrate")
@@ -185,6 +187,7 @@ def migrate(
 ) -> MigrateOutcome:
     """Copy what the plan says; idempotent (a re-run resumes from the journal)."""
     check_identity_file(cfg)
+    _keys_ahead(cfg, dataset, runner)
     spool = PlanSpool(cfg.journal.parent if cfg.journal.parent.is_dir() else None)
     try:
         counted, mark = _count_read_only(cfg, dataset, spool, progress or NullProgress())
@@ -200,6 +203,14 @@ def migrate(
             journal.close()
     finally:
         spool.close()
+
+
+def _keys_ahead(cfg: Config, dataset: str | None, runner: TaskRunner | None) -> None:
+    """Worker processes with a core to spare make the age headers' ephemeral X25519 shares
+    while this process runs the counting pass on its own core (20,000 tiny files, 2 cores:
+    0.96 of the wall time, ten alternating pairs), for the objects they will encrypt."""
+    if isinstance(runner, ProcessRunner) and any(ds.encrypt for ds in cfg.select(dataset)):
+        runner.while_idle(precompute_ephemerals, tuple(cfg.encryption.recipients))
 
 
 BLOCKED_SHOWN = 3

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pyrage
@@ -16,13 +18,16 @@ import yaml
 from typer.testing import CliRunner
 
 from bascule import runners
+from bascule.age import keys
+from bascule.age.keys import precompute_ephemerals, ready_ephemerals
+from bascule.age.stream import X25519Identity
 from bascule.cli.app import app
 from bascule.config import Config, load_config
 from bascule.connectors import local
 from bascule.endpoints import clear_cache
 from bascule.errors import UsageError
 from bascule.migration import service
-from bascule.processes import ProcessRunner, WorkerLost
+from bascule.processes import ProcessRunner, WorkerLost, run_idle
 from bascule.runners import choose_executor, make_runner
 from tests.functional.conftest import LocalConfig, MiB, age_decrypt, sha256
 
@@ -68,6 +73,41 @@ def test_a_task_error_comes_back_unchanged_and_a_dead_worker_is_reported() -> No
             runner.submit(os._exit, 3).result(timeout=60)
         with pytest.raises(WorkerLost):  # its worker is gone: later tasks fail, never hang
             runner.submit(pow, 2, 2).result(timeout=60)
+    finally:
+        runner.shutdown()
+
+
+def test_idle_work_runs_until_a_message_waits_and_its_errors_stay_in_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(keys, "_READY", {})  # this process's pool, for this test only
+    recipient = str(X25519Identity.generate().recipient())
+    ours, theirs = socket.socketpair()
+    sender, worker = Connection(ours.detach()), Connection(theirs.detach())
+    try:
+        run_idle(precompute_ephemerals, ((recipient,), 40), worker)  # nothing waits: all 40
+        assert ready_ephemerals(recipient) == 40
+        sender.send("a task")
+        run_idle(precompute_ephemerals, ((recipient,), 80), worker)  # a message waits: none
+        assert ready_ephemerals(recipient) == 40
+        run_idle(precompute_ephemerals, (("not a key",),), worker)  # dropped, not raised
+        assert worker.recv() == "a task"
+    finally:
+        sender.close()
+        worker.close()
+
+
+def test_idle_work_runs_on_every_worker_but_the_first_and_yields_to_tasks() -> None:
+    recipient = str(X25519Identity.generate().recipient())
+    runner = ProcessRunner(2, 1)
+    try:
+        # Hours of work if nothing stopped it: the next task must still be answered.
+        runner.while_idle(precompute_ephemerals, (recipient,), 10**9)
+        first = runner.submit(ready_ephemerals, recipient)  # round robin: worker 1, then 2
+        second = runner.submit(ready_ephemerals, recipient)
+        assert first.result(timeout=60) == 0  # the first worker keeps to tasks
+        assert second.result(timeout=60) >= 0
+        assert runner.submit(pow, 2, 10).result(timeout=60) == 1024
     finally:
         runner.shutdown()
 
@@ -257,3 +297,30 @@ def test_a_killed_migrate_on_worker_processes_resumes_and_sends_again_only_what_
     for key, data in objects.items():  # pyrage, an independent reader, for all 3,000
         target = tmp_path / "dst" / "b" / key.replace("in/", "out/", 1)
         assert pyrage.decrypt(target.read_bytes(), [rage]) == data, key
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_migrate_has_spare_workers_make_header_keys_while_it_counts(
+    tmp_path: Path,
+    local_config: LocalConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    encrypt: bool,
+) -> None:
+    _seed(tmp_path, 5)
+    cfg = local_config(encrypt=encrypt)
+    asked: list[tuple[object, tuple[object, ...]]] = []
+    real = ProcessRunner.while_idle
+
+    def recording(self: ProcessRunner, fn: object, /, *args: object) -> None:
+        asked.append((fn, args))
+        real(self, fn, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ProcessRunner, "while_idle", recording)
+    runner = ProcessRunner(2, 2)
+    try:
+        outcome = service.migrate(cfg, runner=runner)
+    finally:
+        runner.shutdown()
+    assert outcome.stats.objects_committed == 5
+    expected = [(precompute_ephemerals, (tuple(cfg.encryption.recipients),))]
+    assert asked == (expected if encrypt else [])

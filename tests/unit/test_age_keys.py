@@ -6,14 +6,18 @@ import hmac
 import os
 import re
 import subprocess
+from collections import deque
 from pathlib import Path
 
+import pyrage
 import pytest
 
+from bascule.age import keys
 from bascule.age.keys import Bech32Error, bech32_decode, bech32_encode, hkdf_sha256, hmac_sha256
 from bascule.age.stream import (
     X25519Identity,
     X25519Recipient,
+    encrypt_stream,
     load_identities,
     parse_recipients,
     write_identity_file,
@@ -21,6 +25,7 @@ from bascule.age.stream import (
 from bascule.errors import ConfigError
 
 AGE_KEYGEN = "/usr/bin/age-keygen"
+Pool = dict[bytes, deque[tuple[bytes, bytes]]]
 
 
 def keygen() -> tuple[str, str]:
@@ -250,3 +255,42 @@ def test_hmac_sha256_matches_the_stdlib_and_hkdf_matches_cryptography(key_len: i
     assert hmac_sha256(key, msg) == hmac.digest(key, msg, "sha256")
     expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=key, info=msg[:20]).derive(msg)
     assert hkdf_sha256(msg, key, msg[:20]) == expected
+
+
+@pytest.fixture()
+def ready_pool(monkeypatch: pytest.MonkeyPatch) -> Pool:
+    """A pool of precomputed ephemerals of this test's own."""
+    pool: Pool = {}
+    monkeypatch.setattr(keys, "_READY", pool)
+    return pool
+
+
+def test_precomputed_ephemerals_are_each_used_once_then_made_afresh(
+    ready_pool: Pool, tmp_path: Path
+) -> None:
+    identity = X25519Identity.generate()
+    recipient = str(identity.recipient())
+    assert keys.precompute_ephemerals([recipient], 3, stop=lambda: False) == 3
+    assert keys.ready_ephemerals(recipient) == 3
+    made = list(ready_pool[identity.recipient().public_bytes])
+    file_key = os.urandom(16)
+    wrapped = [identity.recipient().wrap(file_key) for _ in range(5)]
+    assert [share for share, _ in wrapped[:3]] == [share for share, _ in made]
+    assert len({share for share, _ in wrapped}) == 5  # the pool empty, fresh ones follow
+    assert keys.ready_ephemerals(recipient) == 0
+    assert all(identity.unwrap(share, body) == file_key for share, body in wrapped)
+    keys.precompute_ephemerals([recipient], 2, stop=lambda: False)
+    src, out = tmp_path / "plain", tmp_path / "plain.age"
+    src.write_bytes(os.urandom(70_000))
+    with src.open("rb") as fin, out.open("wb") as fout:
+        encrypt_stream(fin, fout, [identity.recipient()])
+    assert keys.ready_ephemerals(recipient) == 1  # the file's stanza took one
+    rage = pyrage.x25519.Identity.from_str(identity.to_secret_string())
+    assert pyrage.decrypt(out.read_bytes(), [rage]) == src.read_bytes()
+
+
+def test_precomputing_stops_when_asked(ready_pool: Pool) -> None:
+    recipient = str(X25519Identity.generate().recipient())
+    asked = iter([False, False, True])
+    assert keys.precompute_ephemerals([recipient], stop=lambda: next(asked)) == 2
+    assert keys.ready_ephemerals(recipient) == 2
