@@ -114,6 +114,7 @@ class StagedFile:
     metadata, as JSON) and whether that record is in its extended attribute."""
 
     st: os.stat_result
+    etag: str
     md5_b64: str
     metadata: dict[str, str]
     record: bytes
@@ -139,7 +140,8 @@ def stage_file(
         st = os.fstat(fd)
         md5_b64 = base64.b64encode(md5).decode()
         meta = {k.lower(): v for k, v in metadata.items()}
-        record = {"etag": file_etag(st), "content-md5": md5_b64, "metadata": meta}
+        etag = file_etag(st)
+        record = {"etag": etag, "content-md5": md5_b64, "metadata": meta}
         encoded = json.dumps(record).encode("utf-8")
         in_xattr = _set_record(fd, encoded)
         if sync:
@@ -149,7 +151,7 @@ def stage_file(
         unlink_quietly(dir_fd, name)
         raise
     os.close(fd)
-    return StagedFile(st, md5_b64, meta, encoded, in_xattr)
+    return StagedFile(st, etag, md5_b64, meta, encoded, in_xattr)
 
 
 def _set_record(fd: int, record: bytes) -> bool:

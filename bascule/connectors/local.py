@@ -142,6 +142,20 @@ def _open_file(dir_fd: int, name: str) -> BinaryIO:
     return os.fdopen(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd), "rb")
 
 
+class _Closing(contextlib.AbstractContextManager[int]):
+    """A descriptor as a context: closed on exit (a class, not a generator: `_dir` is
+    entered several times per small object)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> int:
+        return self._fd
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+
 class LocalConnector:
     """Objects as files under `root`, which must exist (else ContainerNotFound)."""
 
@@ -219,24 +233,21 @@ class LocalConnector:
             key=key,
         )
 
-    @contextlib.contextmanager
     def _dir(
         self, parts: Sequence[str], key: str, *, create: bool = False, reading: bool = False
-    ) -> Iterator[int]:
+    ) -> contextlib.AbstractContextManager[int]:
         """A descriptor on root/parts, each folder opened from its parent without following a
         link (a link anywhere on the way is refused); `create` makes missing folders.
         OSError (FileNotFoundError when a folder is missing) is the caller's to map; a
         missing root is ContainerNotFound."""
         if self._held.active:  # kept open for the batch, closed at its end
-            yield self._held.get(
-                tuple(parts), lambda: self._open_dir(parts, key, create=create, reading=reading)
+            return contextlib.nullcontext(
+                self._held.get(
+                    tuple(parts),
+                    lambda: self._open_dir(parts, key, create=create, reading=reading),
+                )
             )
-            return
-        fd = self._open_dir(parts, key, create=create, reading=reading)
-        try:
-            yield fd
-        finally:
-            os.close(fd)
+        return _Closing(self._open_dir(parts, key, create=create, reading=reading))
 
     def _open_dir(self, parts: Sequence[str], key: str, *, create: bool, reading: bool) -> int:
         """The descriptor `_dir` yields, for the caller to close."""
@@ -513,7 +524,7 @@ class LocalConnector:
         # shows), so one file is created per object, in the folder it ends up in; its record
         # is set on it before the rename, so an object never shows without its record.
         parts = self._parts(key)
-        tmp = f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp = TMP_PREFIX + os.urandom(16).hex()  # unique: O_EXCL refuses a name in use
         try:
             with self._dir(parts[:-1], key, create=True) as fd:
                 staged = stage_file(fd, tmp, [data], metadata or {}, limit=size, sync=sync)
@@ -536,10 +547,11 @@ class LocalConnector:
         not go into an extended attribute. Every folder on the way is opened without
         following links (a link there is refused)."""
         try:
-            with contextlib.ExitStack() as stack:
-                if dst_fd is None:
-                    dst_fd = stack.enter_context(self._dir(parts[:-1], key, create=True))
+            if dst_fd is not None:
                 os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            else:
+                with self._dir(parts[:-1], key, create=True) as fd:
+                    os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=fd)
         except BaseException:
             unlink_quietly(src_fd, src)
             raise
@@ -550,7 +562,7 @@ class LocalConnector:
         return ObjectInfo(
             key=key,
             size=st.st_size,
-            etag=file_etag(st),
+            etag=staged.etag,
             last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
             checksums={"content-md5": staged.md5_b64},
             metadata=staged.metadata,

@@ -21,7 +21,7 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -143,23 +143,21 @@ def _copy_read(stream: BinaryIO, view: memoryview) -> int:
     return len(data)
 
 
-@contextlib.contextmanager
-def _source(task: PartTask, src: Connector) -> Iterator[tuple[BinaryIO, str]]:
-    """The part's plaintext range, open; on the way out, a body longer than the planned
-    range is refused (the range is re-read)."""
+def _open_source(task: PartTask, src: Connector) -> BinaryIO:
+    """The part's plaintext range, open (the caller closes it)."""
     part = task.part
     rng = ByteRange(part.plain_offset, part.plain_length)
-    stream = src.open_read(task.source_key, rng, if_match=task.etag or None)
-    try:
-        yield stream, f"{src.url}/{task.source_key}"
-        if stream.read(1):
-            raise TransientStorageError(
-                "source sent more bytes than the planned range",
-                connector=src.url,
-                key=task.source_key,
-            )
-    finally:
-        stream.close()
+    return src.open_read(task.source_key, rng, if_match=task.etag or None)
+
+
+def _check_ended(stream: BinaryIO, src: Connector, task: PartTask) -> None:
+    """A body longer than the planned range is refused (the range is re-read)."""
+    if stream.read(1):
+        raise TransientStorageError(
+            "source sent more bytes than the planned range",
+            connector=src.url,
+            key=task.source_key,
+        )
 
 
 def build_part(task: PartTask, *, reused: bool = False) -> tuple[PartBytes, PartResult]:
@@ -184,7 +182,8 @@ def build_part(task: PartTask, *, reused: bool = False) -> tuple[PartBytes, Part
     if part.plain_length and pushes_reads(src):
         plain_hex, pos = _pushed(src, where, task, cipher, view, pos)
     else:
-        with _source(task, src) as (stream, where):
+        stream = _open_source(task, src)  # not a generator context: one per small object
+        try:
             if cipher is None:
                 body = view[pos : pos + part.plain_length]
                 _read_into(stream, body, where)
@@ -192,6 +191,9 @@ def build_part(task: PartTask, *, reused: bool = False) -> tuple[PartBytes, Part
                 pos += len(body)
             else:
                 plain_hex, pos = _seal(stream, where, cipher, part, view, pos)
+            _check_ended(stream, src, task)
+        finally:
+            stream.close()
     if pos != part.cipher_length:
         raise TransientStorageError(
             f"part {part.number} of {task.source_key} came to {pos} bytes, "
