@@ -31,6 +31,7 @@ from pydantic import (
 
 from bascule.connectors.base import MiB
 from bascule.errors import ConfigError
+from bascule.tuning import DEFAULT_CONCURRENCY
 
 FORMATS = ("auto", "parquet", "csv", "jsonl", "sas7bdat", "binary")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
@@ -232,7 +233,7 @@ class Transfer(_Strict):
     above S3's 5 MiB minimum, and small enough that 8 run in parallel within 128 MiB."""
 
     part_size: int = 16 * MiB
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     max_bytes_in_flight: int = 128 * MiB
     max_attempts: int = 5  # per part, kept in the journal across restarts
 

@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar, TypeVarTuple
 from bascule.config import Config, LocalEndpoint, Location, is_loopback
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import UsageError
+from bascule.tuning import usable_cores
 
 R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
@@ -115,19 +116,11 @@ def choose_executor(spec: str, cfg: Config, dataset: str | None = None) -> str:
     process is as fast and lighter (README, "Scaling out")."""
     if spec != AUTO:
         return spec
-    count = min(_usable_cores(), cfg.transfer.concurrency)
+    count = min(usable_cores(), cfg.transfer.concurrency)
     stores = [loc for ds in cfg.select(dataset) for loc in (ds.source, ds.target)]
     if count >= 2 and stores and all(_on_local_disk(cfg, loc) for loc in stores):
         return f"processes:{count}"
     return "local"
-
-
-def _usable_cores() -> int:
-    """The cores this process may run on (its affinity where the platform tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _on_local_disk(cfg: Config, loc: Location) -> bool:

@@ -8,6 +8,17 @@ use it without importing the CLI.
 from __future__ import annotations
 
 import gc
+import os
+
+DEFAULT_CONCURRENCY = 8  # `transfer.concurrency` when the configuration gives none
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the platform tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def tune_allocator() -> None:

@@ -17,20 +17,27 @@ import os
 import sys
 from pathlib import Path
 
-from bascule.cli.app import leave
-from bascule.cli.common import setup_logging, tune_allocator, tune_gc
-from bascule.config import load_config
-from bascule.migration import service
-from bascule.runners import choose_executor, make_runner
+from bascule.cli import early
+from bascule.tuning import tune_allocator, tune_gc
 
 
 def main(argv: list[str]) -> int:
-    tune_allocator()  # as the CLI does
-    tune_gc()
     config_path, executor = argv
+    tune_allocator()  # as the CLI does: workers started early, then the imports
+    early.start_for("migrate", ["migrate", "-c", config_path, "--executor", executor])
+    from bascule.cli.common import setup_logging
+    from bascule.config import load_config
+    from bascule.migration import service
+    from bascule.processes import end_early
+    from bascule.runners import choose_executor, make_runner
+
+    tune_gc()
     cfg = load_config(Path(config_path))
     setup_logging(cfg)
-    runner = make_runner(choose_executor(executor, cfg), cfg.transfer.concurrency)
+    try:
+        runner = make_runner(choose_executor(executor, cfg), cfg.transfer.concurrency)
+    finally:
+        end_early()
     try:
         outcome = service.migrate(cfg, runner=runner)
     finally:
@@ -57,5 +64,7 @@ def _profiled(argv: list[str], out: str) -> int:
 
 
 if __name__ == "__main__":
+    from bascule.cli.app import leave
+
     stats = os.environ.get("BASCULE_BENCH_CPROFILE")
     leave(_profiled(sys.argv[1:], stats) if stats else main(sys.argv[1:]))  # as the CLI leaves

@@ -18,7 +18,8 @@ from typing import Any
 import typer
 
 from bascule import __version__
-from bascule.cli.common import set_debug, set_verbose, tune_allocator, tune_gc
+from bascule.cli import early
+from bascule.tuning import tune_allocator, tune_gc
 
 HELP = (
     "Rehearse and carry out the switchover of a health-data platform from Azure Blob "
@@ -62,6 +63,8 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
+    from bascule.cli.common import set_debug, set_verbose
+
     set_debug(debug)
     set_verbose(verbose)
 
@@ -103,7 +106,9 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     tune_allocator()
-    cli = build_app(invoked_command(sys.argv[1:]))
+    command = invoked_command(sys.argv[1:])
+    early.start_for(command, sys.argv[1:])  # before the command's imports (cli/early.py)
+    cli = build_app(command)
     tune_gc()  # after the command's imports: they are start-up objects too
     try:
         cli()

@@ -50,13 +50,20 @@ EXECUTOR_OPT = typer.Option(
 
 def open_runner(executor: str, cfg: Config, dataset: str | None = None) -> TaskRunner:
     """The runner `--executor` names, `auto` chosen for the datasets of the run (the choice
-    goes to the log file: an `executor` event with what was asked and what runs)."""
+    goes to the log file: an `executor` event with what was asked, what runs and how many
+    of its workers were started early, see cli/early.py; those not taken are ended)."""
     from bascule.logging import get_logger
+    from bascule.processes import ProcessRunner, end_early
     from bascule.runners import choose_executor, make_runner
 
     chosen = choose_executor(executor, cfg, dataset)
-    get_logger("bascule.cli").info("executor", asked=executor, chosen=chosen)
-    return make_runner(chosen, cfg.transfer.concurrency)
+    try:
+        runner = make_runner(chosen, cfg.transfer.concurrency)
+    finally:
+        end_early()
+    early = runner.started_early if isinstance(runner, ProcessRunner) else 0
+    get_logger("bascule.cli").info("executor", asked=executor, chosen=chosen, started_early=early)
+    return runner
 
 
 def human_bytes(n: float) -> str:

@@ -22,13 +22,15 @@ from bascule.age import keys
 from bascule.age.keys import precompute_ephemerals, ready_ephemerals
 from bascule.age.stream import X25519Identity
 from bascule.cli.app import app
+from bascule.cli.migrate import open_runner
 from bascule.config import Config, load_config
 from bascule.connectors import local
 from bascule.endpoints import clear_cache
 from bascule.errors import UsageError
 from bascule.migration import service
-from bascule.processes import ProcessRunner, WorkerLost, run_idle
+from bascule.processes import ProcessRunner, WorkerLost, end_early, run_idle, start_early
 from bascule.runners import choose_executor, make_runner
+from bascule.tuning import usable_cores
 from tests.functional.conftest import LocalConfig, MiB, age_decrypt, sha256
 
 
@@ -324,3 +326,54 @@ def test_migrate_has_spare_workers_make_header_keys_while_it_counts(
     assert outcome.stats.objects_committed == 5
     expected = [(precompute_ephemerals, (tuple(cfg.encryption.recipients),))]
     assert asked == (expected if encrypt else [])
+
+
+def test_a_runner_takes_the_workers_started_early_and_those_left_are_ended() -> None:
+    start_early(3, ["bascule.migration.tasks"])
+    assert len(_worker_pids(os.getpid())) == 3
+    runner = ProcessRunner(2, 2)
+    try:
+        assert runner.started_early == 2
+        pids = {runner.submit(os.getpid).result(timeout=60) for _ in range(4)}
+        assert pids == set(runner.worker_pids())
+        # Imported at start, before any task named the module.
+        loaded = "'bascule.migration.tasks' in __import__('sys').modules"
+        assert runner.submit(eval, loaded).result(timeout=60) is True
+        end_early()
+        assert sorted(_worker_pids(os.getpid())) == sorted(runner.worker_pids())
+    finally:
+        runner.shutdown()
+    assert _worker_pids(os.getpid()) == []
+
+
+def test_workers_started_early_are_ended_when_the_command_runs_on_threads(
+    local_config: LocalConfig,
+) -> None:
+    start_early(2, ["bascule.migration.tasks"])
+    runner = open_runner("local", local_config())
+    try:
+        assert isinstance(runner, runners.ThreadRunner)
+        assert _worker_pids(os.getpid()) == []  # killed and reaped, not left to the end
+    finally:
+        runner.shutdown()
+
+
+def test_bascule_migrate_takes_the_workers_it_started_before_loading_its_config(
+    tmp_path: Path, local_config: LocalConfig, identity_file: tuple[Path, str]
+) -> None:
+    objects = _seed(tmp_path, 12)
+    cfg = local_config()
+    cli = [sys.executable, "-m", "bascule.cli.app", "migrate", "-c", str(cfg.source_path)]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for log in (tmp_path / "state" / "logs").glob("*.jsonl")
+              for line in log.read_text().splitlines()]  # fmt: skip
+    [chosen] = [e for e in events if e.get("event") == "executor"]
+    cores = min(usable_cores(), cfg.transfer.concurrency)
+    if cores >= 2:  # what this machine allows: both outcomes are asserted
+        assert (chosen["chosen"], chosen["started_early"]) == (f"processes:{cores}", cores)
+    else:
+        assert (chosen["chosen"], chosen["started_early"]) == ("local", 0)
+    for key, data in objects.items():
+        target = tmp_path / "dst" / "b" / key.replace("in/", "out/", 1)
+        assert sha256(age_decrypt(target, identity_file[0])) == sha256(data)
