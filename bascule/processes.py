@@ -45,17 +45,20 @@ class WorkerLost(RuntimeError):
 
 def _serve(conn: Connection, threads: int) -> None:
     """A worker's loop: run each (id, fn, args) received on a thread, send (id, ok, value).
-    `threads` 0 (a worker started early): the first message, (THREADS, n), says how many."""
+    `threads` 0 (a worker started early): (THREADS, n) says how many, after any idle work."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     send_lock = threading.Lock()
-    if not threads:
+    while not threads:  # started early: idle work until a runner takes it, or none
         try:
             first = conn.recv()
         except (EOFError, OSError):
             os._exit(0)  # not taken: the parent ended it, or is gone
-        if not (isinstance(first, tuple) and first[0] == THREADS):
+        if isinstance(first, tuple) and first[0] == IDLE:
+            run_idle(first[1], first[2], conn)
+        elif isinstance(first, tuple) and first[0] == THREADS:
+            threads = int(first[1])
+        else:
             os._exit(0)
-        threads = int(first[1])
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="task")
 
     def run(task_id: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -155,6 +158,15 @@ def start_early(processes: int, preload: Sequence[str]) -> None:
         if not _early:
             atexit.register(end_early)
         _early.extend(_Worker(0, preload) for _ in range(processes))
+
+
+def while_early_idle(fn: Callable[..., Any], /, *args: Any) -> None:
+    """Have the workers started early run `fn(*args, stop=...)` until a runner takes them
+    (see `run_idle`): while this process still loads, their cores have nothing else to do."""
+    with _early_lock:
+        for worker in _early:
+            with contextlib.suppress(OSError, ValueError):  # a worker already gone
+                worker.conn.send((IDLE, fn, args))
 
 
 def end_early() -> None:

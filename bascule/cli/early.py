@@ -93,10 +93,36 @@ def _all_local(config: dict[str, Any]) -> bool:
     return True
 
 
-def start_for(command: str | None, args: Sequence[str]) -> None:
-    """Start the workers `early_workers` asks for, if any."""
-    count = early_workers(command, args, usable_cores())
-    if count and command is not None:
-        from bascule.processes import start_early
+def early_recipients(command: str | None, args: Sequence[str]) -> tuple[str, ...]:
+    """The age recipients a `migrate` will encrypt for, as the configuration file names them
+    (unchecked: `precompute_ephemerals` parses them, and a share made for a key the checked
+    configuration does not hold is never used); () when no dataset is encrypted."""
+    if command != "migrate":
+        return ()
+    config = _read(Path(_option(args, "--config", "-c") or "bascule.yaml"))
+    datasets = config.get("datasets") if config is not None else None
+    encryption = config.get("encryption") if config is not None else None
+    if not isinstance(datasets, list) or not isinstance(encryption, dict):
+        return ()
+    if not any(isinstance(d, dict) and d.get("encrypt", True) is not False for d in datasets):
+        return ()
+    recipients = encryption.get("recipients")
+    if not isinstance(recipients, list):
+        return ()
+    return tuple(r for r in recipients if isinstance(r, str))
 
-        start_early(count, PRELOAD[command])
+
+def start_for(command: str | None, args: Sequence[str]) -> None:
+    """Start the workers `early_workers` asks for, if any; for a `migrate` that encrypts,
+    they make age header shares (`precompute_ephemerals`) until the runner takes them."""
+    count = early_workers(command, args, usable_cores())
+    if not count or command is None:
+        return
+    from bascule.processes import start_early, while_early_idle
+
+    start_early(count, PRELOAD[command])
+    recipients = early_recipients(command, args)
+    if recipients:
+        from bascule.age.keys import precompute_ephemerals
+
+        while_early_idle(precompute_ephemerals, recipients)

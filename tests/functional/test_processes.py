@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -28,7 +29,14 @@ from bascule.connectors import local
 from bascule.endpoints import clear_cache
 from bascule.errors import UsageError
 from bascule.migration import service
-from bascule.processes import ProcessRunner, WorkerLost, end_early, run_idle, start_early
+from bascule.processes import (
+    ProcessRunner,
+    WorkerLost,
+    end_early,
+    run_idle,
+    start_early,
+    while_early_idle,
+)
 from bascule.runners import choose_executor, make_runner
 from bascule.tuning import usable_cores
 from tests.functional.conftest import LocalConfig, MiB, age_decrypt, sha256
@@ -377,3 +385,29 @@ def test_bascule_migrate_takes_the_workers_it_started_before_loading_its_config(
     for key, data in objects.items():
         target = tmp_path / "dst" / "b" / key.replace("in/", "out/", 1)
         assert sha256(age_decrypt(target, identity_file[0])) == sha256(data)
+
+
+def _shares_then_mark(folder: str, recipient: str, *, stop: Callable[[], bool]) -> None:
+    """Idle work that says when it is done: 30 shares, then a file named after the worker's
+    pid (a message queued behind would stop the shares at once: this is one message)."""
+    precompute_ephemerals((recipient,), 30, stop=stop)
+    (Path(folder) / str(os.getpid())).write_text("done")
+
+
+def test_workers_started_early_make_header_shares_until_a_runner_takes_them(
+    tmp_path: Path,
+) -> None:
+    recipient = str(X25519Identity.generate().recipient())
+    start_early(2, ["bascule.migration.tasks"])
+    while_early_idle(_shares_then_mark, str(tmp_path), recipient)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.iterdir())) < 2:
+        assert time.monotonic() < deadline, "the early workers ran no idle work in 60 s"
+        time.sleep(0.01)
+    runner = ProcessRunner(2, 1)
+    try:
+        ready = [runner.submit(ready_ephemerals, recipient) for _ in range(2)]  # one each
+        assert [f.result(timeout=60) for f in ready] == [30, 30]
+        assert {p.name for p in tmp_path.iterdir()} == {str(p) for p in runner.worker_pids()}
+    finally:
+        runner.shutdown()

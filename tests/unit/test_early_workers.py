@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bascule.cli.early import early_workers
+from bascule.cli.early import early_recipients, early_workers
 
 
 def _config(tmp_path: Path, *, kinds: tuple[str, str] = ("local", "local"), **extra: Any) -> Path:
@@ -84,3 +84,18 @@ def test_a_file_that_is_not_a_readable_config_starts_nothing(tmp_path: Path, tex
     assert early_workers("migrate", ["migrate", "-c", str(path)], cores=4) == 0
     missing = str(tmp_path / "none.yaml")
     assert early_workers("migrate", ["migrate", "-c", missing], cores=4) == 0
+
+
+def test_a_migrate_that_encrypts_gives_its_recipients_to_the_early_workers(
+    tmp_path: Path,
+) -> None:
+    keys = {"recipients": ["age1one", "age1two", 3]}
+    cfg = str(_config(tmp_path, encryption=keys))
+    assert early_recipients("migrate", ["migrate", "-c", cfg]) == ("age1one", "age1two")
+    assert early_recipients("verify", ["verify", "-c", cfg]) == ()  # verify makes no header
+    plain = _config(tmp_path, encryption=keys)
+    doc = yaml.safe_load(plain.read_text())
+    doc["datasets"][0]["encrypt"] = False
+    plain.write_text(yaml.safe_dump(doc))
+    assert early_recipients("migrate", ["migrate", "-c", str(plain)]) == ()
+    assert early_recipients("migrate", ["migrate", "-c", str(tmp_path / "none.yaml")]) == ()
