@@ -75,7 +75,10 @@ TaskFn = Callable[[PartTask], PartResult]
 SUMMARY_SECONDS = 10.0  # an info line with the counts so far, at most this often
 # A batch of small objects (`run_objects`) holds at most this many objects and, once it holds
 # this many bytes, is sent: one task per object costs more than the copy of a small one.
-BATCH_OBJECTS = 64
+# Each batch costs its own message, result, folder descriptors and flush: 20,000 tiny files
+# on 2 worker processes take 0.956 of the CPU with 160 a batch than with 64, and 0.942 with
+# 320, whose last batches then leave a core idle longer (wall 0.964 and 0.971).
+BATCH_OBJECTS = 160
 BATCH_BYTES = 8 * 1024 * 1024
 # Multipart commits (complete, then stat) run on threads of their own, at most this many at
 # once: on the coordinator thread, each one (0.7 s for a 256 MiB object on `rclone serve
