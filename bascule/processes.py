@@ -189,21 +189,25 @@ def _take_early(processes: int, threads: int) -> list[_Worker]:
 
 
 class ProcessRunner:
-    """`processes` worker processes of `threads` threads each; tasks go round robin. Workers
-    started early (`start_early`) are taken first; `started_early` says how many."""
+    """`processes` worker processes of `threads` threads each. A task goes to the live worker
+    with the fewest tasks unanswered, in turn on a tie: workers do not all go at one speed
+    (one made more header shares ahead than another, a core is shared), and round robin
+    left the faster one idle with the other's queue still full at the end (20,000 tiny
+    files, 2 workers: 0.43 s). Workers started early (`start_early`) are taken first;
+    `started_early` says how many."""
 
     def __init__(self, processes: int, threads: int) -> None:
         early = _take_early(processes, threads)
         self.started_early = len(early)
         self._workers = early + [_Worker(threads) for _ in range(processes - len(early))]
         self._ids = itertools.count()
-        self._next = itertools.cycle(self._workers)
+        self._turn = itertools.count()
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[[*Ts], R], /, *args: *Ts) -> Future[R]:
         future: Future[R] = Future()
         with self._lock:
-            task_id, worker = next(self._ids), next(self._next)
+            task_id, worker = next(self._ids), self._least_busy()
             with worker.lock:
                 if not worker.alive:
                     future.set_exception(WorkerLost("a worker process exited"))
@@ -216,6 +220,14 @@ class ProcessRunner:
                     worker.pending.pop(task_id, None)
                 future.set_exception(WorkerLost(f"a worker process is gone ({exc})"))
         return future
+
+    def _least_busy(self) -> _Worker:
+        """The live worker with the fewest unanswered tasks, from the next in turn (a dead
+        one only when all are: its task then fails as WorkerLost)."""
+        count = len(self._workers)
+        start = next(self._turn)
+        turn = [self._workers[(start + i) % count] for i in range(count)]
+        return min(turn, key=lambda w: len(w.pending) if w.alive else float("inf"))
 
     def while_idle(self, fn: Callable[..., Any], /, *args: Any) -> None:
         """Have every worker but the first run `fn(*args, stop=...)` until its first task

@@ -411,3 +411,32 @@ def test_workers_started_early_make_header_shares_until_a_runner_takes_them(
         assert {p.name for p in tmp_path.iterdir()} == {str(p) for p in runner.worker_pids()}
     finally:
         runner.shutdown()
+
+
+def _wait_for(path: str) -> int:
+    """A task that holds its worker until `path` exists (polled: a readiness probe)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def test_tasks_go_to_the_worker_with_the_fewest_unanswered_and_around_a_dead_one(
+    tmp_path: Path,
+) -> None:
+    runner = ProcessRunner(2, 1)
+    release = tmp_path / "release"
+    try:
+        held = runner.submit(_wait_for, str(release))
+        # Round robin would give every other task to the held worker, and wait with it.
+        free = {runner.submit(os.getpid).result(timeout=20) for _ in range(4)}
+        release.write_text("go")
+        busy = held.result(timeout=60)
+        assert len(free) == 1 and busy not in free
+        assert {busy, *free} == set(runner.worker_pids())
+        with pytest.raises(WorkerLost):
+            runner.submit(os._exit, 3).result(timeout=60)  # one of the two dies
+        alive = {runner.submit(os.getpid).result(timeout=60) for _ in range(4)}
+        assert len(alive) == 1 and alive < set(runner.worker_pids())  # the other takes all
+    finally:
+        runner.shutdown()
