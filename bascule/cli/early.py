@@ -31,11 +31,20 @@ _PROCESSES = re.compile(r"^processes:(\d+)$")
 _HELP = frozenset({"--help", "-h"})
 
 
-def early_workers(command: str | None, args: Sequence[str], cores: int) -> int:
-    """How many workers to start early for `bascule <args>`: those `--executor` names
-    (`processes:N`), or for `auto` (the default) `cores` at most `transfer.concurrency`
-    when every dataset's source and target endpoint is `kind: local`; 0 for any other
-    command, executor, `--help`, `--dry-run`, or a configuration file that cannot be read."""
+def read_config(args: Sequence[str]) -> dict[str, Any] | None:
+    """The configuration file `--config`/`-c` names (default `bascule.yaml`), as plain YAML;
+    None when it cannot be read as a mapping."""
+    return _read(Path(_option(args, "--config", "-c") or "bascule.yaml"))
+
+
+def early_workers(
+    command: str | None, args: Sequence[str], cores: int, config: dict[str, Any] | None
+) -> int:
+    """How many workers to start early for `bascule <args>` (`config`: `read_config(args)`):
+    those `--executor` names (`processes:N`), or for `auto` (the default) `cores` at most
+    `transfer.concurrency` when every dataset's source and target endpoint is
+    `kind: local`; 0 for any other command, executor, `--help`, `--dry-run`, or a
+    configuration file that cannot be read."""
     if command not in PRELOAD or _HELP.intersection(args) or "--dry-run" in args:
         return 0
     executor = _option(args, "--executor") or "auto"
@@ -44,7 +53,6 @@ def early_workers(command: str | None, args: Sequence[str], cores: int) -> int:
         return int(named.group(1))
     if executor != "auto" or cores < 2:
         return 0
-    config = _read(Path(_option(args, "--config", "-c") or "bascule.yaml"))
     if config is None or not _all_local(config):
         return 0
     transfer = config.get("transfer")
@@ -93,13 +101,12 @@ def _all_local(config: dict[str, Any]) -> bool:
     return True
 
 
-def early_recipients(command: str | None, args: Sequence[str]) -> tuple[str, ...]:
-    """The age recipients a `migrate` will encrypt for, as the configuration file names them
-    (unchecked: `precompute_ephemerals` parses them, and a share made for a key the checked
-    configuration does not hold is never used); () when no dataset is encrypted."""
+def early_recipients(command: str | None, config: dict[str, Any] | None) -> tuple[str, ...]:
+    """The age recipients a `migrate` will encrypt for, as `config` (`read_config`) names
+    them (unchecked: `precompute_ephemerals` parses them, and a share made for a key the
+    checked configuration does not hold is never used); () when no dataset is encrypted."""
     if command != "migrate":
         return ()
-    config = _read(Path(_option(args, "--config", "-c") or "bascule.yaml"))
     datasets = config.get("datasets") if config is not None else None
     encryption = config.get("encryption") if config is not None else None
     if not isinstance(datasets, list) or not isinstance(encryption, dict):
@@ -115,13 +122,16 @@ def early_recipients(command: str | None, args: Sequence[str]) -> tuple[str, ...
 def start_for(command: str | None, args: Sequence[str]) -> None:
     """Start the workers `early_workers` asks for, if any; for a `migrate` that encrypts,
     they make age header shares (`precompute_ephemerals`) until the runner takes them."""
-    count = early_workers(command, args, usable_cores())
-    if not count or command is None:
+    if command not in PRELOAD:
+        return
+    config = read_config(args)  # once, for both questions
+    count = early_workers(command, args, usable_cores(), config)
+    if not count:
         return
     from bascule.processes import start_early, while_early_idle
 
     start_early(count, PRELOAD[command])
-    recipients = early_recipients(command, args)
+    recipients = early_recipients(command, config)
     if recipients:
         from bascule.age.keys import precompute_ephemerals
 

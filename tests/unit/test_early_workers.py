@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bascule.cli.early import early_recipients, early_workers
+from bascule.cli import early
+from bascule.cli.early import read_config
 
 
 def _config(tmp_path: Path, *, kinds: tuple[str, str] = ("local", "local"), **extra: Any) -> Path:
@@ -26,6 +27,14 @@ def _config(tmp_path: Path, *, kinds: tuple[str, str] = ("local", "local"), **ex
     path = tmp_path / "bascule.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def early_workers(command: str | None, args: list[str], cores: int) -> int:
+    return early.early_workers(command, args, cores, read_config(args))
+
+
+def early_recipients(command: str, args: list[str]) -> tuple[str, ...]:
+    return early.early_recipients(command, read_config(args))
 
 
 @pytest.mark.parametrize("command", ["migrate", "verify"])
