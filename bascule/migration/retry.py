@@ -9,7 +9,9 @@ coordinator owns the attempt budget and the journal keeps it across restarts (pa
 azure ``retry_total=0``, rclone ``--retries 1 --low-level-retries 1``), so no retry loop is
 stacked on another.
 
-The clock is injected (`Clock`), so tests run without sleeping.
+The clock is injected (`Clock`), so tests run without sleeping. tenacity is imported on the
+first retry only: a call that succeeds at once, as most do, never needs it, and a worker
+process starts without it (and without the asyncio and tornado modules it loads).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
-
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_base
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from bascule.errors import Throttled
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 T = TypeVar("T")
 BASE_S = 0.5
@@ -65,8 +67,9 @@ class RetryEvent:
 _RNG = random.Random()  # one per process: seeding a new one per task costs ~0.5 ms
 
 
-class backoff_wait(wait_base):
-    """Full-jitter exponential backoff (AWS architecture blog), at least Retry-After."""
+class backoff_wait:
+    """Full-jitter exponential backoff (AWS architecture blog), at least Retry-After: a
+    tenacity wait (any callable of the retry state)."""
 
     def __init__(
         self, base_s: float = BASE_S, cap_s: float = CAP_S, rng: random.Random | None = None
@@ -92,7 +95,7 @@ def retrying(
     attempts_used: int = 0,
     clock: Clock | None = None,
     sleep: Callable[[float], None] | None = None,
-    wait: wait_base | None = None,
+    wait: Callable[[RetryCallState], float] | None = None,
     on_retry: Callable[[RetryEvent], None] | None = None,
     before: Callable[[RetryCallState], None] | None = None,
 ) -> Retrying:
@@ -102,6 +105,8 @@ def retrying(
     (from the journal); one attempt is always made. Errors `should_retry` rejects, and the
     last error once the budget is spent, propagate unchanged (never tenacity.RetryError).
     `sleep` (or `clock.sleep`) replaces time.sleep; `on_retry` hears each failed attempt."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
     remaining = max(1, max_attempts - attempts_used)
 
     def before_sleep(state: RetryCallState) -> None:
@@ -128,7 +133,7 @@ def call_with_retries(
     max_attempts: int,
     *,
     sleep: Callable[[float], None] | None = None,
-    wait: wait_base | None = None,
+    wait: Callable[[RetryCallState], float] | None = None,
     clock: Clock | None = None,
     attempts_used: int = 0,
     on_retry: Callable[[RetryEvent], None] | None = None,
