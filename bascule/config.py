@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import ipaddress
 import os
 import re
 import sys
@@ -32,6 +31,7 @@ from pydantic import (
 from bascule.connectors.base import MiB
 from bascule.errors import ConfigError
 from bascule.tuning import DEFAULT_CONCURRENCY
+from bascule.urls import refuse_plain_http
 
 FORMATS = ("auto", "parquet", "csv", "jsonl", "sas7bdat", "binary")
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
@@ -480,24 +480,6 @@ def _check_recipients(cfg: Config) -> None:
             ) from None
 
 
-def is_loopback(host: str) -> bool:
-    """localhost or a loopback IP address (plain traffic to it never leaves the machine)."""
-    if host.rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def insecure_host(url: str) -> str | None:
-    """The host of a plain-HTTP URL (scheme in any case) that is not loopback, else None."""
-    parsed = urlparse(url.strip())
-    if parsed.scheme.lower() == "http" and parsed.hostname and not is_loopback(parsed.hostname):
-        return parsed.hostname
-    return None
-
-
 def _normal_url(url: str) -> str:
     """`url` compared as a place: scheme and host lowercased, default port, no trailing /."""
     parsed = urlparse(url.strip())
@@ -615,17 +597,11 @@ def _endpoint_urls(cfg: Config, name: str) -> list[str]:
 
 
 def check_plain_http(where: str, ep: Endpoint, urls: list[str]) -> None:
-    """Health data never crosses a network in clear: ConfigError when a URL is plain HTTP to
-    a host that is not loopback, unless the S3 endpoint says `allow_insecure_http: true`."""
-    if isinstance(ep, S3Endpoint) and ep.allow_insecure_http:
-        return
-    for url in urls:
-        host = insecure_host(url)
-        if host:
-            fix = "use https"
-            if isinstance(ep, S3Endpoint):
-                fix += ", or set allow_insecure_http: true if this network is trusted"
-            raise ConfigError(f"{where}: plain HTTP to {host} is refused; {fix}")
+    """`refuse_plain_http` for the endpoint `ep`."""
+    if isinstance(ep, S3Endpoint):
+        refuse_plain_http(where, urls, s3=True, allowed=ep.allow_insecure_http)
+    else:
+        refuse_plain_http(where, urls, s3=False, allowed=False)
 
 
 def _resolve_places(cfg: Config) -> dict[str, list[str]]:

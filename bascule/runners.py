@@ -32,10 +32,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, TypeVarTuple
 
-from bascule.config import Config, LocalEndpoint, Location, is_loopback
+from bascule.config import Config, LocalEndpoint, Location
 from bascule.endpoints import EndpointRef, connector
 from bascule.errors import UsageError
 from bascule.tuning import usable_cores
+from bascule.urls import is_loopback
 
 R = TypeVar("R")
 Ts = TypeVarTuple("Ts")
@@ -129,7 +130,7 @@ def _on_local_disk(cfg: Config, loc: Location) -> bool:
     endpoint = cfg.endpoints[loc.endpoint]
     if not isinstance(endpoint, LocalEndpoint):
         return False
-    return connector(EndpointRef(loc.endpoint, endpoint, loc.store)).capabilities.latency_free
+    return connector(EndpointRef.of(loc.endpoint, endpoint, loc.store)).capabilities.latency_free
 
 
 def make_runner(spec: str, concurrency: int) -> TaskRunner:

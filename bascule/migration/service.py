@@ -47,11 +47,11 @@ log = structlog.get_logger("bascule.migrate")
 
 
 def source_ref(cfg: Config, ds: Dataset) -> EndpointRef:
-    return EndpointRef(ds.source.endpoint, cfg.endpoints[ds.source.endpoint], ds.source.store)
+    return EndpointRef.of(ds.source.endpoint, cfg.endpoints[ds.source.endpoint], ds.source.store)
 
 
 def target_ref(cfg: Config, ds: Dataset) -> EndpointRef:
-    return EndpointRef(ds.target.endpoint, cfg.endpoints[ds.target.endpoint], ds.target.store)
+    return EndpointRef.of(ds.target.endpoint, cfg.endpoints[ds.target.endpoint], ds.target.store)
 
 
 def config_fingerprint(cfg: Config) -> str:

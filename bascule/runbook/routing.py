@@ -63,7 +63,7 @@ class RoutingStore:
                 f"{place.endpoint!r}; declare it under endpoints"
             )
         store = place.bucket or place.container or ""
-        return EndpointRef(place.endpoint, self.cfg.endpoints[place.endpoint], store)
+        return EndpointRef.of(place.endpoint, self.cfg.endpoints[place.endpoint], store)
 
     def _key(self) -> str:
         key: str = self._place.key

@@ -54,7 +54,7 @@ def test_a_remote_without_a_bucket_never_builds_an_absolute_path(local_remote: P
     # absolute path ("loc:/<key>") it would land beside the root instead.
     escaped = local_remote.parent / "escaped.txt"
     key = str(escaped).lstrip("/")
-    ref = EndpointRef("r", RcloneEndpoint(kind="rclone", remote="loc"), "")
+    ref = EndpointRef.of("r", RcloneEndpoint(kind="rclone", remote="loc"), "")
     conn = build_connector(ref)
     conn.put(key, io.BytesIO(b"x"), 1)
     assert not escaped.exists()

@@ -357,4 +357,4 @@ def test_plain_http_azure_connection_string_refused(
     path = azure_config(tmp_path, {"connection_string_env": "T_REMOTE_AZURE"})
     with pytest.raises(ConfigError, match="plain HTTP"):
         cfg = load_config(path)
-        build_connector(EndpointRef("az", cfg.endpoints["az"], "c"))
+        build_connector(EndpointRef.of("az", cfg.endpoints["az"], "c"))

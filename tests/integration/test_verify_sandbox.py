@@ -235,7 +235,7 @@ class CountingConnector:
 def test_parquet_footer_on_encrypted_target_takes_at_most_3_gets(sandbox: Sandbox) -> None:
     cfg = sandbox.cfg
     ds = cfg.datasets[0]
-    target = connector(EndpointRef(ds.target.endpoint, cfg.endpoints[ds.target.endpoint],
+    target = connector(EndpointRef.of(ds.target.endpoint, cfg.endpoints[ds.target.endpoint],
                                    ds.target.store))  # fmt: skip
     counting = CountingConnector(target)
     key = "hdh/ER_PRS_F.parquet"

@@ -255,7 +255,7 @@ def test_an_s3_client_built_towards_plain_http_is_refused(monkeypatch: pytest.Mo
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "hTTp://s3.example.eu")
     endpoint = S3Endpoint(kind="s3", provider="aws", region="eu-west-3")
     with pytest.raises(ConfigError, match=r"endpoints.far: plain HTTP to s3.example.eu"):
-        build_connector(EndpointRef("far", endpoint, "bucket"))
+        build_connector(EndpointRef.of("far", endpoint, "bucket"))
 
 
 def test_an_azure_client_built_towards_plain_http_is_refused(
@@ -268,4 +268,4 @@ def test_an_azure_client_built_towards_plain_http_is_refused(
     monkeypatch.setenv("T_CONN", conn)
     endpoint = AzureBlobEndpoint(kind="azure-blob", connection_string_env="T_CONN")
     with pytest.raises(ConfigError, match=r"endpoints.az: plain HTTP to blob.example.eu"):
-        build_connector(EndpointRef("az", endpoint, "c"))
+        build_connector(EndpointRef.of("az", endpoint, "c"))

@@ -38,8 +38,8 @@ def _batch(root: Path, name: str) -> tuple[PartTask, ...]:
     part = PartSpec(1, 0, 1, 0, 1, 0, True)
     return tuple(
         PartTask(
-            EndpointRef("src", endpoint, "src"),
-            EndpointRef("dst", endpoint, "dst"),
+            EndpointRef.of("src", endpoint, "src"),
+            EndpointRef.of("dst", endpoint, "dst"),
             f"{name}-{i}",
             f"{name}-{i}",
             "",
