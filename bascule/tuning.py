@@ -27,16 +27,13 @@ def tune_allocator() -> None:
     By default glibc raises its mmap threshold after the first large free, so later 16 MiB
     part buffers come from per-thread arenas that keep the memory: RSS then grows well past
     the bytes in flight. A fixed threshold keeps RSS near the documented bound. Elsewhere
-    (musl, macOS) this does nothing."""
+    (musl, macOS) this does nothing. The symbols already loaded are searched (`CDLL(None)`):
+    `ctypes.util.find_library` would run `ldconfig -p` in a child process, on every start
+    of the CLI and of each worker."""
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
     m_mmap_threshold = -3  # from glibc's malloc.h
