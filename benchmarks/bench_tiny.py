@@ -10,8 +10,8 @@ bascule migrates a `local` endpoint to a `local` endpoint with age encryption; r
 the same folder into a crypt remote over a local folder (names not encrypted: bascule keeps
 names). Both get the same number of transfers (`concurrency`, `--transfers`/`--checkers`).
 Neither side touches the network: this line measures what each tool spends per object.
-The tools take turns for `--rounds` rounds, each into a target of its own; the ratio quoted
-is the median of the rounds' ratios.
+The tools take turns for `--rounds` rounds, each into a target of its own, in the reverse
+order every other round; the ratio quoted is the median of the rounds' ratios.
 
 Not part of the test suite: figures depend on the machine and its load (recorded).
 """
@@ -149,7 +149,9 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     lines = []
     names = [f"bascule encrypted [{e}]" for e in args.executors.split(",")] + ["rclone crypt"]
     for round_ in range(1, args.rounds + 1):
-        for name in names:
+        # The order reversed every other round: a disk that slows down or recovers over
+        # the run (ext4 after many files were freed) weighs on both tools alike.
+        for name in names if round_ % 2 else names[::-1]:
             lines.append(_line(args, root, source, name, round_))
             print(json.dumps(lines[-1]), flush=True)
     return {
