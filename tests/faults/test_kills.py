@@ -155,27 +155,48 @@ def _check_prefix(cloud: CloudSetup, objects: dict[str, bytes], prefix: str, enc
         assert sha256(got) == sha256(value), (prefix, key)
 
 
+def _round_config(cloud: CloudSetup, name: str, encrypt: bool, tag: str) -> tuple[Path, str]:
+    """A config writing to a prefix and a journal of their own; and that prefix."""
+    prefix = f"hdh/{name}/{tag}/"
+    data = cloud.config_dict(encrypt=encrypt, concurrency=3, max_bytes_in_flight="16MiB")
+    data["datasets"][0]["target"]["prefix"] = prefix
+    data["journal"] = f"state/{name}-{tag}.db"
+    return cloud.write_config(data), prefix
+
+
+def _kill_window(config: Path) -> tuple[float, float]:
+    """Seconds after the start within which a kill lands in a run of `config`: from most of
+    a run with nothing to copy (start-up, listing, plan) to the end of a whole run, both
+    timed here (so that the instants follow this machine's speed, not a fixed guess)."""
+    started = time.monotonic()
+    _finish(config)
+    whole = time.monotonic() - started
+    started = time.monotonic()
+    _finish(config)  # everything is copied: only start-up, listing and plan are left
+    idle = time.monotonic() - started
+    return 0.8 * idle, max(whole, idle + 0.05)
+
+
 def test_kill_matrix_random_instants(cloud: CloudSetup) -> None:
     """At least 20 SIGKILLs at seeded random instants across scenarios, each resumed; a
-    round whose run finished before its kill is checked, then a new round starts."""
+    round whose run finished before its kill is checked, then a new round starts. The
+    instants are drawn within each scenario's run, as timed on this machine."""
     rng = random.Random(20261128)
     kills = 0
     for name, encrypt, large, small, quota in SCENARIOS:
         objects = _seed(cloud, random.Random(name), large, small)
+        config, prefix = _round_config(cloud, name, encrypt, "timing")
+        low, high = _kill_window(config)
+        _check_prefix(cloud, objects, prefix, encrypt)
         got = 0
-        # A run that ends before its instant is no kill: a faster copy needs more rounds to
-        # reach the quota (the kills asked for stay the same).
+        # A run that ends before its instant is no kill: then another round.
         for attempt in range(8 * quota):
             if got >= quota:
                 break
-            prefix = f"hdh/{name}/{attempt}/"
-            data = cloud.config_dict(encrypt=encrypt, concurrency=3, max_bytes_in_flight="16MiB")
-            data["datasets"][0]["target"]["prefix"] = prefix
-            data["journal"] = f"state/{name}-{attempt}.db"
-            config = cloud.write_config(data)
+            config, prefix = _round_config(cloud, name, encrypt, str(attempt))
             for _ in range(3):  # up to three kills in one round, each resumed by the next run
                 proc = _start(config)
-                time.sleep(rng.uniform(0.5, 1.6))
+                time.sleep(rng.uniform(low, high))
                 if proc.poll() is not None:
                     break
                 _kill(proc)
