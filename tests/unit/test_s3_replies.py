@@ -83,14 +83,6 @@ def test_the_complete_body_lists_parts_in_order_with_their_checksums() -> None:
     assert parts == [("1", '"e&1"', "c2hh"), ("2", '"e2"', None)]
 
 
-def test_http_dates_of_a_head_answer() -> None:
-    assert replies.http_time("Thu, 03 Dec 2026 06:00:00 GMT") == datetime(
-        2026, 12, 3, 6, tzinfo=UTC
-    )
-    assert replies.http_time("not a date") is None
-    assert replies.http_time(None) is None
-
-
 @pytest.mark.parametrize("body", [b"<ListPartsResult><Part>", b"not xml at all", b""])
 def test_an_unreadable_answer_is_a_storage_error_in_one_line(body: bytes) -> None:
     """A 200 whose body is cut or is not XML is the server's failure: mapped to a

@@ -20,8 +20,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import formatdate
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -31,6 +30,7 @@ from bascule.connectors.http import (
     Transport,
     retry_after,
 )
+from bascule.connectors.http_dates import http_date, http_date_now
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 TOKEN_MARGIN_S = 300.0  # a token is renewed this long before it expires
@@ -168,7 +168,7 @@ class BlobRest:
         """`path` as sent (a SAS appended) once `headers` carry the date, version and auth."""
         if isinstance(self._auth, Sas):
             path += ("&" if "?" in path else "?") + self._auth.query
-        headers.update({"x-ms-date": formatdate(usegmt=True), "x-ms-version": self._version})
+        headers.update({"x-ms-date": http_date_now(), "x-ms-version": self._version})
         self._auth.apply("GET", path, headers)
         return path
 
@@ -203,21 +203,12 @@ def parse_listing(body: bytes) -> tuple[list[ListedBlob], str]:
                 name=name,
                 size=int(get("Content-Length") or 0),
                 etag=(get("Etag") or "").strip('"'),
-                last_modified=_http_time(get("Last-Modified")),
+                last_modified=http_date(get("Last-Modified")),
                 content_md5=get("Content-MD5") or "",
                 metadata={m.tag: m.text or "" for m in meta} if meta is not None else {},
             )
         )
     return blobs, root.findtext("NextMarker") or ""
-
-
-def _http_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def _failure(status: int, headers: Mapping[str, str], body: bytes) -> HttpFailure:

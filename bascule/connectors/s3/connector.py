@@ -49,6 +49,7 @@ from bascule.connectors.base import (
     object_key_problem,
 )
 from bascule.connectors.http import HttpFailure, MappedReader, PoolSettings
+from bascule.connectors.http_dates import http_date
 from bascule.connectors.s3.addressing import object_base_url
 from bascule.connectors.s3.errors import (
     WORDING,
@@ -62,7 +63,7 @@ from bascule.connectors.s3.presets import (
     lowered_part_limit,
     with_part_checksum,
 )
-from bascule.connectors.s3.replies import ListedPart, ListedUpload, Page, http_time
+from bascule.connectors.s3.replies import ListedPart, ListedUpload, Page
 from bascule.connectors.s3.rest import META_PREFIX, S3Rest
 from bascule.connectors.s3.sigv4 import Credentials, StaticCredentials
 from bascule.errors import (
@@ -279,7 +280,7 @@ class S3Connector:
             key=key,
             size=int(head.get("content-length", 0) or 0),
             etag=_strip(head.get("etag", "")),
-            last_modified=http_time(head.get("last-modified")),
+            last_modified=http_date(head.get("last-modified")),
             checksums=checksums,
             metadata={
                 k.removeprefix(META_PREFIX): v for k, v in head.items() if k.startswith(META_PREFIX)

@@ -16,7 +16,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Generic, TypeVar
 from urllib.parse import unquote_plus
 
@@ -192,14 +191,4 @@ def iso_time(text: str | None) -> datetime | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        return None
-
-
-def http_time(text: str | None) -> datetime | None:
-    """An HTTP date of a header (Last-Modified); None if absent or unreadable."""
-    if not text:
-        return None
-    try:
-        return parsedate_to_datetime(text)
-    except (TypeError, ValueError):
         return None
