@@ -29,6 +29,7 @@ from typing import Any
 
 from benchmarks.copy_report import markdown_report, ratio_summary, ratios, text_report
 from benchmarks.lines import REPO_ROOT, LineResult, Lines, Settings
+from benchmarks.measure import cpu_model
 from benchmarks.sandbox import TRANSPORTS, DatasetShape, KiB, MiB, running_sandbox, seed_source
 
 GiB = 1024 * MiB
@@ -102,6 +103,7 @@ def _meta(
         "warm_up": not args.no_warm_up,
         "part_size": settings.part_size,
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "source": _source_state(),

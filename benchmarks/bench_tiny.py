@@ -36,7 +36,7 @@ import yaml
 from bascule.age.stream import X25519Identity
 from bascule.connectors.rclone import rclone_binary
 from benchmarks.lines import _profiled
-from benchmarks.measure import ProcessFigures, load_1min, run_measured
+from benchmarks.measure import ProcessFigures, cpu_model, load_1min, run_measured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -160,6 +160,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "transfers": args.transfers,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "load_after": os.getloadavg(),
         "load_1min_end": load_1min(),
         "lines": lines,
@@ -226,6 +227,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--top", type=int, default=25, help="profile entries printed")
     p.add_argument("--json", type=Path, help="write the figures to this file")
     args = p.parse_args(argv)
+    if args.workdir is not None and not args.workdir.is_dir():
+        p.error(f"--workdir {args.workdir}: no such folder; create it, or leave the option out")
     root = Path(tempfile.mkdtemp(prefix="bascule-tiny-", dir=args.workdir))
     try:
         report = run(args, root)
@@ -235,6 +238,7 @@ def main(argv: list[str]) -> int:
         for line, ratio in report[f"bascule_over_rclone_{figure}"].items():
             each = ", ".join(str(r) for r in ratio["rounds"])
             print(f"{line} / rclone crypt ({figure}): median {ratio['median']} (rounds: {each})")
+    print(f"machine: {report['cpus']} cores, {report['cpu_model']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if any(line["error"] for line in report["lines"]) else 0

@@ -225,7 +225,8 @@ def _markdown_meta(meta: dict[str, Any]) -> list[str]:
     return [
         f"- command: `{meta['command']}`",
         f"- commit measured: `{meta['source']}`",
-        f"- machine: {meta['cpus']} cores, {meta['platform']}, Python {meta['python']}",
+        f"- machine: {meta['cpus']} cores ({meta.get('cpu_model', 'unknown')}), "
+        f"{meta['platform']}, Python {meta['python']}",
         f"- started: {meta['started']}",
         f"- transports: {', '.join(meta['transports'])}; datasets: {datasets}",
         f"- concurrency {meta['concurrency']}, part size {meta['part_size'] // MiB} MiB",
