@@ -97,10 +97,14 @@ class _Scanner:
         self._base = 0  # file offset of the block being scanned
         self._opened = 0  # file offset of the quote that opened the current quoted field
         d, q = re.escape(delimiter), re.escape(quote)
-        field = b"(?:%s[^%s]*+%s)++|[^%s%s\r\n][^%s\r\n]*+|" % (q, q, q, q, d, d)
-        # one whole record from its start (possessive: a record that does not match fails
-        # fast and is walked field by field, which finds what is wrong with it)
-        self._record = re.compile(b"(?:(?:%s)%s)*+(?:%s)(?:\r\n|\r|\n)" % (field, d, field))
+        # One whole record from its start, its repeats in atomic groups: a record that does
+        # not match fails fast and is walked field by field, which finds what is wrong with
+        # it. Atomic groups, not possessive quantifiers (`x*+`), which match wrongly before
+        # Python 3.11.5 (CPython gh-106052; Debian 12 ships 3.11.2): there the line `""";`
+        # matched as a whole record where csv.reader sees a quoted field left open, and
+        # valid files were counted as malformed.
+        field = b"(?>(?:%s(?>[^%s]*)%s)+)|[^%s%s\r\n](?>[^%s\r\n]*)|" % (q, q, q, q, d, d)
+        self._record = re.compile(b"(?>(?:(?:%s)%s)*)(?:%s)(?:\r\n|\r|\n)" % (field, d, field))
         self._field_end = re.compile(b"[%s\r\n]" % d)
 
     def scan(self, block: bytes) -> None:
