@@ -29,7 +29,7 @@ from typing import Any
 
 from benchmarks.copy_report import markdown_report, ratio_summary, ratios, text_report
 from benchmarks.lines import REPO_ROOT, LineResult, Lines, Settings
-from benchmarks.measure import cpu_model
+from benchmarks.measure import cpu_model, python_build
 from benchmarks.sandbox import TRANSPORTS, DatasetShape, KiB, MiB, running_sandbox, seed_source
 
 GiB = 1024 * MiB
@@ -106,6 +106,7 @@ def _meta(
         "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "python_build": python_build(),
         "source": _source_state(),
         "seed_seconds": {},
     }

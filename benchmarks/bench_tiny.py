@@ -36,7 +36,7 @@ import yaml
 from bascule.age.stream import X25519Identity
 from bascule.connectors.rclone import rclone_binary
 from benchmarks.lines import _profiled
-from benchmarks.measure import ProcessFigures, cpu_model, load_1min, run_measured
+from benchmarks.measure import ProcessFigures, cpu_model, load_1min, python_build, run_measured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -161,6 +161,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model(),
+        "python_build": python_build(),
         "load_after": os.getloadavg(),
         "load_1min_end": load_1min(),
         "lines": lines,
@@ -238,7 +239,7 @@ def main(argv: list[str]) -> int:
         for line, ratio in report[f"bascule_over_rclone_{figure}"].items():
             each = ", ".join(str(r) for r in ratio["rounds"])
             print(f"{line} / rclone crypt ({figure}): median {ratio['median']} (rounds: {each})")
-    print(f"machine: {report['cpus']} cores, {report['cpu_model']}")
+    print(f"machine: {report['cpus']} cores, {report['cpu_model']}; {report['python_build']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if any(line["error"] for line in report["lines"]) else 0

@@ -226,7 +226,7 @@ def _markdown_meta(meta: dict[str, Any]) -> list[str]:
         f"- command: `{meta['command']}`",
         f"- commit measured: `{meta['source']}`",
         f"- machine: {meta['cpus']} cores ({meta.get('cpu_model', 'unknown')}), "
-        f"{meta['platform']}, Python {meta['python']}",
+        f"{meta['platform']}, {meta.get('python_build', 'Python ' + meta['python'])}",
         f"- started: {meta['started']}",
         f"- transports: {', '.join(meta['transports'])}; datasets: {datasets}",
         f"- concurrency {meta['concurrency']}, part size {meta['part_size'] // MiB} MiB",

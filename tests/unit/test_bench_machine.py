@@ -3,11 +3,12 @@ one), and refuse a work folder that does not exist in one line."""
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.measure import cpu_model
+from benchmarks.measure import cpu_model, python_build
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,3 +56,13 @@ def test_bench_tiny_refuses_a_missing_workdir_in_one_line(tmp_path: Path) -> Non
     assert f"--workdir {missing}: no such folder" in last
     assert "Traceback" not in done.stderr
     assert not missing.exists()
+
+
+def test_the_interpreter_says_whether_libpython_is_shared(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    maps.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libpython3.11.so.1.0\n")
+    assert python_build(maps).endswith(", shared libpython)")
+    maps.write_text("5600-5601 r-xp 0 08:01 1 /usr/bin/python3.11\n")
+    assert python_build(maps).endswith(", libpython in the executable)")
+    assert python_build(tmp_path / "absent").endswith(", libpython linkage unknown)")
+    assert python_build(maps).startswith(f"CPython {platform.python_version()} ({sys.base_prefix}")
