@@ -8,15 +8,20 @@ missing=()
 command -v age >/dev/null 2>&1 || missing+=(age)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+can_install=false
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  can_install=true
+fi
 # Debian's python3.11 makes the venv when it can (see PYTHON in the Makefile); its venv
-# support is a package of its own.
-if [ -x /usr/bin/python3.11 ] && ! /usr/bin/python3.11 -c 'import ensurepip' >/dev/null 2>&1; then
+# support is a package of its own. Optional: without it the venv is made with python3.
+if $can_install && [ -x /usr/bin/python3.11 ] \
+  && ! /usr/bin/python3.11 -c 'import ensurepip' >/dev/null 2>&1; then
   missing+=(python3.11-venv)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+if ! $can_install; then
   echo "error: missing system packages: ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
   exit 2
 fi
