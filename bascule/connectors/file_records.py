@@ -3,13 +3,17 @@ etag they describe), as extended attributes: reading them for a whole listing wo
 disk read per file, so a listing's records are read when first asked for.
 
 `XATTR` names the attribute; its value is the JSON object the sidecars hold. A file is
-written with its record on one descriptor (`stage_file`), before it is renamed into place.
+written with its record on one descriptor (`write_staged`) before it takes its name: where
+the kernel and file system allow, it is written without a name (`open_anonymous`, O_TMPFILE)
+and linked into place (`link_into`), so that a crash leaves nothing behind; elsewhere it is
+written under a staging name (`stage_file`) and renamed into place.
 """
 
 from __future__ import annotations
 
 import base64
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -25,6 +29,14 @@ NO_XATTR_ERRNOS = frozenset(
     {errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOENT, errno.E2BIG, errno.ENOSPC}
 )
 COPY_BUFFER_BYTES = 1024 * 1024
+# A file staged under a name (where no anonymous file can be made): this prefix and hex. Such
+# names are never listed, and refused as keys.
+STAGING_PREFIX = ".bascule-put-"
+# O_TMPFILE (Linux 3.11 on; ext4, xfs, btrfs, tmpfs...): a file with no name until it is linked.
+_TMPFILE_FLAGS = os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC if hasattr(os, "O_TMPFILE") else None
+# open(2)'s answers meaning "no O_TMPFILE here" (an older kernel opens the folder: EISDIR).
+NO_TMPFILE_ERRNOS = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL})
+_PROC_FD = "/proc/self/fd"
 
 
 def file_etag(st: os.stat_result) -> str:
@@ -110,8 +122,8 @@ def xattr_at(path: str) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A staged file, written and closed: what its stat said, its record (etag, MD5 and
-    metadata, as JSON) and whether that record is in its extended attribute."""
+    """A staged file, written: what its stat said, its record (etag, MD5 and metadata, as
+    JSON) and whether that record is in its extended attribute."""
 
     st: os.stat_result
     etag: str
@@ -130,28 +142,86 @@ def stage_file(
     *,
     sync: bool = True,
 ) -> StagedFile:
-    """Copy `sources` (at most `limit` bytes in all) into the new file `name` of `dir_fd`,
-    set its record in its extended attribute where the file system has them, and fsync it
-    when `sync`: all on the one descriptor. The file is removed if any of it fails. The
-    record's etag holds after the rename: a rename keeps the inode, size and mtime."""
+    """Copy `sources` (at most `limit` bytes in all) into the new file `name` of `dir_fd`
+    (see `write_staged`). The file is removed if any of it fails. The record's etag holds
+    after the rename: a rename keeps the inode, size and mtime."""
     fd = os.open(name, CREATE_FLAGS | os.O_EXCL, 0o666, dir_fd=dir_fd)
     try:
-        md5 = copy_fd(fd, sources, limit)
-        st = os.fstat(fd)
-        md5_b64 = base64.b64encode(md5).decode()
-        meta = {k.lower(): v for k, v in metadata.items()}
-        etag = file_etag(st)
-        record = {"etag": etag, "content-md5": md5_b64, "metadata": meta}
-        encoded = json.dumps(record).encode("utf-8")
-        in_xattr = _set_record(fd, encoded)
-        if sync:
-            os.fsync(fd)
+        staged = write_staged(fd, sources, metadata, limit, sync=sync)
     except BaseException:
         os.close(fd)
         unlink_quietly(dir_fd, name)
         raise
     os.close(fd)
+    return staged
+
+
+def write_staged(
+    fd: int,
+    sources: Sequence[BinaryIO],
+    metadata: Mapping[str, str],
+    limit: int | None,
+    *,
+    sync: bool,
+) -> StagedFile:
+    """Copy `sources` (at most `limit` bytes in all) into the new file open on `fd`, set its
+    record in its extended attribute where the file system has them, and fsync it when
+    `sync`: all on the one descriptor, which the caller closes."""
+    md5 = copy_fd(fd, sources, limit)
+    st = os.fstat(fd)
+    md5_b64 = base64.b64encode(md5).decode()
+    meta = {k.lower(): v for k, v in metadata.items()}
+    etag = file_etag(st)
+    record = {"etag": etag, "content-md5": md5_b64, "metadata": meta}
+    encoded = json.dumps(record).encode("utf-8")
+    in_xattr = _set_record(fd, encoded)
+    if sync:
+        os.fsync(fd)
     return StagedFile(st, etag, md5_b64, meta, encoded, in_xattr)
+
+
+@functools.cache
+def _links_from_proc() -> bool:
+    """Whether this process can name an anonymous file by linking /proc/self/fd/N (open(2)'s
+    way for O_TMPFILE without CAP_DAC_READ_SEARCH): /proc must be mounted."""
+    return os.path.isdir(_PROC_FD)
+
+
+def open_anonymous(dir_fd: int) -> int | None:
+    """A new file without a name, on the file system of the folder `dir_fd`, open for
+    writing (O_TMPFILE); None where there is none (another platform, a kernel or file
+    system without it, such as NFS or FUSE, or no /proc): the caller stages under a name.
+
+    Until `link_into` names it, nothing shows in the folder, and a crash (SIGKILL
+    included) leaves nothing behind: the kernel frees the file with its last descriptor."""
+    if _TMPFILE_FLAGS is None or not _links_from_proc():
+        return None
+    try:
+        return os.open(".", _TMPFILE_FLAGS, 0o666, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in NO_TMPFILE_ERRNOS:
+            return None
+        raise
+
+
+def link_into(fd: int, dir_fd: int, name: str) -> None:
+    """Give the anonymous file open on `fd` the name `name` in the folder `dir_fd` (where it
+    was opened), replacing what is there: a free name is linked at once (one call, no
+    rename); a name in use is replaced by linking a staging name and renaming it over it
+    (atomic; a link at `name` is itself replaced, never written through)."""
+    source = f"{_PROC_FD}/{fd}"
+    try:
+        os.link(source, name, dst_dir_fd=dir_fd, follow_symlinks=True)
+        return
+    except FileExistsError:
+        pass
+    staging = STAGING_PREFIX + os.urandom(16).hex()  # unique: linkat refuses a name in use
+    os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
+    try:
+        os.replace(staging, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        unlink_quietly(dir_fd, staging)
+        raise
 
 
 def _set_record(fd: int, record: bytes) -> bool:

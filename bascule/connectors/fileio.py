@@ -1,5 +1,7 @@
 """Low-level file IO for the local connector: opening a file below a folder in one system
-call, never through a link (Linux openat2), positioned reads, whole writes, syncfs.
+call, never through a link (Linux openat2), positioned reads, whole writes, syncfs, and the
+small helpers that open, create and write a file in a folder's descriptor without following
+a link.
 
 `on_network_fs(path)` tells whether a folder's file system waits on a network (NFS, SMB,
 FUSE mounts such as blobfuse or s3fs, Ceph...), from statfs(2)'s file system type.
@@ -18,7 +20,9 @@ import contextlib
 import ctypes
 import errno
 import os
+import stat
 import sys
+from typing import BinaryIO
 
 from bascule.connectors.base import ByteRange
 
@@ -129,3 +133,44 @@ def write_all(fd: int, data: bytes) -> None:
 def unlink_quietly(dir_fd: int, name: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(name, dir_fd=dir_fd)
+
+
+def is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def create_file(dir_fd: int, name: str, *, exclusive: bool = True) -> BinaryIO:
+    """A new file `name` in `dir_fd`, opened for writing; never through a link."""
+    flags = CREATE_FLAGS | (os.O_EXCL if exclusive else os.O_TRUNC)
+    return os.fdopen(os.open(name, flags, 0o666, dir_fd=dir_fd), "wb")
+
+
+def write_file(dir_fd: int, name: str, data: bytes) -> None:
+    """Create or truncate `name` in `dir_fd` and write `data`; never through a link."""
+    fd = os.open(name, CREATE_FLAGS | os.O_TRUNC, 0o666, dir_fd=dir_fd)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def open_file(dir_fd: int, name: str) -> BinaryIO:
+    """`name` in `dir_fd` for reading; ELOOP if it is a link (never followed)."""
+    return os.fdopen(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd), "rb")
+
+
+class Closing(contextlib.AbstractContextManager[int]):
+    """A descriptor as a context: closed on exit (a class, not a generator: the local
+    connector enters one several times per small object)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __enter__(self) -> int:
+        return self._fd
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)

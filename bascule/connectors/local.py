@@ -8,7 +8,9 @@ Layout under `root` (the "container"):
   without extended attributes, in a sidecar ``root/.bascule-meta/<key>.json``; either is
   valid only while the file's etag is unchanged; a listing reads a file's record only when
   its checksum or metadata is asked for;
-- a put writes ``<folder>/.bascule-put-<hex>`` beside its object and renames it into place
+- a put writes its object without a name (O_TMPFILE) in the object's folder and links it into
+  place, so a crash leaves nothing behind; where the file system or kernel cannot (NFS, FUSE,
+  other platforms), it writes ``<folder>/.bascule-put-<hex>`` and renames it into place
   (such names are never listed, and refused as keys);
 - unfinished part uploads live in ``root/.bascule-uploads/<token>/`` (one file per part);
   commit concatenates them and renames the result into place atomically.
@@ -57,22 +59,30 @@ from bascule.connectors.base import (
     refuse_key,
 )
 from bascule.connectors.file_records import (
+    STAGING_PREFIX,
     LazyRecord,
     StagedFile,
     copy_fd,
     file_etag,
+    link_into,
+    open_anonymous,
     stage_file,
+    write_staged,
     xattr_at,
     xattr_record,
 )
 from bascule.connectors.fileio import (
     CREATE_FLAGS,
+    Closing,
+    create_file,
+    is_link,
     on_network_fs,
     open_beneath,
+    open_file,
     pread_all,
     syncfs,
     unlink_quietly,
-    write_all,
+    write_file,
 )
 from bascule.connectors.held_folders import HeldFolders
 from bascule.errors import (
@@ -89,8 +99,8 @@ META_DIR = ".bascule-meta"
 UPLOADS_DIR = ".bascule-uploads"
 RESERVED = (META_DIR, UPLOADS_DIR)
 META_SUFFIX = ".json"
-# A put's staging file, beside its object: TMP_PREFIX + hex.
-TMP_PREFIX = ".bascule-put-"
+# A put's staging file, beside its object, where it cannot be anonymous: TMP_PREFIX + hex.
+TMP_PREFIX = STAGING_PREFIX
 MANIFEST = "upload.json"
 # Every folder below the root is opened with these: a link is never followed.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -115,47 +125,6 @@ def _map_error(exc: OSError, url: str, key: str = "") -> ConnectorError:
     return ConnectorError(f"{where}: {exc.strerror or exc}", connector=url, key=key)
 
 
-def _is_link(dir_fd: int, name: str) -> bool:
-    try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
-
-
-def _create(dir_fd: int, name: str, *, exclusive: bool = True) -> BinaryIO:
-    """A new file `name` in `dir_fd`, opened for writing; never through a link."""
-    flags = CREATE_FLAGS | (os.O_EXCL if exclusive else os.O_TRUNC)
-    return os.fdopen(os.open(name, flags, 0o666, dir_fd=dir_fd), "wb")
-
-
-def _write_file(dir_fd: int, name: str, data: bytes) -> None:
-    """Create or truncate `name` in `dir_fd` and write `data`; never through a link."""
-    fd = os.open(name, CREATE_FLAGS | os.O_TRUNC, 0o666, dir_fd=dir_fd)
-    try:
-        write_all(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _open_file(dir_fd: int, name: str) -> BinaryIO:
-    """`name` in `dir_fd` for reading; ELOOP if it is a link (never followed)."""
-    return os.fdopen(os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd), "rb")
-
-
-class _Closing(contextlib.AbstractContextManager[int]):
-    """A descriptor as a context: closed on exit (a class, not a generator: `_dir` is
-    entered several times per small object)."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def __enter__(self) -> int:
-        return self._fd
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)
-
-
 class LocalConnector:
     """Objects as files under `root`, which must exist (else ContainerNotFound)."""
 
@@ -163,6 +132,7 @@ class LocalConnector:
         self._root = Path(root)
         self._url = self._root.resolve().as_uri()
         self._held = HeldFolders()
+        self._anonymous = True  # puts stage without a name until one answers that it cannot
 
     @property
     def url(self) -> str:
@@ -247,7 +217,7 @@ class LocalConnector:
                     lambda: self._open_dir(parts, key, create=create, reading=reading),
                 )
             )
-        return _Closing(self._open_dir(parts, key, create=create, reading=reading))
+        return Closing(self._open_dir(parts, key, create=create, reading=reading))
 
     def _open_dir(self, parts: Sequence[str], key: str, *, create: bool, reading: bool) -> int:
         """The descriptor `_dir` yields, for the caller to close."""
@@ -279,7 +249,7 @@ class LocalConnector:
                 os.mkdir(name, dir_fd=fd)
             child = os.open(name, DIR_FLAGS, dir_fd=fd)
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, name):
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and is_link(fd, name):
                 raise self._link_error(key, name, reading=reading) from None
             raise
         os.close(fd)
@@ -300,7 +270,7 @@ class LocalConnector:
         try:
             with (
                 self._dir([META_DIR, *parts[:-1]], key, reading=True) as fd,
-                _open_file(fd, parts[-1] + META_SUFFIX) as fh,
+                open_file(fd, parts[-1] + META_SUFFIX) as fh,
             ):
                 loaded = json.loads(fh.read().decode("utf-8"))
         except (OSError, ValueError, ConnectorError):
@@ -520,15 +490,24 @@ class LocalConnector:
         *,
         sync: bool,
     ) -> ObjectInfo:
-        # The staging file is written in the object's own folder (under a name `list` never
-        # shows), so one file is created per object, in the folder it ends up in; its record
-        # is set on it before the rename, so an object never shows without its record.
+        # The file is written in the object's own folder, without a name where it can be
+        # (nothing to clean after a crash), else under one `list` never shows; its record is
+        # set on it before it takes its name, so an object never shows without its record.
         parts = self._parts(key)
-        tmp = TMP_PREFIX + os.urandom(16).hex()  # unique: O_EXCL refuses a name in use
         try:
             with self._dir(parts[:-1], key, create=True) as fd:
-                staged = stage_file(fd, tmp, [data], metadata or {}, limit=size, sync=sync)
-                return self._publish(key, parts, fd, tmp, staged, dst_fd=fd)
+                anonymous = open_anonymous(fd) if self._anonymous else None
+                if anonymous is None:
+                    self._anonymous = False  # one file system under one root: asked once
+                    tmp = TMP_PREFIX + os.urandom(16).hex()  # unique: O_EXCL refuses a name in use
+                    staged = stage_file(fd, tmp, [data], metadata or {}, limit=size, sync=sync)
+                    return self._publish(key, parts, fd, tmp, staged, dst_fd=fd)
+                try:
+                    staged = write_staged(anonymous, [data], metadata or {}, size, sync=sync)
+                    link_into(anonymous, fd, parts[-1])
+                finally:
+                    os.close(anonymous)
+                return self._published(key, parts, staged)
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
 
@@ -543,9 +522,8 @@ class LocalConnector:
         dst_fd: int | None = None,
     ) -> ObjectInfo:
         """Rename staged file `src` (in `src_fd`) into place (the folder `dst_fd`, or opened
-        here; `src` is removed if that fails), then write its sidecar where its record could
-        not go into an extended attribute. Every folder on the way is opened without
-        following links (a link there is refused)."""
+        here; `src` is removed if that fails), then as `_published`. Every folder on the way
+        is opened without following links (a link there is refused)."""
         try:
             if dst_fd is not None:
                 os.replace(src, parts[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
@@ -555,9 +533,14 @@ class LocalConnector:
         except BaseException:
             unlink_quietly(src_fd, src)
             raise
+        return self._published(key, parts, staged)
+
+    def _published(self, key: str, parts: Sequence[str], staged: StagedFile) -> ObjectInfo:
+        """The object `staged` now is: its sidecar written first where its record could not
+        go into an extended attribute."""
         if not staged.in_xattr:
             with self._dir([META_DIR, *parts[:-1]], key, create=True) as meta_fd:
-                _write_file(meta_fd, parts[-1] + META_SUFFIX, staged.record)
+                write_file(meta_fd, parts[-1] + META_SUFFIX, staged.record)
         st = staged.st
         return ObjectInfo(
             key=key,
@@ -639,7 +622,7 @@ class LocalConnector:
         try:
             with self._dir([UPLOADS_DIR], key, create=True) as staging:
                 os.mkdir(token, dir_fd=staging)
-            with self._upload_dir(token, key) as fd, _create(fd, MANIFEST) as fh:
+            with self._upload_dir(token, key) as fd, create_file(fd, MANIFEST) as fh:
                 fh.write(json.dumps(manifest).encode("utf-8"))
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
@@ -702,7 +685,7 @@ class LocalPartWriter:
 
     def manifest(self) -> dict[str, object]:
         try:
-            with self._folder() as fd, _open_file(fd, MANIFEST) as fh:
+            with self._folder() as fd, open_file(fd, MANIFEST) as fh:
                 loaded = json.loads(fh.read().decode("utf-8"))
         except (OSError, ValueError, ConnectorError):
             return {}
@@ -780,7 +763,7 @@ class LocalPartWriter:
         handles = []
         try:
             for receipt in parts:
-                handles.append(_open_file(fd, str(receipt.number)))
+                handles.append(open_file(fd, str(receipt.number)))
             meta = metadata if isinstance(metadata, dict) else {}
             staged = stage_file(fd, tmp, handles, meta)
         finally:

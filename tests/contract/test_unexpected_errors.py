@@ -58,7 +58,7 @@ def _inject_rclone(mp: pytest.MonkeyPatch, _: Connector) -> None:
 
 
 def _inject_local(mp: pytest.MonkeyPatch, _: Connector) -> None:
-    for name in ("stat", "scandir", "mkdir", "replace", "unlink"):
+    for name in ("stat", "scandir", "mkdir", "replace", "link", "unlink"):
         mp.setattr(os, name, boom)
     mp.setattr(io, "open", boom)
 
