@@ -46,6 +46,7 @@ from bascule.errors import (
 )
 from bascule.migration.journal import (
     GROUP_SECONDS,
+    CommittedRow,
     Journal,
     KeyWrapper,
     ObjectRow,
@@ -179,6 +180,7 @@ class Coordinator:
         self._parsed_recipients: list[Any] | None = None
         self._recipients = tuple(recipients)
         self._unflushed_bytes = 0  # of single-request objects whose commit row is not durable
+        self._settled_rows: list[CommittedRow] = []  # commit rows not yet written
         self._summary_at = time.monotonic()
         self._debug = logging.getLogger("bascule.executor").isEnabledFor(logging.DEBUG)
 
@@ -398,6 +400,7 @@ class Coordinator:
             while True:
                 if self._failure is None and not self.stop.is_set():
                     exhausted = self._fill(ready, work_iter, exhausted)
+                    self._write_committed()  # objects found complete while filling
                 if not self._futures and not self._commits:
                     if exhausted or self._failure is not None or self.stop.is_set():
                         break
@@ -407,6 +410,7 @@ class Coordinator:
             self._drain()
             if self._committer is not None:
                 self._committer.shutdown()
+            self._write_committed()
             self.journal.flush()
             self._release_durable()
             self._summary(force=True)
@@ -572,6 +576,20 @@ class Coordinator:
                     self._on_failure(job, part, outcome)
                 continue
             self._record(job, *outcome)
+        self._write_committed()
+
+    def _write_committed(self) -> None:
+        """Write the commit rows of the single-request objects settled since the last call,
+        in one statement; until the group commit is flushed, their bytes still count as in
+        flight (a crash before the flush sends them again)."""
+        rows, self._settled_rows = self._settled_rows, []
+        if not rows:
+            return
+        self.journal.record_committed(rows)
+        if self.journal.in_batch:
+            nbytes = sum(r.target_size for r in rows)
+            self._unflushed_bytes += nbytes
+            self._bytes_in_flight += nbytes
 
     def _record(self, job: ObjectJob, result: PartResult, attempts: int) -> None:
         row = job.row
@@ -701,11 +719,13 @@ class Coordinator:
         parts = [job.done[n] for n in sorted(job.done)]
         plain = composite([p.plain_sha256 for p in parts])
         cipher = composite([p.cipher_sha256 for p in parts])
-        if row.id == UNJOURNALED:
-            self.journal.record_committed(_committed_values(row), plain, cipher, etag, self.run_id)
-            if self.journal.in_batch:  # sent again by a crash before the flush: still counted
-                self._unflushed_bytes += job.plan.target_size
-                self._bytes_in_flight += job.plan.target_size
+        if row.id == UNJOURNALED:  # written by `_write_committed`, with the others settled
+            committed = CommittedRow(
+                row.dataset, row.source_key, row.target_key, row.source_etag, row.source_size,
+                row.target_size, int(row.encrypt), row.part_size, row.parts, row.generation,
+                plain, cipher, etag, self.run_id,
+            )  # fmt: skip
+            self._settled_rows.append(committed)
         else:
             self.journal.commit_object(row.id, plain, cipher, etag, self.run_id)
             if row.resume_token is not None:
@@ -746,11 +766,3 @@ def batch_size(objects_hint: int, concurrency: int) -> int:
     if objects_hint <= 0:
         return BATCH_OBJECTS
     return max(1, min(BATCH_OBJECTS, objects_hint // (concurrency * 4)))
-
-
-def _committed_values(row: ObjectRow) -> dict[str, Any]:
-    keys = ("dataset", "source_key", "target_key", "source_etag", "source_size",
-            "target_size", "part_size", "parts", "generation")  # fmt: skip
-    values = {k: getattr(row, k) for k in keys}
-    values["encrypt"] = int(row.encrypt)
-    return values

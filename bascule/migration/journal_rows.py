@@ -34,6 +34,26 @@ class ObjectRow:
     target_etag: str | None = None
 
 
+class CommittedRow(NamedTuple):
+    """An object written in one request, already committed on the target, as
+    `Journal.record_committed` takes it (a tuple: a batch of them is one statement)."""
+
+    dataset: str
+    source_key: str
+    target_key: str
+    source_etag: str
+    source_size: int
+    target_size: int
+    encrypt: int
+    part_size: int
+    parts: int
+    generation: int
+    plain_sha256: str
+    cipher_sha256: str
+    target_etag: str
+    run_id: int
+
+
 @dataclass(frozen=True)
 class PartRow:
     number: int

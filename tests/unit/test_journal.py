@@ -12,6 +12,7 @@ import pytest
 
 from bascule.errors import JournalError
 from bascule.migration.journal import (
+    CommittedRow,
     Facts,
     Journal,
     KeyWrapper,
@@ -189,10 +190,10 @@ def test_rows_written_with_bare_details_still_read(tmp_path: Path) -> None:
 
 
 def _committed(journal: Journal, key: str) -> None:
-    values = {"dataset": "ds", "source_key": key, "target_key": key, "source_etag": "e",
-              "source_size": 1, "target_size": 1, "encrypt": 0, "part_size": 8 << 20,
-              "parts": 1, "generation": 1}  # fmt: skip
-    journal.record_committed(values, "p" * 64 + "-1", "c" * 64 + "-1", "etag", 1)
+    journal.record_committed(
+        [CommittedRow("ds", key, key, "e", 1, 1, 0, 8 << 20, 1, 1, "p" * 64 + "-1",
+                      "c" * 64 + "-1", "etag", 1)]
+    )  # fmt: skip
 
 
 def _seen_by_another_reader(path: Path) -> int:
@@ -228,6 +229,33 @@ def test_group_commit_is_bounded_by_rows(tmp_path: Path) -> None:
     assert _seen_by_another_reader(path) == GROUP_ROWS
     journal.flush()
     assert _seen_by_another_reader(path) == GROUP_ROWS + 3
+    journal.close()
+
+
+def test_a_batch_of_commit_rows_is_one_write_that_replaces_earlier_generations(
+    tmp_path: Path,
+) -> None:
+    from bascule.migration.journal import GROUP_ROWS
+
+    path = tmp_path / "j.db"
+    journal = Journal(path, "c")
+    oid = _begin(journal, key="dst/a")  # an earlier generation, with a part
+    journal.record_part(oid, PartRow(1, 8, 9, "p" * 64, "c" * 64, "etag1"))
+    rows = [CommittedRow("ds", f"src/{k}", f"dst/{k}", "e2", 3, 3, 0, 8 << 20, 1, gen,
+                         f"p{k}", f"c{k}", f"t{k}", 7)
+            for k, gen in (("a", 2), ("b", 1))]  # fmt: skip
+    journal.record_committed(rows)
+    assert journal.in_batch and _seen_by_another_reader(path) == 0
+    a, b = journal.get_object("ds", "dst/a"), journal.get_object("ds", "dst/b")
+    assert a is not None and b is not None
+    assert (a.state, a.generation, a.source_etag, a.plain_sha256) == ("committed", 2, "e2", "pa")
+    assert (a.header, a.nonce, a.wrapped_key, a.resume_token) == (None, None, None, None)
+    assert journal.parts(oid) == []  # the earlier generation's parts went with it
+    assert (b.state, b.target_etag, b.cipher_sha256) == ("committed", "tb", "cb")
+    many = [CommittedRow("ds", f"s{i}", f"k{i}", "e", 1, 1, 0, 1, 1, 1, "p", "c", "t", 7)
+            for i in range(GROUP_ROWS)]  # fmt: skip
+    journal.record_committed(many)  # past the row bound: flushed, the earlier rows with it
+    assert not journal.in_batch and _seen_by_another_reader(path) == GROUP_ROWS + 2
     journal.close()
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bascule.config import Config, load_config
-from bascule.migration.journal import Facts, Journal
+from bascule.migration.journal import CommittedRow, Facts, Journal
 from bascule.migration.service import open_journal
 from bascule.readiness.model import CONDITIONAL, NOT_READY, READY, UNKNOWN, compute_readiness
 
@@ -288,7 +288,10 @@ def test_readiness_aggregates_equal_a_scan_of_every_row(
         if i == 6:  # still in flight: not counted as copied
             journal.begin_object(values)
         else:
-            journal.record_committed(values, "p", "c", "t", 1)
+            size = 10 * i + 1
+            row = CommittedRow("ab"[i % 2], f"k{i}", f"t{i}", "e", size, size, 0, 1 << 20, 1, 1,
+                               "p", "c", "t", 1)  # fmt: skip
+            journal.record_committed([row])
     facts = Facts(journal)
     older = journal.start_run("verify", {"datasets": ["a", "b"]})
     for key, verdict in (("a/1", "verified"), ("b/1", "stale"), ("b/2", "verified")):
