@@ -175,8 +175,12 @@ def build_connector(ref: EndpointRef) -> Connector:
 
 
 def connector(ref: EndpointRef) -> Connector:
-    """The process-wide connector for `ref`, built on first use."""
+    """The process-wide connector for `ref`, built on first use (the lock is taken to build
+    one only: a dict lookup is atomic, and a task asks four times per object)."""
     key = ref.cache_key
+    found = _cache.get(key)
+    if found is not None:
+        return found
     with _lock:
         found = _cache.get(key)
         if found is None:

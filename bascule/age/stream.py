@@ -112,8 +112,9 @@ def new_file(recipients: Sequence[X25519Recipient]) -> FileKeyMaterial:
     Raises ConfigError if `recipients` is empty."""
     if not recipients:
         raise ConfigError("no age recipient: set encryption.recipients (age1...) in the config")
-    file_key = os.urandom(FILE_KEY_SIZE)
-    return FileKeyMaterial(file_key, encode_header(file_key, recipients), os.urandom(NONCE_SIZE))
+    drawn = os.urandom(FILE_KEY_SIZE + NONCE_SIZE)  # one getrandom(2) for both
+    file_key, nonce = drawn[:FILE_KEY_SIZE], drawn[FILE_KEY_SIZE:]
+    return FileKeyMaterial(file_key, encode_header(file_key, recipients), nonce)
 
 
 class PayloadCipher:

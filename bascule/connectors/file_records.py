@@ -23,6 +23,8 @@ from typing import BinaryIO
 
 from bascule.connectors.fileio import CREATE_FLAGS, unlink_quietly, write_all
 
+_json_str = json.encoder.encode_basestring_ascii  # the C function json.dumps uses
+
 XATTR = "user.bascule"
 # setxattr's answers meaning "not here" (no xattrs, too big): the sidecar is used instead
 NO_XATTR_ERRNOS = frozenset(
@@ -172,12 +174,24 @@ def write_staged(
     md5_b64 = base64.b64encode(md5).decode()
     meta = {k.lower(): v for k, v in metadata.items()}
     etag = file_etag(st)
-    record = {"etag": etag, "content-md5": md5_b64, "metadata": meta}
-    encoded = json.dumps(record).encode("utf-8")
+    encoded = record_json(etag, md5_b64, meta)
     in_xattr = _set_record(fd, encoded)
     if sync:
         os.fsync(fd)
     return StagedFile(st, etag, md5_b64, meta, encoded, in_xattr)
+
+
+def record_json(etag: str, md5_b64: str, metadata: Mapping[str, str]) -> bytes:
+    """A file's record, exactly as `json.dumps` writes it (ASCII, ", " and ": "), put
+    together from its strings: 1.3 us a file instead of 2.7, the encoder's set-up being most
+    of its cost for so small an object."""
+    try:
+        pairs = ", ".join(f"{_json_str(k)}: {_json_str(v)}" for k, v in metadata.items())
+        head = f'{{"etag": {_json_str(etag)}, "content-md5": {_json_str(md5_b64)}'
+    except TypeError:  # a value that is not a string: the encoder says what it is
+        record = {"etag": etag, "content-md5": md5_b64, "metadata": dict(metadata)}
+        return json.dumps(record).encode("utf-8")
+    return f'{head}, "metadata": {{{pairs}}}}}'.encode("ascii")
 
 
 @functools.cache

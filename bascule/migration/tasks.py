@@ -160,8 +160,9 @@ def _check_ended(stream: BinaryIO, src: Connector, task: PartTask) -> None:
         )
 
 
-def build_part(task: PartTask, *, reused: bool = False) -> tuple[PartBytes, PartResult]:
-    """Read, hash, encrypt and hash one part; returns (bytes to write, result sans etag).
+def build_part(task: PartTask, *, reused: bool = False) -> tuple[PartBytes, str, str]:
+    """Read, hash, encrypt and hash one part; returns (bytes to write, SHA-256 of the
+    plaintext, SHA-256 of the bytes to write), both in hex.
 
     The plaintext is read straight into place: unencrypted, into the buffer that is written
     (one pass of hashing, no copy); encrypted, 1 MiB at a time into one reused buffer, sealed
@@ -207,7 +208,7 @@ def build_part(task: PartTask, *, reused: bool = False) -> tuple[PartBytes, Part
         view.release()
         data = bytes(out)
         del out
-    return data, PartResult(part.number, part.plain_length, len(data), plain_hex, cipher_hex, "")
+    return data, plain_hex, cipher_hex
 
 
 _local = threading.local()
@@ -375,14 +376,14 @@ def run_part(task: PartTask, *, deferred: bool = False) -> PartResult:
     """Transfer one part. Raises ConnectorError subclasses (PreconditionFailed when the source
     changed since it was planned); the coordinator decides about retries. `deferred`: a
     whole-object put on a `DeferredSync` target is left for the caller's `sync`."""
-    data, result = build_part(task, reused=task.resume_token is not None)
+    data, plain_hex, cipher_hex = build_part(task, reused=task.resume_token is not None)
     target = connector(task.target)
-    sha256 = bytes.fromhex(result.cipher_sha256)  # of `data`: a target may send it as is
     if task.resume_token is None:
         body = io.BytesIO(data)
         if deferred and defers_sync(target):
             info = target.put_unsynced(task.target_key, body, len(data), task.metadata)
         else:
+            sha256 = bytes.fromhex(cipher_hex)  # of `data`: a target may send it as is
             info = target.put(task.target_key, body, len(data), task.metadata, sha256=sha256)
         etag = info.etag
     else:
@@ -391,15 +392,10 @@ def run_part(task: PartTask, *, deferred: bool = False) -> PartResult:
                 "target cannot write parts", connector=target.url, key=task.target_key
             )
         writer = _writer(target, task)
+        sha256 = bytes.fromhex(cipher_hex)
         etag = writer.write_part(task.part.number, data, sha256=sha256).etag
-    return PartResult(
-        result.number,
-        result.size,
-        result.cipher_size,
-        result.plain_sha256,
-        result.cipher_sha256,
-        etag,
-    )
+    part = task.part
+    return PartResult(part.number, part.plain_length, len(data), plain_hex, cipher_hex, etag)
 
 
 def composite(hex_digests: list[str]) -> str:
