@@ -670,7 +670,7 @@ class Coordinator:
             self.uploads.closed(token)
         if job.row.id != UNJOURNALED:
             self.journal.drop_object(job.row.id)
-        job.row = replace(job.row, generation=-1)
+        job.row = job.row._replace(generation=-1)
 
     def _finish_object(self, job: ObjectJob) -> None:
         """Every part is written: commit (a multipart upload, on a commit thread, recorded

@@ -27,7 +27,7 @@ Why a SIGKILL still loses at most the parts in flight:
 - rows that make a resume possible (`begin_object`: the upload id and wrapped key;
   `record_part`; attempts) are committed at once, after flushing the batch, as before.
 
-Rows leave the journal as frozen dataclasses (`ObjectRow`, `PartRow`, `RunRow`, `StepRow`,
+Rows leave the journal as immutable records (`ObjectRow`, `PartRow`, `RunRow`, `StepRow`,
 `VerificationRow`). The free-form JSON `detail` of runs, steps and verifications stays
 available read-only; the fields other packages rely on are typed accessors on the rows, so
 the key names live here and nowhere else.

@@ -22,9 +22,9 @@ import io
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from bascule.age.sizes import CHUNK_SIZE
 from bascule.connectors.base import (
@@ -60,9 +60,10 @@ class ObjectKey:
     key_file: str
 
 
-@dataclass(frozen=True)
-class PartTask:
-    """Everything a worker needs for one part; picklable, and free of secrets."""
+class PartTask(NamedTuple):
+    """Everything a worker needs for one part; picklable, and free of secrets. A named
+    tuple, as `PartResult`: one of each per small object, made and unpickled at a third of
+    a frozen dataclass's cost (about 1.7 us less an object, each way)."""
 
     source: EndpointRef
     target: EndpointRef
@@ -75,13 +76,12 @@ class PartTask:
     header: bytes = b""  # age header + payload nonce, prepended to part 1
     nonce: bytes = b""
     resume_token: str | None = None  # multipart upload; None: one whole-object put
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = {}  # read only (Mapping), never changed
     # Encrypted and `key` None: the task makes the object's key material for these recipients.
     recipients: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class PartResult:
+class PartResult(NamedTuple):
     """One part as written: `cipher_sha256` is the SHA-256 of the bytes sent (the plaintext's
     when the dataset is not encrypted, the age header included in an encrypted part 1)."""
 
@@ -115,10 +115,13 @@ def _cipher_for(task: PartTask) -> tuple[bytes, PayloadCipher]:
 
     if task.key is not None:
         return task.header, age.PayloadCipher(_file_key(task.key), task.nonce)
-    with _wrappers_lock:
-        recipients = _parsed.get(task.recipients)
-        if recipients is None:
-            recipients = _parsed[task.recipients] = age.parse_recipients(list(task.recipients))
+    recipients = _parsed.get(task.recipients)  # atomic: the lock is for the first parse
+    if recipients is None:
+        with _wrappers_lock:
+            recipients = _parsed.get(task.recipients)
+            if recipients is None:
+                parsed = age.parse_recipients(list(task.recipients))
+                recipients = _parsed[task.recipients] = parsed
     material = age.new_file(recipients)
     return material.header + material.nonce, age.PayloadCipher(material.file_key, material.nonce)
 
