@@ -39,6 +39,10 @@ _TMPFILE_FLAGS = os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC if hasattr(os, "O_TMP
 # open(2)'s answers meaning "no O_TMPFILE here" (an older kernel opens the folder: EISDIR).
 NO_TMPFILE_ERRNOS = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL})
 _PROC_FD = "/proc/self/fd"
+# linkat(2)'s answers meaning "no anonymous file is named through /proc here".
+NO_PROC_LINK_ERRNOS = frozenset(
+    {errno.EPERM, errno.EACCES, errno.ENOENT, errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL}
+)
 
 
 def file_etag(st: os.stat_result) -> str:
@@ -218,17 +222,27 @@ def open_anonymous(dir_fd: int) -> int | None:
         raise
 
 
+class LinkRefused(Exception):
+    """The kernel would not name an anonymous file through /proc (a sandbox, a restricted
+    /proc): the file is gone with its descriptor; stage the next ones under a name."""
+
+
 def link_into(fd: int, dir_fd: int, name: str) -> None:
     """Give the anonymous file open on `fd` the name `name` in the folder `dir_fd` (where it
     was opened), replacing what is there: a free name is linked at once (one call, no
     rename); a name in use is replaced by linking a staging name and renaming it over it
-    (atomic; a link at `name` is itself replaced, never written through)."""
+    (atomic; a link at `name` is itself replaced, never written through). LinkRefused when
+    the kernel refuses the link itself."""
     source = f"{_PROC_FD}/{fd}"
     try:
         os.link(source, name, dst_dir_fd=dir_fd, follow_symlinks=True)
         return
     except FileExistsError:
         pass
+    except OSError as exc:
+        if exc.errno in NO_PROC_LINK_ERRNOS:
+            raise LinkRefused(exc.strerror or str(exc)) from exc
+        raise
     staging = STAGING_PREFIX + os.urandom(16).hex()  # unique: linkat refuses a name in use
     os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
     try:

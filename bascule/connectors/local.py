@@ -61,6 +61,7 @@ from bascule.connectors.base import (
 from bascule.connectors.file_records import (
     STAGING_PREFIX,
     LazyRecord,
+    LinkRefused,
     StagedFile,
     copy_fd,
     file_etag,
@@ -508,6 +509,14 @@ class LocalConnector:
                 finally:
                     os.close(anonymous)
                 return self._published(key, parts, staged)
+        except LinkRefused as exc:
+            self._anonymous = False  # the retry, and every later put, stage under a name
+            raise TransientStorageError(
+                f"{self.url}/{display_key(key)}: the kernel refused to name an anonymous file "
+                f"({exc}); writing it again under a staging name",
+                connector=self.url,
+                key=key,
+            ) from exc
         except OSError as exc:
             raise _map_error(exc, self.url, key) from exc
 

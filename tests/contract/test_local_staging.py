@@ -199,3 +199,33 @@ def test_a_put_killed_while_it_writes_leaves_nothing_behind(tmp_path: Path, mode
     else:
         assert len(left) == 1 and left[0].startswith(STAGING)
     assert list(LocalConnector(tmp_path).list()) == []
+
+
+def test_a_kernel_that_refuses_to_name_an_anonymous_file_gets_a_retry_under_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox may give O_TMPFILE but refuse the link through /proc: that put fails as a
+    transient error (its retry writes it again), and every later put stages under a name."""
+    conn = LocalConnector(tmp_path)
+    (tmp_path / "d").mkdir()
+    real = os.link
+    tried: list[str] = []
+
+    def refusing(src: str, dst: str, **kwargs: object) -> None:
+        if src.startswith("/proc/self/fd/"):
+            tried.append(dst)
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        real(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "link", refusing)
+    with pytest.raises(ConnectorError, match="writing it again under a staging name") as caught:
+        conn.put("d/o", io.BytesIO(b"data"), 4)
+    assert conn.should_retry(caught.value)
+    assert _names(tmp_path / "d") == []  # the anonymous file went with its descriptor
+    conn.put("d/o", io.BytesIO(b"data"), 4)  # the retry
+    conn.put("d/p", io.BytesIO(b"more"), 4)
+    monkeypatch.undo()
+    assert tried == ["o"]  # asked once
+    assert _names(tmp_path / "d") == ["o", "p"]
+    with conn.open_read("d/o") as body:
+        assert body.read() == b"data"
