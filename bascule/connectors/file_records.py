@@ -198,6 +198,12 @@ def record_json(etag: str, md5_b64: str, metadata: Mapping[str, str]) -> bytes:
     return f'{head}, "metadata": {{{pairs}}}}}'.encode("ascii")
 
 
+def staging_name() -> str:
+    """A fresh staging name (unique in practice: the call that creates it refuses one in
+    use)."""
+    return STAGING_PREFIX + os.urandom(16).hex()
+
+
 @functools.cache
 def _links_from_proc() -> bool:
     """Whether this process can name an anonymous file by linking /proc/self/fd/N (open(2)'s
@@ -243,7 +249,7 @@ def link_into(fd: int, dir_fd: int, name: str) -> None:
         if exc.errno in NO_PROC_LINK_ERRNOS:
             raise LinkRefused(exc.strerror or str(exc)) from exc
         raise
-    staging = STAGING_PREFIX + os.urandom(16).hex()  # unique: linkat refuses a name in use
+    staging = staging_name()  # linkat refuses a name in use
     os.link(source, staging, dst_dir_fd=dir_fd, follow_symlinks=True)
     try:
         os.replace(staging, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

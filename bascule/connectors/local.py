@@ -68,6 +68,7 @@ from bascule.connectors.file_records import (
     link_into,
     open_anonymous,
     stage_file,
+    staging_name,
     write_staged,
     xattr_at,
     xattr_record,
@@ -100,8 +101,6 @@ META_DIR = ".bascule-meta"
 UPLOADS_DIR = ".bascule-uploads"
 RESERVED = (META_DIR, UPLOADS_DIR)
 META_SUFFIX = ".json"
-# A put's staging file, beside its object, where it cannot be anonymous: TMP_PREFIX + hex.
-TMP_PREFIX = STAGING_PREFIX
 MANIFEST = "upload.json"
 # Every folder below the root is opened with these: a link is never followed.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -160,8 +159,8 @@ class LocalConnector:
         problem = path_key_problem(
             key, reserved=RESERVED, max_segment_bytes=NAME_MAX_BYTES - len(META_SUFFIX)
         )
-        if problem is None and key.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
-            return f"names starting {TMP_PREFIX!r} are bascule's staging files here; rename it"
+        if problem is None and key.rsplit("/", 1)[-1].startswith(STAGING_PREFIX):
+            return f"names starting {STAGING_PREFIX!r} are bascule's staging files here; rename it"
         return problem
 
     def skipped(self, prefix: str = "") -> builtins.list[str]:
@@ -364,7 +363,7 @@ class LocalConnector:
             if is_dir:
                 if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
                     yield from self._walk_child(fd, name, key + "/", prefix, sidecars)
-            elif name.startswith(TMP_PREFIX):
+            elif name.startswith(STAGING_PREFIX):
                 continue  # a put under way (or one a crash left behind): not an object
             elif key.startswith(prefix) and entry.is_file(follow_symlinks=False):
                 yield self._listed_info(key, entry.stat(follow_symlinks=False), sidecars)
@@ -500,7 +499,7 @@ class LocalConnector:
                 anonymous = open_anonymous(fd) if self._anonymous else None
                 if anonymous is None:
                     self._anonymous = False  # one file system under one root: asked once
-                    tmp = TMP_PREFIX + os.urandom(16).hex()  # unique: O_EXCL refuses a name in use
+                    tmp = staging_name()  # O_EXCL refuses a name in use
                     staged = stage_file(fd, tmp, [data], metadata or {}, limit=size, sync=sync)
                     return self._publish(key, parts, fd, tmp, staged, dst_fd=fd)
                 try:
