@@ -2,7 +2,8 @@
 etag they describe), as extended attributes: reading them for a whole listing would cost a
 disk read per file, so a listing's records are read when first asked for.
 
-`XATTR` names the attribute; its value is the JSON object the sidecars hold. A file is
+`XATTR` names the attribute; its value is the record in the compact form of `record_codec`
+(small enough for an ext4 inode), where a sidecar holds it as JSON. A file is
 written with its record on one descriptor (`write_staged`) before it takes its name: where
 the kernel and file system allow, it is written without a name (`open_anonymous`, O_TMPFILE)
 and linked into place (`link_into`), so that a crash leaves nothing behind; elsewhere it is
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from bascule.connectors import record_codec
 from bascule.connectors.fileio import CREATE_FLAGS, unlink_quietly, write_all
 
 _json_str = json.encoder.encode_basestring_ascii  # the C function json.dumps uses
@@ -108,34 +110,35 @@ def xattr_record(dir_fd: int, name: str) -> dict[str, object]:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
-            loaded = json.loads(os.getxattr(fd, XATTR))
+            raw = os.getxattr(fd, XATTR)
         finally:
             os.close(fd)
-    except (OSError, ValueError):
+    except OSError:
         return {}
-    return loaded if isinstance(loaded, dict) else {}
+    return record_codec.decode(raw)
 
 
 def xattr_at(path: str) -> dict[str, object]:
     """The record in the extended attribute of the file at `path` (a link at the end of the
     path is not followed), {} when there is none."""
     try:
-        loaded = json.loads(os.getxattr(path, XATTR, follow_symlinks=False))
-    except (OSError, ValueError):
+        raw = os.getxattr(path, XATTR, follow_symlinks=False)
+    except OSError:
         return {}
-    return loaded if isinstance(loaded, dict) else {}
+    return record_codec.decode(raw)
 
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A staged file, written: what its stat said, its record (etag, MD5 and metadata, as
-    JSON) and whether that record is in its extended attribute."""
+    """A staged file, written: what its stat said, its record (etag, MD5 and metadata),
+    whether that record is in its extended attribute (compact, see `record_codec`) and, where
+    it is not, the JSON the caller writes to its sidecar."""
 
     st: os.stat_result
     etag: str
     md5_b64: str
     metadata: dict[str, str]
-    record: bytes
+    sidecar: bytes
     in_xattr: bool
 
 
@@ -178,11 +181,12 @@ def write_staged(
     md5_b64 = base64.b64encode(md5).decode()
     meta = {k.lower(): v for k, v in metadata.items()}
     etag = file_etag(st)
-    encoded = record_json(etag, md5_b64, meta)
-    in_xattr = _set_record(fd, encoded)
+    record = record_codec.encode_file(st, md5, meta) or record_json(etag, md5_b64, meta)
+    in_xattr = _set_record(fd, record)
+    sidecar = b"" if in_xattr else record_json(etag, md5_b64, meta)
     if sync:
         os.fsync(fd)
-    return StagedFile(st, etag, md5_b64, meta, encoded, in_xattr)
+    return StagedFile(st, etag, md5_b64, meta, sidecar, in_xattr)
 
 
 def record_json(etag: str, md5_b64: str, metadata: Mapping[str, str]) -> bytes:

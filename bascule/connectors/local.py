@@ -4,7 +4,8 @@ Layout under `root` (the "container"):
 
 - objects are plain files at ``root/<key>`` ("/" in keys makes sub-directories);
 - user metadata and the MD5 of what we wrote live with the file, in its ``user.bascule``
-  extended attribute (one file created per object, as rclone does), or, on a file system
+  extended attribute (one file created per object, as rclone does; in a form short enough
+  for an ext4 inode to hold, see `record_codec`), or, on a file system
   without extended attributes, in a sidecar ``root/.bascule-meta/<key>.json``; either is
   valid only while the file's etag is unchanged; a listing reads a file's record only when
   its checksum or metadata is asked for;
@@ -548,7 +549,7 @@ class LocalConnector:
         go into an extended attribute."""
         if not staged.in_xattr:
             with self._dir([META_DIR, *parts[:-1]], key, create=True) as meta_fd:
-                write_file(meta_fd, parts[-1] + META_SUFFIX, staged.record)
+                write_file(meta_fd, parts[-1] + META_SUFFIX, staged.sidecar)
         st = staged.st
         return ObjectInfo(
             key=key,

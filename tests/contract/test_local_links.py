@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 from pathlib import Path
 
 import pytest
 
+from bascule.connectors import record_codec
 from bascule.connectors.local import LocalConnector
 from bascule.errors import ConnectorError, ObjectNotFound
 
@@ -156,9 +156,8 @@ def test_metadata_lives_with_the_file_and_staging_names_are_never_objects(
     conn = LocalConnector(tmp_path)
     conn.put("d/a.txt", io.BytesIO(b"plain"), 5, metadata={"k": "v"})
     assert not (tmp_path / ".bascule-meta").exists()  # one file per object
-    assert json.loads(os.getxattr(tmp_path / "d" / "a.txt", "user.bascule"))["metadata"] == {
-        "k": "v"
-    }
+    record = record_codec.decode(os.getxattr(tmp_path / "d" / "a.txt", "user.bascule"))
+    assert record["metadata"] == {"k": "v"}
     (tmp_path / "d" / ".bascule-put-0123abcd").write_bytes(b"half-written")  # a crashed put
     assert [o.key for o in conn.list()] == ["d/a.txt"]
     assert conn.key_problem("d/.bascule-put-0123abcd") is not None

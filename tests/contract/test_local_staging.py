@@ -8,7 +8,6 @@ import base64
 import errno
 import hashlib
 import io
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bascule.connectors import file_records
+from bascule.connectors import file_records, record_codec
 from bascule.connectors.local import LocalConnector
 from bascule.errors import ConnectorError
 
@@ -72,12 +71,12 @@ def test_the_record_is_on_the_file_before_it_takes_its_name(
     seen: list[dict[str, object]] = []
 
     def linking(src: str, dst: str, **kwargs: object) -> None:
-        seen.append(json.loads(os.getxattr(src, file_records.XATTR)))  # /proc/self/fd/N
+        seen.append(record_codec.decode(os.getxattr(src, file_records.XATTR)))  # /proc/self/fd/N
         real_link(src, dst, **kwargs)  # type: ignore[arg-type]
 
     def replacing(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
         staged = f"/proc/self/fd/{src_dir_fd}/{src}"
-        seen.append(json.loads(os.getxattr(staged, file_records.XATTR)))
+        seen.append(record_codec.decode(os.getxattr(staged, file_records.XATTR)))
         real_replace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
     monkeypatch.setattr(os, "link", linking)

@@ -1,0 +1,147 @@
+"""The local connector's compact record: it gives back exactly what was put, the records a
+migration writes fit an ext4 inode (64 bytes), JSON records (sidecars, earlier versions) read
+as before, and a damaged value reads as no record rather than failing a listing."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bascule.connectors import record_codec
+from bascule.connectors.file_records import XATTR, file_etag, record_json
+from bascule.connectors.local import LocalConnector
+from bascule.migration.coordinator import object_metadata
+from bascule.migration.plan import ObjectPlan
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=40)
+# strings near the forms the codec packs: digits, hexadecimal groups, the words it knows
+_NEAR = st.one_of(
+    _TEXT,
+    st.from_regex(r"\A\"?[0-9a-fA-F\-x_ +]{0,30}\"?\Z"),
+    st.integers(min_value=0, max_value=2**70).map(str),
+    st.sampled_from(record_codec.WORDS),
+)
+_MD5 = st.binary(min_size=16, max_size=16)
+
+
+@given(etag=_NEAR, md5=_MD5, metadata=st.dictionaries(_NEAR, _NEAR, max_size=6))
+def test_decoding_gives_back_what_was_encoded(
+    etag: str, md5: bytes, metadata: dict[str, str]
+) -> None:
+    encoded = record_codec.encode(etag, md5, metadata)
+    assert encoded is not None
+    md5_b64 = base64.b64encode(md5).decode()
+    assert record_codec.decode(encoded) == {
+        "etag": etag,
+        "content-md5": md5_b64,
+        "metadata": metadata,
+    }
+
+
+@given(
+    ino=st.integers(min_value=0, max_value=2**64 - 1),
+    size=st.integers(min_value=0, max_value=2**63 - 1),
+    mtime_ns=st.integers(min_value=0, max_value=2**63 - 1),
+)
+def test_a_file_s_etag_packed_from_its_numbers_reads_as_file_etag(
+    ino: int, size: int, mtime_ns: int
+) -> None:
+    fields = [0] * 10
+    fields[1], fields[6] = ino, size
+    st_ = os.stat_result((*fields, 0.0, 0.0, 0.0, 0, mtime_ns, 0))
+    assert st_.st_mtime_ns == mtime_ns
+    encoded = record_codec.encode_file(st_, bytes(16), {})
+    assert encoded is not None
+    assert record_codec.decode(encoded)["etag"] == file_etag(st_)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0x1f",
+        "1F",
+        "01",
+        "00",
+        "1_f",
+        " 1f",
+        "-1",
+        "1-",
+        "1--2",
+        "",
+        "9" * 5000,
+        "é-1",
+        "0x0F",
+        "0x",
+        "0xG",
+        "0X1F",
+        "0x1_F",
+        '"',
+        '""',
+        '"0x1F',
+        "0a",
+        "a",
+        "0A0b",
+        "0 a",
+        '"\x00"',
+    ],
+)
+def test_strings_no_packed_form_gives_back_are_kept_as_they_are(value: str) -> None:
+    encoded = record_codec.encode(value, bytes(16), {value: value})
+    assert encoded is not None
+    assert record_codec.decode(encoded)["metadata"] == {value: value}
+    assert record_codec.decode(encoded)["etag"] == value
+
+
+def _plan(etag: str, size: int) -> ObjectPlan:
+    return ObjectPlan("d", "k", "k", size, etag, "new", True, size, size + 200, ())
+
+
+@pytest.mark.parametrize(
+    "source_etag",
+    [
+        "9a3f21c-b-18ef098b36a63c6a",  # a local source: inode, size and mtime in hexadecimal
+        '"0x8DCA1B2C3D4E5F6"',  # Azure Blob
+        '"9e107d9d372bb6826bd81d3542a419d6"',  # an S3 source
+    ],
+)
+def test_a_migrated_file_s_record_fits_an_ext4_inode(tmp_path: Path, source_etag: str) -> None:
+    """Up to 1 MiB (beyond it, a block more per file is a small share of its data)."""
+    conn = LocalConnector(tmp_path)
+    metadata = object_metadata(_plan(source_etag, 2**20 - 200))  # encrypted: 200 B of age
+    conn.put("d/o", io.BytesIO(b"x" * 2**20), 2**20, metadata=metadata)
+    raw = os.getxattr(tmp_path / "d" / "o", XATTR)
+    assert len(raw) <= record_codec.IN_INODE_BYTES
+    assert len(record_json(file_etag(os.stat(tmp_path / "d" / "o")), "a" * 24, metadata)) > 64
+    assert conn.stat("d/o").metadata == metadata
+
+
+def test_a_json_record_reads_as_before() -> None:
+    record = record_json("1-2-3", "MfcJqC9bekZKLzHacwRHAw==", {"k": "v"})
+    assert record_codec.decode(record) == json.loads(record)
+
+
+def test_a_record_that_cannot_be_packed_is_refused_for_json() -> None:
+    assert record_codec.encode("e", b"short", {}) is None
+    odd = {"size": 3}
+    assert record_codec.encode("e", bytes(16), odd) is None  # type: ignore[arg-type]
+    assert record_codec.encode_file(os.stat("."), bytes(16), odd) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cut", [1, 2, 10, 17, -1])
+def test_a_damaged_record_reads_as_none(cut: int) -> None:
+    encoded = record_codec.encode("1-2-3", bytes(16), {"bascule-plain-size": "11", "k": "v"})
+    assert encoded is not None
+    assert record_codec.decode(encoded[:cut]) == {}
+    assert record_codec.decode(encoded + b"\x00") == {}  # bytes after the record
+    assert record_codec.decode(b"\x02" + encoded[1:]) == {}  # a format this version lacks
+    assert record_codec.decode(encoded[:-1] + b"\xff") == {}  # not UTF-8, or cut short
+    assert record_codec.decode(b"[1, 2]") == {}
+    assert record_codec.decode(b"{not json") == {}
+    assert record_codec.decode(b"") == {}
