@@ -11,7 +11,10 @@ the same folder into a crypt remote over a local folder (names not encrypted: ba
 names). Both get the same number of transfers (`concurrency`, `--transfers`/`--checkers`).
 Neither side touches the network: this line measures what each tool spends per object.
 The tools take turns for `--rounds` rounds, each into a target of its own, in the reverse
-order every other round; the ratio quoted is the median of the rounds' ratios.
+order every other round; the ratio quoted is the median of the rounds' ratios. Before each
+line the work folder's file system is flushed (syncfs), untimed, so that no tool pays for the
+writeback of the line before it; `durable_seconds` adds the flush after the line: the time
+until what the tool wrote is on disk (bascule flushes before it journals; rclone does not).
 
 Not part of the test suite: figures depend on the machine and its load (recorded).
 """
@@ -28,12 +31,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bascule.age.stream import X25519Identity
+from bascule.connectors.fileio import syncfs
 from bascule.connectors.rclone import rclone_binary
 from benchmarks.lines import _profiled
 from benchmarks.measure import ProcessFigures, cpu_model, load_1min, python_build, run_measured
@@ -167,6 +172,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "lines": lines,
         "bascule_over_rclone_seconds": _ratios(lines, names[:-1], "seconds"),
         "bascule_over_rclone_cpu": _ratios(lines, names[:-1], "cpu_seconds"),
+        "bascule_over_rclone_durable": _ratios(lines, names[:-1], "durable_seconds"),
     }
 
 
@@ -178,6 +184,7 @@ def _line(
     work = root / f"r{round_}" / re.sub(r"[^a-z0-9]+", "-", name)
     target = work / "dst" / "data"
     target.mkdir(parents=True)
+    _flush_disk(root)  # the last line's writes written back: no tool pays for another's
     load = os.getloadavg()
     if name == "rclone crypt":
         figures = rclone_line(work, source, target, args.transfers)
@@ -188,7 +195,22 @@ def _line(
         figures = bascule_line(work, config, executor, prof, args.py_spy)
         if prof is not None and prof.exists():
             pstats.Stats(str(prof)).sort_stats("tottime").print_stats(args.top)
-    return {**_figures(name, figures, _count(target), load), "round": round_}
+    durable = figures.seconds + _flush_disk(root)
+    line = _figures(name, figures, _count(target), load)
+    return {**line, "durable_seconds": round(durable, 2), "round": round_}
+
+
+def _flush_disk(root: Path) -> float:
+    """syncfs(2) on the file system holding `root`; the seconds it took. bascule flushes
+    what it wrote before its journal holds it (its crash contract); rclone's local backend
+    leaves it to the kernel, whose writeback, untimed, would otherwise land in the next line."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        started = time.perf_counter()
+        syncfs(fd)
+        return time.perf_counter() - started
+    finally:
+        os.close(fd)
 
 
 def _ratios(lines: list[dict[str, Any]], names: list[str], figure: str) -> dict[str, Any]:
@@ -235,7 +257,7 @@ def main(argv: list[str]) -> int:
         report = run(args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for figure in ("seconds", "cpu"):
+    for figure in ("seconds", "cpu", "durable"):
         for line, ratio in report[f"bascule_over_rclone_{figure}"].items():
             each = ", ".join(str(r) for r in ratio["rounds"])
             print(f"{line} / rclone crypt ({figure}): median {ratio['median']} (rounds: {each})")

@@ -6,12 +6,19 @@ fields) - 4 (the attribute area's magic) - 24 (the entry of a 7-byte name, "basc
 user namespace) - 4 (the end marker); on ext4, `os.setxattr` of 64 bytes keeps a small
 file's `st_blocks` at 8, of 65 makes it 16. A longer value takes a block of its own: one
 more block allocated, journaled and written per file, 4 KiB on disk for a few bytes. The
-JSON form of bascule's record is about 200 bytes; this form of the same record 57 (a local
-or Azure source) to 63 (an S3 source, files up to 1 MiB), so a small file is its inode and
-one data block (20,000 files of 11 bytes, ext4, encrypted: 3.62 s against 3.79 for the
-JSON record, medians of five alternating runs; 2 % less CPU).
+JSON form of bascule's record is about 200 bytes; these forms hold it in 46 (an Azure source)
+to 54 bytes (a local or S3 source), so a small file is its inode and one data block (20,000
+files of 11 bytes, ext4, encrypted: see the README's benchmarks).
 
-Format 1, every integer an unsigned LEB128 varint:
+Format 2, the record of a file a migration wrote (its metadata `MIGRATION_KEYS`, in that
+order, as `migration.coordinator.object_metadata` makes it), one little-endian struct
+(`_layout`; 2.6 us to pack where format 1 takes 5.5, on a put of about 40 us):
+
+    0x02 | flags | ino, size: u32 or u64 | mtime_ns: u64 | MD5: 16 bytes | plain size:
+    u32 or u64 | the source etag: three numbers (a local file's), one (Azure's "0x..."),
+    16 bytes (an MD5 in hexadecimal, S3's), or a length and that many bytes of UTF-8
+
+Format 1, any record, every integer an unsigned LEB128 varint:
 
     0x01 | etag: string | MD5: 16 bytes | n: int | n x (key: string, value: string)
 
@@ -21,18 +28,22 @@ lowercase hexadecimal joined by "-" (file etags, "ino-size-mtime"); `DECIMAL`, o
 (sizes); `HEX_BYTES`, a count and that many bytes, written back in lowercase hexadecimal (an
 MD5: S3's etags); `HEX_0X`, an integer written back as "0x" and uppercase hexadecimal
 (Azure's etags); `QUOTED`, a string, written back between double quotes (HTTP etags); from
-`RAW`, `tag - RAW` bytes of UTF-8. A record not written in this form (a JSON
-record, which starts with "{", as the sidecars hold and earlier versions wrote) is read as
-JSON. A value that no form here gives back exactly is written raw: decoding always returns
-what was encoded, which the property test checks.
+`RAW`, `tag - RAW` bytes of UTF-8.
+
+A record in neither form (a JSON record, which starts with "{", as the sidecars hold and
+earlier versions wrote) is read as JSON. A value that no packed form gives back exactly is
+written raw (or the record falls back to the general form, or to JSON): decoding always
+returns what was encoded, which the property tests check.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
+import struct
 from collections.abc import Mapping
 
 FORMAT = 1
@@ -55,6 +66,28 @@ _HEX_GROUP = "(?:0|[1-9a-f][0-9a-f]*)"
 _HEX_DASH = re.compile(f"{_HEX_GROUP}(?:-{_HEX_GROUP})*")
 _DECIMAL_DIGITS = 19  # below int()'s limit on decimal strings, and any size in 64 bits
 IN_INODE_BYTES = 64  # the longest value ext4 keeps in a 256-byte inode (see above)
+_U32, _U64 = 2**32, 2**64
+_FORMAT_TAG = b"\x01"
+
+# Format 2: the record of a file a migration wrote (`migration.coordinator.object_metadata`).
+FIXED = 2
+MIGRATION_KEYS = ("bascule-encryption", "bascule-plain-size", "bascule-source-etag")
+_NONE = 0x01  # "bascule-encryption" is "none" (else "age-v1")
+_ENCRYPTION_FLAGS = {"age-v1": 0, "none": _NONE}
+_INO64, _SIZE64, _PLAIN64 = 0x02, 0x04, 0x08  # that number takes 8 bytes (else 4)
+_SOURCE_FORMS = 0x30  # how the source etag is packed:
+_SRC_FILE = 0x00  # a local file's, "ino-size-mtime": three numbers
+_SRC_AZURE = 0x10  # Azure's, "0x" and uppercase hexadecimal: one number
+_SRC_MD5 = 0x20  # an MD5 in lowercase hexadecimal (S3's): 16 bytes
+_SRC_RAW = 0x30  # else: its length in one byte, then its UTF-8 after the struct
+_SRC_INO64, _SRC_SIZE64 = 0x40, 0x80  # widths of a local source's inode and size
+_UNUSED = 0  # every flag bit has a meaning
+_FIXED_TAG = b"\x02"
+_HEX16 = "(0|[1-9a-f][0-9a-f]{0,15})"
+_FILE_ETAG = re.compile(f"{_HEX16}-{_HEX16}-{_HEX16}")
+_AZURE_ETAG = re.compile("0x(?:0|[1-9A-F][0-9A-F]{0,15})")
+_MD5_HEX = re.compile("[0-9a-f]{32}")
+_DECIMAL = re.compile("0|[1-9][0-9]{0,18}")  # any size in 64 bits
 
 
 def encode(etag: str, md5: bytes, metadata: Mapping[str, str]) -> bytes | None:
@@ -70,12 +103,98 @@ def encode(etag: str, md5: bytes, metadata: Mapping[str, str]) -> bytes | None:
 
 def encode_file(st: os.stat_result, md5: bytes, metadata: Mapping[str, str]) -> bytes | None:
     """`encode` for the etag `file_etag(st)` ("ino-size-mtime" in hexadecimal), packed from
-    the numbers themselves (half the cost of reading them back from the string)."""
+    the numbers themselves: format 2 where the metadata is what a migration writes (one
+    `struct.pack`), else format 1."""
+    ino, size, mtime = st.st_ino, st.st_size, st.st_mtime_ns
+    if not (0 <= ino < _U64 and 0 <= size < _U64 and 0 <= mtime < _U64):
+        return None  # file_etag writes a sign: the JSON form keeps it
+    if len(md5) == MD5_BYTES and tuple(metadata) == MIGRATION_KEYS:
+        fixed = _fixed(ino, size, mtime, md5, metadata)
+        if fixed is not None:
+            return fixed
     out = bytearray((FORMAT, HEX_DASH, 3))
-    _varint(out, st.st_ino)
-    _varint(out, st.st_size)
-    _varint(out, st.st_mtime_ns)
+    _varint(out, ino)
+    _varint(out, size)
+    _varint(out, mtime)
     return _finish(out, md5, metadata)
+
+
+def _fixed(ino: int, size: int, mtime: int, md5: bytes, meta: Mapping[str, str]) -> bytes | None:
+    """Format 2, or None where a value has none of its forms."""
+    encryption = meta[MIGRATION_KEYS[0]]
+    plain = meta[MIGRATION_KEYS[1]]
+    source = meta[MIGRATION_KEYS[2]]
+    if type(encryption) is not str or type(plain) is not str or type(source) is not str:
+        return None
+    flags = _ENCRYPTION_FLAGS.get(encryption)
+    if flags is None or not _DECIMAL.fullmatch(plain):
+        return None
+    plain_n = int(plain)
+    extra = b""
+    tail: tuple[int | bytes, ...]
+    if (m := _FILE_ETAG.fullmatch(source)) is not None:
+        src_ino, src_size, src_mtime = int(m[1], 16), int(m[2], 16), int(m[3], 16)
+        flags |= (_SRC_INO64 if src_ino >= _U32 else 0) | (_SRC_SIZE64 if src_size >= _U32 else 0)
+        tail = (src_ino, src_size, src_mtime)
+    elif _AZURE_ETAG.fullmatch(source) is not None:
+        flags |= _SRC_AZURE
+        tail = (int(source[2:], 16),)
+    elif _MD5_HEX.fullmatch(source) is not None:
+        flags |= _SRC_MD5
+        tail = (bytes.fromhex(source),)
+    else:
+        extra = source.encode("utf-8")
+        if len(extra) > 0xFF:
+            return None
+        flags |= _SRC_RAW
+        tail = (len(extra),)
+    flags |= (_INO64 if ino >= _U32 else 0) | (_SIZE64 if size >= _U32 else 0)
+    flags |= _PLAIN64 if plain_n >= _U32 else 0
+    return _layout(flags).pack(FIXED, flags, ino, size, mtime, md5, plain_n, *tail) + extra
+
+
+@functools.cache
+def _layout(flags: int) -> struct.Struct:
+    """The struct of a format-2 record with these flags (a raw source etag's bytes follow)."""
+
+    def width(bit: int) -> str:
+        return "Q" if flags & bit else "I"
+
+    layout = f"<BB{width(_INO64)}{width(_SIZE64)}Q16s{width(_PLAIN64)}"
+    form = flags & _SOURCE_FORMS
+    if form == _SRC_FILE:
+        layout += f"{width(_SRC_INO64)}{width(_SRC_SIZE64)}Q"
+    else:
+        layout += {_SRC_AZURE: "Q", _SRC_MD5: "16s", _SRC_RAW: "B"}[form]
+    return struct.Struct(layout)
+
+
+def _read_fixed(raw: bytes) -> dict[str, object]:
+    """A format-2 record; ValueError, IndexError or struct.error where it is damaged."""
+    flags = raw[1]
+    layout = _layout(flags)
+    _, _, ino, size, mtime, md5, plain_n, *tail = layout.unpack_from(raw)
+    rest = raw[layout.size :]
+    form = flags & _SOURCE_FORMS
+    if form == _SRC_FILE:
+        source = f"{tail[0]:x}-{tail[1]:x}-{tail[2]:x}"
+    elif form == _SRC_AZURE:
+        source = f"0x{tail[0]:X}"
+    elif form == _SRC_MD5:
+        source = tail[0].hex()
+    else:
+        if len(rest) != tail[0]:
+            raise ValueError("raw etag cut short, or bytes after it")
+        source, rest = rest.decode("utf-8"), b""
+    if rest or flags & _UNUSED:
+        raise ValueError("bytes after the record, or flags this version lacks")
+    metadata = {
+        MIGRATION_KEYS[0]: "none" if flags & _NONE else "age-v1",
+        MIGRATION_KEYS[1]: str(plain_n),
+        MIGRATION_KEYS[2]: source,
+    }
+    md5_b64 = base64.b64encode(md5).decode("ascii")
+    return {"etag": f"{ino:x}-{size:x}-{mtime:x}", "content-md5": md5_b64, "metadata": metadata}
 
 
 def _finish(out: bytearray, md5: bytes, metadata: Mapping[str, str]) -> bytes | None:
@@ -99,10 +218,12 @@ def decode(raw: bytes) -> dict[str, object]:
         if raw[:1] == b"{":
             loaded = json.loads(raw)
             return loaded if isinstance(loaded, dict) else {}
-        if raw[:1] != bytes((FORMAT,)):
+        if raw[:1] == _FIXED_TAG:
+            return _read_fixed(raw)
+        if raw[:1] != _FORMAT_TAG:
             return {}
         return _Reader(raw).record()
-    except (ValueError, IndexError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (ValueError, IndexError, struct.error):  # UnicodeDecodeError, JSONDecodeError too
         return {}
 
 
@@ -211,21 +332,27 @@ class _Reader:
         return data
 
     def _varint(self) -> int:
-        n = shift = 0
-        while True:
-            byte = self._raw[self._at]
-            self._at += 1
-            n |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return n
-            shift += 7
+        raw, at = self._raw, self._at
+        n = raw[at]
+        at += 1
+        if n >= 0x80:  # more bytes follow (a tag or a small number takes one)
+            n &= 0x7F
+            shift = 7
+            while (byte := raw[at]) >= 0x80:
+                n |= (byte & 0x7F) << shift
+                shift += 7
+                at += 1
+            n |= byte << shift
+            at += 1
+        self._at = at
+        return n
 
     def _string(self) -> str:
         tag = self._varint()
         if tag < HEX_DASH:
             return WORDS[tag]
         if tag == HEX_DASH:
-            return "-".join(format(self._varint(), "x") for _ in range(self._varint()))
+            return "-".join([f"{self._varint():x}" for _ in range(self._varint())])
         if tag == DECIMAL:
             return str(self._varint())
         if tag == HEX_BYTES:

@@ -53,13 +53,64 @@ def test_decoding_gives_back_what_was_encoded(
 def test_a_file_s_etag_packed_from_its_numbers_reads_as_file_etag(
     ino: int, size: int, mtime_ns: int
 ) -> None:
-    fields = [0] * 10
-    fields[1], fields[6] = ino, size
-    st_ = os.stat_result((*fields, 0.0, 0.0, 0.0, 0, mtime_ns, 0))
+    st_ = _stat(ino, size, mtime_ns)
     assert st_.st_mtime_ns == mtime_ns
     encoded = record_codec.encode_file(st_, bytes(16), {})
     assert encoded is not None
     assert record_codec.decode(encoded)["etag"] == file_etag(st_)
+
+
+_FILE_ETAG = st.tuples(st.integers(0, 2**70), st.integers(0, 2**70), st.integers(0, 2**70)).map(
+    lambda t: "-".join(f"{n:x}" for n in t)
+)
+_SOURCE_ETAG = st.one_of(
+    _NEAR,
+    _FILE_ETAG,
+    st.integers(0, 2**68).map(lambda n: f"0x{n:X}"),
+    st.binary(min_size=16, max_size=16).map(bytes.hex),
+    st.text(max_size=300),
+)
+
+
+@given(
+    ino=st.integers(0, 2**64 - 1),
+    size=st.integers(0, 2**64 - 1),
+    md5=_MD5,
+    encryption=st.one_of(st.sampled_from(["age-v1", "none"]), _NEAR),
+    plain=st.one_of(st.integers(0, 2**66).map(str), _NEAR),
+    source=_SOURCE_ETAG,
+)
+def test_a_migrated_file_s_record_reads_back_whatever_its_values(
+    ino: int, size: int, md5: bytes, encryption: str, plain: str, source: str
+) -> None:
+    """The one-struct form (format 2) where the values allow it, the general one elsewhere:
+    either way what was put."""
+    metadata = dict(zip(record_codec.MIGRATION_KEYS, (encryption, plain, source), strict=True))
+    st_ = _stat(ino, size, 1_765_000_000_000_000_000)
+    encoded = record_codec.encode_file(st_, md5, metadata)
+    assert encoded is not None
+    assert record_codec.decode(encoded) == {
+        "etag": file_etag(st_),
+        "content-md5": base64.b64encode(md5).decode(),
+        "metadata": metadata,
+    }
+
+
+def test_bascule_s_own_records_take_the_one_struct_form() -> None:
+    md5 = bytes(16)
+    for source in ("9a3f21c-b-18ef098b36a63c6a", "0x8DCA1B2C3D4E5F6", "ab" * 16, "x-y"):
+        metadata = object_metadata(_plan(source, 11))
+        encoded = record_codec.encode_file(_stat(5, 211, 7), md5, metadata)
+        assert encoded is not None and encoded[0] == record_codec.FIXED
+    other = {"owner": "hdh"}
+    encoded = record_codec.encode_file(_stat(5, 211, 7), md5, other)
+    assert encoded is not None and encoded[0] == record_codec.FORMAT
+
+
+def _stat(ino: int, size: int, mtime_ns: int) -> os.stat_result:
+    fields = [0] * 10
+    fields[1], fields[6] = ino, size
+    return os.stat_result((*fields, 0.0, 0.0, 0.0, 0, mtime_ns, 0))
 
 
 @pytest.mark.parametrize(
@@ -107,8 +158,9 @@ def _plan(etag: str, size: int) -> ObjectPlan:
     "source_etag",
     [
         "9a3f21c-b-18ef098b36a63c6a",  # a local source: inode, size and mtime in hexadecimal
-        '"0x8DCA1B2C3D4E5F6"',  # Azure Blob
-        '"9e107d9d372bb6826bd81d3542a419d6"',  # an S3 source
+        "0x8DCA1B2C3D4E5F6",  # Azure Blob (the connectors keep etags without their quotes)
+        "0e107d9d372bb6826bd81d3542a419d6",  # an S3 source: the MD5 of a single-part object
+        "an etag of another form",
     ],
 )
 def test_a_migrated_file_s_record_fits_an_ext4_inode(tmp_path: Path, source_etag: str) -> None:
@@ -134,13 +186,24 @@ def test_a_record_that_cannot_be_packed_is_refused_for_json() -> None:
     assert record_codec.encode_file(os.stat("."), bytes(16), odd) is None  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("source", ["1-2-3", "0x1F", "ab" * 16, "raw etag"])
+@pytest.mark.parametrize("cut", [1, 2, 10, 30, -1])
+def test_a_damaged_migration_record_reads_as_none(cut: int, source: str) -> None:
+    encoded = record_codec.encode_file(
+        _stat(5, 211, 7), bytes(16), object_metadata(_plan(source, 11))
+    )
+    assert encoded is not None and encoded[0] == record_codec.FIXED
+    assert record_codec.decode(encoded[:cut]) == {}
+    assert record_codec.decode(encoded + b"\x00") == {}
+
+
 @pytest.mark.parametrize("cut", [1, 2, 10, 17, -1])
 def test_a_damaged_record_reads_as_none(cut: int) -> None:
     encoded = record_codec.encode("1-2-3", bytes(16), {"bascule-plain-size": "11", "k": "v"})
     assert encoded is not None
     assert record_codec.decode(encoded[:cut]) == {}
     assert record_codec.decode(encoded + b"\x00") == {}  # bytes after the record
-    assert record_codec.decode(b"\x02" + encoded[1:]) == {}  # a format this version lacks
+    assert record_codec.decode(b"\x03" + encoded[1:]) == {}  # a format this version lacks
     assert record_codec.decode(encoded[:-1] + b"\xff") == {}  # not UTF-8, or cut short
     assert record_codec.decode(b"[1, 2]") == {}
     assert record_codec.decode(b"{not json") == {}
