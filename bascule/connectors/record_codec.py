@@ -10,8 +10,8 @@ JSON form of bascule's record is about 200 bytes; these forms hold it in 46 (an 
 to 54 bytes (a local or S3 source), so a small file is its inode and one data block (20,000
 files of 11 bytes, ext4, encrypted: see the README's benchmarks).
 
-Format 2, the record of a file a migration wrote (its metadata `MIGRATION_KEYS`, in that
-order, as `migration.coordinator.object_metadata` makes it), one little-endian struct
+Format 2, the record of a file a migration wrote (its metadata the keys `MIGRATION_KEYS`, as
+`migration.coordinator.object_metadata` makes it; read back in that order), one little-endian struct
 (`_layout`; 2.6 us to pack where format 1 takes 5.5, on a put of about 40 us):
 
     0x02 | flags | ino, size: u32 or u64 | mtime_ns: u64 | MD5: 16 bytes | plain size:
@@ -39,7 +39,6 @@ returns what was encoded, which the property tests check.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import os
 import re
@@ -72,6 +71,7 @@ _FORMAT_TAG = b"\x01"
 # Format 2: the record of a file a migration wrote (`migration.coordinator.object_metadata`).
 FIXED = 2
 MIGRATION_KEYS = ("bascule-encryption", "bascule-plain-size", "bascule-source-etag")
+_KEY_ENCRYPTION, _KEY_PLAIN, _KEY_SOURCE = MIGRATION_KEYS
 _NONE = 0x01  # "bascule-encryption" is "none" (else "age-v1")
 _ENCRYPTION_FLAGS = {"age-v1": 0, "none": _NONE}
 _INO64, _SIZE64, _PLAIN64 = 0x02, 0x04, 0x08  # that number takes 8 bytes (else 4)
@@ -108,8 +108,11 @@ def encode_file(st: os.stat_result, md5: bytes, metadata: Mapping[str, str]) -> 
     ino, size, mtime = st.st_ino, st.st_size, st.st_mtime_ns
     if not (0 <= ino < _U64 and 0 <= size < _U64 and 0 <= mtime < _U64):
         return None  # file_etag writes a sign: the JSON form keeps it
-    if len(md5) == MD5_BYTES and tuple(metadata) == MIGRATION_KEYS:
-        fixed = _fixed(ino, size, mtime, md5, metadata)
+    if len(md5) == MD5_BYTES and len(metadata) == len(MIGRATION_KEYS):
+        try:
+            fixed = _fixed(ino, size, mtime, md5, metadata)
+        except (KeyError, TypeError):  # other keys, or a value that is not a string
+            fixed = None
         if fixed is not None:
             return fixed
     out = bytearray((FORMAT, HEX_DASH, 3))
@@ -120,15 +123,13 @@ def encode_file(st: os.stat_result, md5: bytes, metadata: Mapping[str, str]) -> 
 
 
 def _fixed(ino: int, size: int, mtime: int, md5: bytes, meta: Mapping[str, str]) -> bytes | None:
-    """Format 2, or None where a value has none of its forms."""
-    encryption = meta[MIGRATION_KEYS[0]]
-    plain = meta[MIGRATION_KEYS[1]]
-    source = meta[MIGRATION_KEYS[2]]
-    if type(encryption) is not str or type(plain) is not str or type(source) is not str:
+    """Format 2, or None where a value has none of its forms; KeyError for a key that is not
+    one of `MIGRATION_KEYS`, TypeError for a value that is not a string."""
+    flags = _ENCRYPTION_FLAGS.get(meta[_KEY_ENCRYPTION])
+    plain = meta[_KEY_PLAIN]
+    if flags is None or _DECIMAL.fullmatch(plain) is None:
         return None
-    flags = _ENCRYPTION_FLAGS.get(encryption)
-    if flags is None or not _DECIMAL.fullmatch(plain):
-        return None
+    source = meta[_KEY_SOURCE]
     plain_n = int(plain)
     extra = b""
     tail: tuple[int | bytes, ...]
@@ -150,10 +151,13 @@ def _fixed(ino: int, size: int, mtime: int, md5: bytes, meta: Mapping[str, str])
         tail = (len(extra),)
     flags |= (_INO64 if ino >= _U32 else 0) | (_SIZE64 if size >= _U32 else 0)
     flags |= _PLAIN64 if plain_n >= _U32 else 0
-    return _layout(flags).pack(FIXED, flags, ino, size, mtime, md5, plain_n, *tail) + extra
+    layout = _LAYOUTS.get(flags) or _layout(flags)
+    return layout.pack(FIXED, flags, ino, size, mtime, md5, plain_n, *tail) + extra
 
 
-@functools.cache
+_LAYOUTS: dict[int, struct.Struct] = {}
+
+
 def _layout(flags: int) -> struct.Struct:
     """The struct of a format-2 record with these flags (a raw source etag's bytes follow)."""
 
@@ -166,7 +170,7 @@ def _layout(flags: int) -> struct.Struct:
         layout += f"{width(_SRC_INO64)}{width(_SRC_SIZE64)}Q"
     else:
         layout += {_SRC_AZURE: "Q", _SRC_MD5: "16s", _SRC_RAW: "B"}[form]
-    return struct.Struct(layout)
+    return _LAYOUTS.setdefault(flags, struct.Struct(layout))
 
 
 def _read_fixed(raw: bytes) -> dict[str, object]:
