@@ -81,7 +81,6 @@ _SRC_AZURE = 0x10  # Azure's, "0x" and uppercase hexadecimal: one number
 _SRC_MD5 = 0x20  # an MD5 in lowercase hexadecimal (S3's): 16 bytes
 _SRC_RAW = 0x30  # else: its length in one byte, then its UTF-8 after the struct
 _SRC_INO64, _SRC_SIZE64 = 0x40, 0x80  # widths of a local source's inode and size
-_UNUSED = 0  # every flag bit has a meaning
 _FIXED_TAG = b"\x02"
 _HEX16 = "(0|[1-9a-f][0-9a-f]{0,15})"
 _FILE_ETAG = re.compile(f"{_HEX16}-{_HEX16}-{_HEX16}")
@@ -190,8 +189,8 @@ def _read_fixed(raw: bytes) -> dict[str, object]:
         if len(rest) != tail[0]:
             raise ValueError("raw etag cut short, or bytes after it")
         source, rest = rest.decode("utf-8"), b""
-    if rest or flags & _UNUSED:
-        raise ValueError("bytes after the record, or flags this version lacks")
+    if rest:
+        raise ValueError("bytes after the record")
     metadata = {
         MIGRATION_KEYS[0]: "none" if flags & _NONE else "age-v1",
         MIGRATION_KEYS[1]: str(plain_n),
