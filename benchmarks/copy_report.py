@@ -65,6 +65,7 @@ def columns(large: bool) -> list[Column]:
         Column("servers CPU s", lambda r: _num(r.server_cpu_seconds, 2)),
         Column("Azurite", lambda r: _num(r.azurite_cpu_seconds, 2)),
         Column("S3 server", lambda r: _num(r.s3_server_cpu_seconds, 2)),
+        Column("idle core-s", lambda r: _num(r.idle_core_seconds, 2)),
         Column("RSS MiB", lambda r: f"{r.peak_rss_bytes / MiB:,.0f}"),
         Column("tree MiB", lambda r: f"{r.peak_tree_rss_bytes / MiB:,.0f}"),
         Column("load before", lambda r: _num(r.load_1min_before)),
@@ -238,6 +239,8 @@ MARKDOWN_NOTES = [
     "included; eng MB/s: bascule's own run (after loading, listing and starting the "
     "executor). CPU s: user + system of the measured process and the children it waited for; "
     "servers CPU s: Azurite and `rclone serve s3` over the same line, on the same cores. "
+    "idle core-s: what the line left unused of all the machine's cores (a line that keeps "
+    "every core busy is bound by its client's and servers' CPU over the cores). "
     "load: the 1-minute load average before and after the line.",
     "Ratios are numerator / denominator: above 1 on MB/s is faster, above 1 on CPU is more "
     "CPU spent for the same data.",

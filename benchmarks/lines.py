@@ -30,7 +30,7 @@ import yaml
 from bascule.age.stream import X25519Identity
 from bascule.connectors.rclone import rclone_binary
 from bascule.sandbox import servers
-from benchmarks.measure import ProcessFigures, load_1min, run_measured
+from benchmarks.measure import ProcessFigures, idle_core_seconds, load_1min, run_measured
 from benchmarks.sandbox import REGION, SOURCE_CONTAINER, DatasetShape, Sandbox
 
 MiB = 1024 * 1024
@@ -73,6 +73,8 @@ class LineResult:
     exit_code: int
     error: str = ""
     round: int = 1  # which round of `bench_copy --rounds` it ran in
+    # Core-seconds the machine left idle during the line (all cores, the servers' included)
+    idle_core_seconds: float | None = None
 
     @property
     def mb_per_s(self) -> float:
@@ -258,7 +260,9 @@ class Lines:
         os.sync()  # start each line with no dirty pages left by the previous one
         load_before = load_1min()
         before = self.sandbox.server_cpu_by_server()
+        idle_before = idle_core_seconds()
         figures = run_measured(cmd, env, dir_, dir_ / "stdout.txt")
+        idle_after = idle_core_seconds()
         after = self.sandbox.server_cpu_by_server()
         server_cpu = (after[0] - before[0], after[1] - before[1])
         load_after = load_1min()
@@ -266,7 +270,10 @@ class Lines:
         self.sandbox.drop_bucket(bucket)
         loads = (load_before, load_after)
         result = _result(self.sandbox.transport, shape, line, figures, server_cpu, stored, loads)
-        result = dataclasses.replace(result, round=round_no)
+        idle = None
+        if idle_before is not None and idle_after is not None:
+            idle = round(idle_after - idle_before, 2)
+        result = dataclasses.replace(result, round=round_no, idle_core_seconds=idle)
         self.results.append(result)
         return result
 
