@@ -270,9 +270,7 @@ class Lines:
         self.sandbox.drop_bucket(bucket)
         loads = (load_before, load_after)
         result = _result(self.sandbox.transport, shape, line, figures, server_cpu, stored, loads)
-        idle = None
-        if idle_before is not None and idle_after is not None:
-            idle = round(idle_after - idle_before, 2)
+        idle = round(idle_after - idle_before, 2)
         result = dataclasses.replace(result, round=round_no, idle_core_seconds=idle)
         self.results.append(result)
         return result

@@ -171,23 +171,10 @@ def load_1min() -> float:
     return os.getloadavg()[0]
 
 
-def idle_from_stat(text: str, ticks_per_second: int) -> float:
-    """Core-seconds the machine's cores have spent idle (idle + iowait) since boot, from the
-    `cpu` line of /proc/stat (in clock ticks; proc(5))."""
-    for line in text.splitlines():
-        fields = line.split()
-        if fields and fields[0] == "cpu":
-            return (int(fields[4]) + int(fields[5])) / ticks_per_second
-    raise ValueError("no aggregate `cpu` line in /proc/stat")
-
-
-def idle_core_seconds(stat: Path = Path("/proc/stat")) -> float | None:
-    """`idle_from_stat` of this machine now; None where there is no /proc/stat. The
-    difference over a line is what the line left of the machine's cores: the servers share
-    them, so a line is bound by (client CPU + servers CPU) / cores, and its idle core-seconds
-    say how far it stands from that bound."""
-    try:
-        text = stat.read_text()
-    except OSError:
-        return None
-    return idle_from_stat(text, os.sysconf("SC_CLK_TCK"))
+def idle_core_seconds() -> float:
+    """Core-seconds all the machine's cores have spent idle (idle + iowait) since boot, as
+    psutil reads them (/proc/stat on Linux). The difference over a line is what the line
+    left of the machine's cores: the servers share them, so a line is bound by (client CPU +
+    servers CPU) / cores, and its idle core-seconds say how far it stands from that bound."""
+    times = psutil.cpu_times()
+    return float(times.idle + getattr(times, "iowait", 0.0))
